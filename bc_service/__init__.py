@@ -1,0 +1,3 @@
+"""IRMI mammography service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,254 @@
+"""The error envelope every IRMI service speaks, and the exceptions that map onto it.
+
+Every error leaves a service as ``{"error": {"code", "message", "details"}}`` with a fitting
+status. Domain code raises an :class:`IRMIError` subclass; :func:`install_error_handlers` is the
+one place where exceptions become HTTP responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("irmi.errors")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_image"], description="Stable snake_case error code.")
+    message: str = Field(description="Human-readable explanation.")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorEnvelope(BaseModel):
+    """Shape of every error response."""
+
+    error: ErrorBody
+
+
+class IRMIError(Exception):
+    """Base of all domain errors. Subclasses fix the code and the HTTP status."""
+
+    code: ClassVar[str] = "processing_failed"
+    status_code: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Processing failed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def envelope(self) -> ErrorEnvelope:
+        return ErrorEnvelope(
+            error=ErrorBody(code=self.code, message=self.message, details=self.details)
+        )
+
+
+class UnsupportedFormat(IRMIError):
+    code = "unsupported_format"
+    status_code = 415
+    default_message = "Only PNG, JPEG or DICOM images are accepted."
+
+
+class InvalidImage(IRMIError):
+    code = "invalid_image"
+    status_code = 422
+    default_message = "The file could not be read as an image."
+
+
+class ImageTooLarge(IRMIError):
+    code = "image_too_large"
+    status_code = 413
+    default_message = "The image is too large."
+
+
+class PayloadTooLarge(IRMIError):
+    code = "payload_too_large"
+    status_code = 413
+    default_message = "The request body is too large."
+
+
+class NotAChestXray(IRMIError):
+    code = "not_a_chest_xray"
+    status_code = 422
+    default_message = "This is not a valid chest X-ray."
+
+
+class NotAMammogram(IRMIError):
+    code = "not_a_mammogram"
+    status_code = 422
+    default_message = "This is not a valid mammogram."
+
+
+class InvalidView(IRMIError):
+    code = "invalid_view"
+    status_code = 422
+    default_message = "Views must be tagged L-CC, R-CC, L-MLO or R-MLO."
+
+
+class BadRequest(IRMIError):
+    code = "bad_request"
+    status_code = 400
+    default_message = "The request is malformed."
+
+
+class ValidationFailed(IRMIError):
+    code = "validation_error"
+    status_code = 422
+    default_message = "The request did not validate."
+
+
+class Unauthorized(IRMIError):
+    code = "unauthorized"
+    status_code = 401
+    default_message = "Authentication is required."
+
+
+class Forbidden(IRMIError):
+    code = "forbidden"
+    status_code = 403
+    default_message = "You may not access this resource."
+
+
+class NotFound(IRMIError):
+    code = "not_found"
+    status_code = 404
+    default_message = "Not found."
+
+
+class Conflict(IRMIError):
+    code = "conflict"
+    status_code = 409
+    default_message = "The resource already exists or is in a conflicting state."
+
+
+class RateLimited(IRMIError):
+    code = "rate_limited"
+    status_code = 429
+    default_message = "Too many requests; slow down."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+        self.details.setdefault("retry_after", max(1, int(retry_after)))
+
+
+class Overloaded(IRMIError):
+    code = "overloaded"
+    status_code = 503
+    default_message = "The service is at capacity; retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+        self.details.setdefault("retry_after", max(1, int(retry_after)))
+
+
+class ServiceUnavailable(IRMIError):
+    code = "service_unavailable"
+    status_code = 503
+    default_message = "A required service is unavailable; retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
+class ProcessingFailed(IRMIError):
+    code = "processing_failed"
+    status_code = 500
+    default_message = "Processing failed."
+
+
+_HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_format",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details or {}))
+    return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
+
+
+def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        # Never echo the submitted input back: it may be image bytes or personal data.
+        out.append({"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception a route can raise onto the error envelope."""
+
+    async def on_irmi(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, IRMIError)
+        if exc.status_code >= 500:
+            log.warning("request failed: %s", exc.code)
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(
+            422,
+            "validation_error",
+            "The request did not validate.",
+            {"errors": _jsonable_errors(exc)},
+        )
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else "HTTP error."
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, message, headers=headers)
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error: %s", type(exc).__name__)
+        return error_response(500, "processing_failed", "Processing failed unexpectedly.")
+
+    app.add_exception_handler(IRMIError, on_irmi)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def error_responses(*errors: type[IRMIError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the envelope for the given errors."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = out.setdefault(
+            err.status_code, {"model": ErrorEnvelope, "description": "", "codes": []}
+        )
+        entry["codes"].append(err.code)
+    for entry in out.values():
+        entry["description"] = "Error envelope; code one of: " + ", ".join(entry.pop("codes"))
+    return out

@@ -1,0 +1,344 @@
+"""Safe image decoding: PNG, JPEG and DICOM, sniffed from the bytes.
+
+The order matters for safety: the format is recognised from magic bytes (never the file
+name), the byte size and the declared pixel count are checked from the header alone, and
+only then is the image decoded. A PNG that declares 100000 x 100000 pixels is refused without
+allocating anything.
+
+Pixel values keep their bit depth (8 or 16 bit, or float after DICOM LUTs) until the caller
+asks for an explicit conversion with :func:`to_uint8` or :func:`to_float01`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from shared.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
+
+ImageFormat = Literal["png", "jpeg", "dicom"]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+DICOM_MAGIC_OFFSET = 128
+MIN_SIDE = 16
+
+# Formats we recognise only to give a precise refusal.
+_KNOWN_OTHER: list[tuple[bytes, str]] = [
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"%PDF", "pdf"),
+    (b"PK\x03\x04", "zip"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"RIFF", "riff/webp"),
+    (b"\x00\x00\x00\x0cjP  ", "jpeg2000"),
+]
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 60_000_000
+    max_side: int = 12_000
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image: ``pixels`` is (H, W) grayscale or (H, W, 3) RGB.
+
+    dtype is uint8, uint16, or float32 (DICOM after modality/VOI LUTs); ``value_range`` is the
+    range the values live in, used by :func:`to_uint8` to convert explicitly.
+    """
+
+    pixels: NDArray[Any]
+    format: ImageFormat
+    bits_stored: int
+    value_range: tuple[float, float]
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def sniff_format(data: bytes) -> ImageFormat:
+    """Recognise the format from magic bytes; refuse everything else precisely."""
+    if not data:
+        raise InvalidImage("The file is empty.", details={"reason": "empty"})
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if len(data) >= DICOM_MAGIC_OFFSET + 4 and data[128:132] == b"DICM":
+        return "dicom"
+    head = data[:64].lstrip()
+    for magic, name in _KNOWN_OTHER:
+        if data.startswith(magic):
+            raise UnsupportedFormat(details={"detected": name})
+    lowered = head.lower()
+    if lowered.startswith((b"<svg", b"<?xml", b"<!doctype", b"<html")):
+        raise UnsupportedFormat(details={"detected": "svg/html/xml"})
+    raise UnsupportedFormat(details={"detected": "unknown"})
+
+
+def _check_dimensions(width: int, height: int, limits: ImageLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise InvalidImage("The image declares no pixels.", details={"reason": "empty_dimensions"})
+    if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"The image is {width}x{height} pixels; at most {limits.max_side} px a side and "
+            f"{limits.max_pixels} pixels are accepted.",
+            details={"width": width, "height": height, "max_pixels": limits.max_pixels},
+        )
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise InvalidImage(
+            f"The image is {width}x{height} pixels; at least {MIN_SIDE} px a side are needed.",
+            details={"reason": "too_small", "width": width, "height": height},
+        )
+
+
+def _png_ihdr_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height straight from the IHDR chunk, the first chunk of every PNG."""
+    if len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
+def _probe_raster(data: bytes, fmt: ImageFormat, limits: ImageLimits) -> tuple[int, int, str]:
+    """Width, height and mode from the header only (Pillow opens lazily)."""
+    if fmt == "png":
+        size = _png_ihdr_size(data)
+        if size is None:
+            raise InvalidImage("The PNG header is corrupt.", details={"reason": "corrupt_header"})
+        _check_dimensions(size[0], size[1], limits)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data), formats=["PNG" if fmt == "png" else "JPEG"])
+            return int(img.width), int(img.height), str(img.mode)
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(details={"reason": "decompression_bomb"}) from None
+    except Exception as exc:
+        raise InvalidImage(
+            "The image header is corrupt.", details={"reason": "corrupt_header"}
+        ) from exc
+
+
+def _decode_raster(data: bytes, fmt: ImageFormat, limits: ImageLimits) -> DecodedImage:
+    width, height, mode = _probe_raster(data, fmt, limits)
+    _check_dimensions(width, height, limits)
+    if mode == "CMYK":
+        # OpenCV mishandles Adobe-inverted CMYK JPEGs; Pillow converts them correctly.
+        pixels = _decode_with_pillow(data)
+    else:
+        buf = np.frombuffer(data, dtype=np.uint8)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if decoded is None or decoded.shape[0] != height or decoded.shape[1] != width:
+            # Truncated or corrupt data: OpenCV returns None (or a partial image).
+            raise InvalidImage(
+                "The image data is corrupt or truncated.", details={"reason": "corrupt"}
+            )
+        pixels = _normalise_channels(decoded)
+    if (fmt == "png" and not _png_complete(data)) or (fmt == "jpeg" and not _jpeg_complete(data)):
+        raise InvalidImage("The image file is truncated.", details={"reason": "truncated"})
+    bits = 16 if pixels.dtype == np.uint16 else 8
+    return DecodedImage(
+        pixels=pixels, format=fmt, bits_stored=bits, value_range=(0.0, float(2**bits - 1))
+    )
+
+
+def _png_complete(data: bytes) -> bool:
+    return data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82")
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    # The EOI marker cannot occur inside entropy-coded data (0xFF is byte-stuffed there).
+    return b"\xff\xd9" in data[-4096:]
+
+
+def _decode_with_pillow(data: bytes) -> NDArray[Any]:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except Exception as exc:
+        raise InvalidImage("The image data is corrupt.", details={"reason": "corrupt"}) from exc
+
+
+def _normalise_channels(arr: NDArray[Any]) -> NDArray[Any]:
+    """OpenCV BGR/BGRA/gray → RGB or gray, alpha composited onto black."""
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        return arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        bgr = arr[:, :, :3].astype(np.float32)
+        alpha = arr[:, :, 3:4].astype(np.float32) / float(np.iinfo(arr.dtype).max)
+        arr = (bgr * alpha).round().astype(arr.dtype)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        rgb = np.ascontiguousarray(arr[:, :, ::-1])
+        return rgb
+    raise InvalidImage("Unexpected channel layout.", details={"shape": list(arr.shape)})
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+
+    try:
+        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except (InvalidDicomError, Exception) as exc:
+        raise InvalidImage(
+            "The DICOM file is corrupt.", details={"reason": "corrupt_dicom"}
+        ) from exc
+    if "PixelData" not in header and not _has_pixel_tag(data):
+        raise InvalidImage("The DICOM file holds no image.", details={"reason": "no_pixel_data"})
+    rows, cols = int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0)
+    _check_dimensions(cols, rows, limits)
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InvalidImage(
+            "Multi-frame DICOM is not supported; send one frame per file.",
+            details={"reason": "multi_frame", "frames": frames},
+        )
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if "PixelData" not in ds:
+            raise InvalidImage(
+                "The DICOM file holds no image.", details={"reason": "no_pixel_data"}
+            )
+        raw = ds.pixel_array
+    except InvalidImage:
+        raise
+    except Exception as exc:
+        raise InvalidImage(
+            "The DICOM pixel data could not be decoded (corrupt, or a compressed transfer "
+            "syntax this server cannot read).",
+            details={"reason": "undecodable_pixels"},
+        ) from exc
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    meta = _dicom_meta(ds)
+    meta["photometric"] = photometric
+    if raw.ndim == 3 and raw.shape[-1] == 3:  # colour DICOM (RGB, or YBR converted by pydicom)
+        pixels = raw.astype(np.uint8) if raw.dtype != np.uint16 else raw
+        bits = 16 if pixels.dtype == np.uint16 else 8
+        return DecodedImage(pixels, "dicom", bits, (0.0, float(2**bits - 1)), meta)
+    if raw.ndim != 2:
+        raise InvalidImage("Unexpected DICOM pixel layout.", details={"shape": list(raw.shape)})
+    bits_stored = int(ds.get("BitsStored", 8) or 8)
+    values = apply_modality_lut(raw, ds).astype(np.float32)
+    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
+    if has_voi:
+        values = apply_voi_lut(values, ds, prefer_lut=True).astype(np.float32)
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if has_voi and "WindowCenter" in ds and "VOILUTSequence" not in ds:
+        # A linear window maps onto [min, max] of the output's natural range.
+        lo, hi = _window_output_range(ds, values)
+    if hi <= lo:
+        hi = lo + 1.0
+    if photometric == "MONOCHROME1":
+        values = (hi + lo) - values  # inverted: high values are dark
+    return DecodedImage(values, "dicom", bits_stored, (lo, hi), meta)
+
+
+def _window_output_range(ds: Any, values: NDArray[Any]) -> tuple[float, float]:
+    lo, hi = float(np.min(values)), float(np.max(values))
+    try:
+        bits = int(ds.get("BitsStored", 16))
+        signed = int(ds.get("PixelRepresentation", 0)) == 1
+        if signed:
+            return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+        return 0.0, float(2**bits - 1)
+    except Exception:
+        return lo, hi
+
+
+def _has_pixel_tag(data: bytes) -> bool:
+    return b"\xe0\x7f\x10\x00" in data
+
+
+def _dicom_meta(ds: Any) -> dict[str, str]:
+    """Technical tags only; patient identifiers are never copied out of the file."""
+    meta: dict[str, str] = {}
+    for tag in ("Modality", "BodyPartExamined", "ImageLaterality", "Laterality", "ViewPosition"):
+        value = ds.get(tag)
+        if value not in (None, ""):
+            meta[tag] = str(value).strip()
+    return meta
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
+    """Decode PNG, JPEG or DICOM bytes, checking every limit before the full decode."""
+    limits = limits or ImageLimits()
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"The file is {len(data)} bytes; at most {limits.max_bytes} are accepted.",
+            details={"bytes": len(data), "max_bytes": limits.max_bytes},
+        )
+    fmt = sniff_format(data)
+    if fmt == "dicom":
+        return _decode_dicom(data, limits)
+    return _decode_raster(data, fmt, limits)
+
+
+def to_grayscale(img: DecodedImage) -> NDArray[Any]:
+    """(H, W) array in the image's own dtype and range."""
+    px = img.pixels
+    if px.ndim == 2:
+        return px
+    if px.dtype == np.float32:
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.asarray(px @ weights, dtype=np.float32)
+    return np.asarray(cv2.cvtColor(px, cv2.COLOR_RGB2GRAY))
+
+
+def to_uint8(img: DecodedImage, gray: bool = True) -> NDArray[np.uint8]:
+    """Explicit conversion to 8 bits, scaling the image's value range onto 0..255."""
+    px = to_grayscale(img) if gray else img.pixels
+    if px.dtype == np.uint8:
+        return np.asarray(px, dtype=np.uint8)
+    lo, hi = img.value_range
+    scaled = (px.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-6))
+    out: NDArray[np.uint8] = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def to_float01(img: DecodedImage) -> NDArray[np.float32]:
+    """Grayscale float32 in [0, 1] over the image's value range."""
+    px = to_grayscale(img).astype(np.float32)
+    lo, hi = img.value_range
+    out: NDArray[np.float32] = np.clip((px - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
+    return out
+
+
+def encode_png(pixels: NDArray[Any]) -> bytes:
+    """PNG bytes of a gray, RGB or RGBA uint8 array (RGB order)."""
+    arr = pixels
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise InvalidImage("Could not encode PNG.")
+    return bytes(buf.tobytes())

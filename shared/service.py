@@ -1,0 +1,140 @@
+"""Service assembly: the FastAPI app skeleton every IRMI service shares, and its entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+
+from shared.concurrency import CpuPool
+from shared.errors import install_error_handlers
+from shared.logs import RequestContextMiddleware, configure_logging
+from shared.metrics import MetricsMiddleware, ServiceMetrics
+from shared.model import ModelRepository
+from shared.oip import health_router
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("irmi.service")
+
+S = TypeVar("S", bound=ServiceSettings)
+
+StartupHook = Callable[["ServiceContext"], Awaitable[None]]
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service's routes share; stored on ``app.state.ctx``."""
+
+    name: str
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    cpu: CpuPool
+    models: ModelRepository | None = None
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def readiness(self) -> dict[str, bool]:
+        out: dict[str, bool] = {}
+        if self.models is not None:
+            out["models"] = self.models.ready
+        for name, check in self.checks.items():
+            try:
+                out[name] = bool(check())
+            except Exception:
+                out[name] = False
+        return out
+
+
+def create_service_app(
+    *,
+    name: str,
+    title: str,
+    version: str,
+    settings: ServiceSettings,
+    models: ModelRepository | None = None,
+    on_startup: list[StartupHook] | None = None,
+    on_shutdown: list[StartupHook] | None = None,
+    description: str = "",
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    """A FastAPI app with the error envelope, request ids, JSON logs, metrics, health routes
+    and (for inference services) a model repository loaded and warmed before start-up ends."""
+    metrics = ServiceMetrics(name)
+    ctx = ServiceContext(
+        name=name,
+        settings=settings,
+        metrics=metrics,
+        cpu=CpuPool(settings.cpu_workers),
+        models=models,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if models is not None:
+            # Blocking load off the loop; a sha256 mismatch raises here and stops start-up.
+            await ctx.cpu.run(models.load_all)
+        for hook in on_startup or []:
+            await hook(ctx)
+        log.info("service ready", extra={"service": name})
+        try:
+            yield
+        finally:
+            for hook in on_shutdown or []:
+                await hook(ctx)
+            ctx.cpu.shutdown()
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router(name, ctx.readiness, models))
+    app.include_router(metrics.router())
+    return app
+
+
+def run_service(
+    name: str,
+    settings_factory: Callable[[], S],
+    app_factory: Callable[[S], FastAPI],
+    argv: list[str] | None = None,
+) -> None:
+    """``python -m <service> [--host H] [--port P]``: flags override the environment."""
+    parser = argparse.ArgumentParser(prog=f"python -m {name}")
+    parser.add_argument("--host", help="bind address (env: <PREFIX>HOST)")
+    parser.add_argument("--port", type=int, help="port (env: <PREFIX>PORT)")
+    args = parser.parse_args(argv)
+    settings = settings_factory()
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    configure_logging(name, settings.log_level, settings.log_json)
+    import uvicorn
+
+    app = app_factory(settings)
+    log.info(
+        "starting",
+        extra={"service": name, "host": settings.host, "port": settings.port, "pid": os.getpid()},
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )

@@ -1,0 +1,131 @@
+"""Synthetic images for tests: PNG/JPEG variants, DICOM files built with pydicom, bombs."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+def gradient(h: int = 64, w: int = 48, dtype: Any = np.uint8) -> np.ndarray:
+    top = np.iinfo(dtype).max
+    row = np.linspace(0, top, w, dtype=np.float64)
+    return np.tile(row, (h, 1)).astype(dtype)
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(".png", arr)
+    assert ok
+    return buf.tobytes()
+
+
+def jpeg_bytes(arr: np.ndarray, quality: int = 92) -> bytes:
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def pillow_bytes(img: Image.Image, fmt: str, **kw: Any) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format=fmt, **kw)
+    return out.getvalue()
+
+
+def palette_png(h: int = 40, w: int = 40) -> bytes:
+    img = Image.fromarray(gradient(h, w)).convert("P")
+    return pillow_bytes(img, "PNG")
+
+
+def cmyk_jpeg(h: int = 40, w: int = 40) -> bytes:
+    img = Image.fromarray(np.dstack([gradient(h, w)] * 3)).convert("CMYK")
+    return pillow_bytes(img, "JPEG")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header declares width x height 8-bit gray pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    # A few rows of compressed zeros: the point is that the header alone must refuse it.
+    idat = zlib.compress(b"\x00" * (width + 1) * 4, 9)
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+
+
+def dicom_bytes(
+    pixels: np.ndarray | None,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    slope: float | None = None,
+    intercept: float | None = None,
+    window: tuple[float, float] | None = None,
+    frames: int = 1,
+    modality: str = "DX",
+    signed: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """A DICOM Part 10 file built with pydicom. ``pixels=None`` gives a file without pixel data."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientName = "Test^Synthetic"
+    ds.PatientID = "SYNTH-0001"
+    for key, value in (extra or {}).items():
+        setattr(ds, key, value)
+    if pixels is not None:
+        arr = pixels
+        if frames > 1:
+            arr = np.stack([pixels] * frames)
+            ds.NumberOfFrames = frames
+        h, w = pixels.shape[:2]
+        ds.Rows, ds.Columns = h, w
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        bits = 16 if arr.dtype in (np.uint16, np.int16) else 8
+        ds.BitsAllocated = bits
+        ds.BitsStored = bits_stored or bits
+        ds.HighBit = (bits_stored or bits) - 1
+        ds.PixelRepresentation = 1 if signed else 0
+        if slope is not None:
+            ds.RescaleSlope = slope
+            ds.RescaleIntercept = intercept or 0
+        if window is not None:
+            ds.WindowCenter, ds.WindowWidth = window
+        ds.PixelData = np.ascontiguousarray(arr).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def pydicom_test_file(name: str) -> bytes:
+    """Bytes of a DICOM file pydicom ships (CT_small.dcm, MR_small.dcm, ...)."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    assert path is not None, name
+    with open(str(path), "rb") as fh:
+        return fh.read()
