@@ -13,10 +13,14 @@ from shared.imaging import decode_image
 
 
 def _time(fn, data: bytes, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+    """Median of `repeat` timed calls after a warm-up call, in ms."""
+    fn(data)
+    samples = []
     for _ in range(repeat):
+        start = time.perf_counter()
         fn(data)
-    return (time.perf_counter() - start) / repeat * 1000.0
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(samples))
 
 
 def main() -> None:
