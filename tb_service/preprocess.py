@@ -140,7 +140,9 @@ def find_lung_box(
     if h < 16 or w < 16:
         return None
     f = analysis_side / max(h, w)
-    small = cv2.resize(gray, (max(8, round(w * f)), max(8, round(h * f))), cv2.INTER_AREA)
+    small = cv2.resize(
+        gray, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA
+    )
     sh, sw = small.shape[:2]
     if float(small.std()) < 8.0:
         return None  # flat image: nothing to localise
@@ -152,8 +154,8 @@ def find_lung_box(
     dark = np.where(blur <= level, 255, 0).astype(np.uint8)
     # Erode so thin bridges between a lung and the outside air (axilla, neck) break.
     k = max(3, (analysis_side // 40) | 1)
-    dark = cv2.erode(dark, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    n, _labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    eroded = cv2.erode(dark, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    n, _labels, stats, _ = cv2.connectedComponentsWithStats(eroded, connectivity=8)
     candidates: list[tuple[int, int]] = []
     for i in range(1, n):
         x, y, bw, bh, area = (int(v) for v in stats[i])
@@ -300,7 +302,7 @@ def heatmap_to_original(heatmap: NDArray[Any], inp: ChestInput) -> NDArray[np.fl
     x0, y0, x1, y1 = inp.crop_box
     out = np.zeros((h, w), dtype=np.float32)
     bw, bh = max(1, x1 - x0), max(1, y1 - y0)
-    hm = cv2.resize(np.asarray(heatmap, dtype=np.float32), (bw, bh), cv2.INTER_LINEAR)
+    hm = cv2.resize(np.asarray(heatmap, dtype=np.float32), (bw, bh), interpolation=cv2.INTER_LINEAR)
     out[y0 : y0 + bh, x0 : x0 + bw] = hm[: h - y0, : w - x0]
     return out
 
