@@ -28,9 +28,8 @@ def test_tiny_chest_net_trains_and_exports(tmp_path: Path) -> None:
     to_onnx(fn, path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["image"]
-    out = dict(
-        zip(["probs", "cam", "subtype"], sess.run(["probs", "cam", "subtype"], {"image": x}))
-    )
+    names = ["probs", "cam", "subtype"]
+    out = dict(zip(names, sess.run(names, {"image": x}), strict=True))
     assert out["probs"].shape == (16, 2) and out["subtype"].shape == (16, 2)
     assert out["cam"].shape == (16, 2, 2) and float(out["cam"].min()) >= 0
     assert parity(fn, path, x)["ok"]
