@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -54,7 +55,9 @@ def tiny_model_folder(root: Path, name: str = "tiny", version: str = "1", size: 
 # Same I/O as tb_service's real models, with rigged, easily predictable behaviour.
 
 
-def _save(nodes: list, name: str, inputs: list, outputs: list, inits: list, path: Path) -> None:  # type: ignore[type-arg]
+def _save(
+    nodes: list[Any], name: str, inputs: list[Any], outputs: list[Any], inits: list[Any], path: Path
+) -> None:
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -63,7 +66,7 @@ def _save(nodes: list, name: str, inputs: list, outputs: list, inits: list, path
     onnx.save(model, str(path))
 
 
-def _f32(name: str, value: list | np.ndarray) -> onnx.TensorProto:  # type: ignore[type-arg]
+def _f32(name: str, value: Any) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
 
 
@@ -139,7 +142,7 @@ def tiny_chest_abnormality(path: Path, size: int = 32, cam_side: int = 8) -> Non
     _save(nodes, "tiny_chest_abnormality", [x], outs, inits, path)
 
 
-def _card(folder: Path, name: str, version: str, size: int, extra: dict) -> None:  # type: ignore[type-arg]
+def _card(folder: Path, name: str, version: str, size: int, extra: dict[str, Any]) -> None:
     card = {
         "name": name,
         "version": version,
@@ -154,14 +157,16 @@ def _card(folder: Path, name: str, version: str, size: int, extra: dict) -> None
 
 def chest_model_folders(
     root: Path,
-    size: int = 32,
+    size: int = 128,
+    gate_size: int = 64,
     gate_threshold: float = 0.5,
     abnormal_threshold: float = 0.5,
 ) -> Path:
-    """``root/chest-gate/1`` and ``root/chest-abnormality/1`` with the real models' I/O."""
+    """``root/chest-gate/1`` and ``root/chest-abnormality/1`` with the real models' I/O
+    (default sides = tb_service.preprocess.GATE_INPUT_SIZE and INPUT_SIZE)."""
     gate = root / "chest-gate" / "1"
-    tiny_chest_gate(gate / "model.onnx", size=size)
-    _card(gate, "chest-gate", "1", size, {"threshold": {"chest": gate_threshold}})
+    tiny_chest_gate(gate / "model.onnx", size=gate_size)
+    _card(gate, "chest-gate", "1", gate_size, {"threshold": {"chest": gate_threshold}})
     abn = root / "chest-abnormality" / "1"
     tiny_chest_abnormality(abn / "model.onnx", size=size)
     _card(abn, "chest-abnormality", "1", size, {"threshold": {"abnormal": abnormal_threshold}})
