@@ -30,7 +30,7 @@ from shared.metrics import ServiceMetrics
 from shared.model import ModelCard, OnnxModel
 from shared.service import ServiceContext
 from shared.transforms import Compose, StageTimings
-from tb_service.heatmap import render_heatmap
+from tb_service.heatmap import heatmap_png
 from tb_service.settings import Settings
 
 log = logging.getLogger("irmi.tb.engine")
@@ -141,7 +141,9 @@ class ChestEngine:
             max_queue=settings.max_queue,
             retry_after_s=settings.retry_after_s,
             metrics=ctx.metrics,
+            upstream=lambda: self.preparing,
         )
+        self.preparing = 0  # requests in decode/preprocessing: batch members on their way
         self.admission = Admission(
             settings.in_flight_limit(),
             "chest-in-flight",
@@ -280,11 +282,15 @@ class ChestEngine:
         png: PngImage | None = None
         if heatmap and scored.cam is not None:
             t0 = time.perf_counter()
-            rgba = render_heatmap(scored.cam, box, size, self.settings.heatmap_max_alpha)  # type: ignore[arg-type]
+            data, width, height = heatmap_png(
+                scored.cam,
+                box,  # type: ignore[arg-type]
+                size,
+                self.settings.heatmap_max_alpha,
+                self.settings.heatmap_max_side,
+            )
             png = PngImage(
-                width=size[0],
-                height=size[1],
-                base64=base64.b64encode(encode_png(rgba)).decode("ascii"),
+                width=width, height=height, base64=base64.b64encode(data).decode("ascii")
             )
             timings["heatmap"] = _ms(t0)
         return ChestPrediction(
@@ -309,7 +315,11 @@ class ChestEngine:
 
     async def _predict(self, data: bytes, *, heatmap: bool) -> Outcome:
         t_start = time.perf_counter()
-        prepared = await self.ctx.cpu.run(self.prepare, data)
+        self.preparing += 1
+        try:
+            prepared = await self.ctx.cpu.run(self.prepare, data)
+        finally:
+            self.preparing -= 1
         batched = await self.batcher.submit(prepared)
         scored = batched.value
         prepared.timings["batch_wait"] = batched.wait_ms
