@@ -222,7 +222,8 @@ class ChestEngine:
         gate_out = self.gate.run_single_input(np.stack([p.gate_image for p in items]))
         gate_ms = _ms(t0)
         probs = np.asarray(gate_out["probs"], dtype=np.float32)
-        scores = [float(np.clip(probs[i, 1], 0.0, 1.0)) for i in range(len(items))]
+        # A non-finite score (NaN) fails the gate rather than reaching the response model.
+        scores = [_prob(probs[i, 1], 0.0) for i in range(len(items))]
         results = [
             Scored(chest_score=s, passed=s >= self.gate_threshold, gate_ms=gate_ms) for s in scores
         ]
@@ -256,14 +257,18 @@ class ChestEngine:
         if prepared.chest_error is not None:
             raise prepared.chest_error
         assert scored.abnormal is not None and prepared.chest is not None
-        p_abn = float(np.clip(scored.abnormal[1], 0.0, 1.0))
+        if not np.isfinite(scored.abnormal[1]):
+            raise InvalidImage(
+                "The model could not score this image.", details={"reason": "non_finite_score"}
+            )
+        p_abn = _prob(scored.abnormal[1], 0.0)
         p_norm = float(np.clip(1.0 - p_abn, 0.0, 1.0))
         abnormal = p_abn >= self.abnormal_threshold
         findings: list[Finding] = []
         if abnormal:
             subtypes: dict[str, float] = {}
             if scored.subtype is not None and scored.subtype.size >= 2:
-                pb, pv = (float(np.clip(v, 0.0, 1.0)) for v in scored.subtype[:2])
+                pb, pv = (_prob(v, 0.5) for v in scored.subtype[:2])
                 total = pb + pv
                 if total > 0:
                     pb, pv = pb / total, pv / total
@@ -310,8 +315,12 @@ class ChestEngine:
 
     async def predict(self, data: bytes, *, heatmap: bool = True) -> Outcome:
         """The whole path for one image; raises IRMIError subclasses for every refusal."""
-        with self.admission.slot():
-            return await self._predict(data, heatmap=heatmap and self.settings.heatmap)
+        try:
+            with self.admission.slot():
+                return await self._predict(data, heatmap=heatmap and self.settings.heatmap)
+        except IRMIError as exc:
+            self.metrics.errors.labels(self.metrics.service, exc.code).inc()
+            raise
 
     async def _predict(self, data: bytes, *, heatmap: bool) -> Outcome:
         t_start = time.perf_counter()
@@ -334,6 +343,12 @@ class ChestEngine:
                 self.metrics.observe_stage(stage, ms)
         prediction.timings_ms["total"] = round(prepared.timings["total"], 3)
         return Outcome(prediction, batched.batch_size)
+
+
+def _prob(value: Any, fallback: float) -> float:
+    """A probability in [0, 1]; ``fallback`` for NaN/inf."""
+    v = float(value)
+    return float(min(1.0, max(0.0, v))) if np.isfinite(v) else fallback
 
 
 def _image(chest: Any) -> Any:

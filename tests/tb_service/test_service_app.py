@@ -161,6 +161,8 @@ async def test_not_a_chest_xray(client: httpx.AsyncClient) -> None:
     assert err["code"] == "not_a_chest_xray"
     assert set(err["details"]) == {"score", "threshold"}
     assert err["details"]["score"] < err["details"]["threshold"] == 0.5
+    metrics = (await client.get("/metrics")).text
+    assert 'irmi_errors_total{code="not_a_chest_xray",service="tb_service"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(
@@ -379,3 +381,10 @@ async def test_openapi_is_typed(client: httpx.AsyncClient) -> None:
         "/LegacyTbResponse"
     )
     assert "400" in legacy["responses"]
+
+
+def test_probabilities_are_sanitised() -> None:
+    from tb_service.engine import _prob
+
+    assert _prob(float("nan"), 0.0) == 0.0
+    assert _prob(1.5, 0.0) == 1.0 and _prob(-0.1, 0.5) == 0.0 and _prob(0.25, 0.0) == 0.25
