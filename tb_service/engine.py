@@ -155,6 +155,10 @@ class ChestEngine:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if self.settings.opencv_threads > 0:
+            import cv2
+
+            cv2.setNumThreads(self.settings.opencv_threads)
         await self.batcher.start()
         await self.ctx.cpu.run(self.warmup)
         self.warmed = True

@@ -40,6 +40,13 @@ class Settings(ServiceSettings):
         default=200 * 1024 * 1024, ge=1, description="Whole body of one /v1/predict/batch."
     )
 
+    opencv_threads: int = Field(
+        default=1,
+        ge=0,
+        description="OpenCV's own threads per call (0 = OpenCV's default). Requests already run "
+        "in parallel on the CPU pool; nested OpenCV threads only oversubscribe the cores.",
+    )
+
     # Heatmap: the abnormality model's class-activation map as an RGBA PNG overlay.
     heatmap: bool = True
     heatmap_max_alpha: float = Field(default=0.75, gt=0, le=1)
