@@ -21,6 +21,8 @@ class Settings(ServiceSettings):
     required_models: list[str] = ["chest-gate", "chest-abnormality"]
     gate_model: str = "chest-gate"
     abnormality_model: str = "chest-abnormality"
+    # Refuse to start when a card's recorded preprocessing steps differ from the code's.
+    strict_preprocessing: bool = True
 
     # Dynamic batching: requests arriving together run as one ONNX run.
     max_batch_size: int = Field(default=8, ge=1, le=256)
