@@ -26,7 +26,7 @@ def default_pipeline(models: ModelRepository, settings: Settings) -> PipelineLik
 
 
 def _required_models(settings: Settings) -> list[str]:
-    if settings.required_models:
+    if settings.required_models is not None:
         return list(settings.required_models)
     try:
         from bc_service.pipeline import MammoPipeline

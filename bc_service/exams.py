@@ -10,8 +10,9 @@ with ``Last-Event-ID`` gets exactly what it missed.
 Event log of an exam (ids 1, 2, 3, ... in order):
 
 * ``accepted``: :class:`ExamAccepted` (always id 1: carries the exam id);
-* ``progress``: :class:`ProgressEvent`, ``queued`` first, then ``decode`` per view, then each
-  pipeline stage of each view as it completes, then ``combine`` at 100 %;
+* ``progress``: :class:`ProgressEvent`, ``queued`` first (0 %), then each pipeline stage of
+  each view as it completes (``decode``: the validity gate on the decoded image, ...
+  ``classify``), the views one after the other, then ``combine`` at 100 %;
 * ``error``: the error envelope, only when the exam failed;
 * ``result``: the :class:`Exam` (same model as ``GET /v1/exams/{id}``), exactly once, always
   last, whatever the final status (``succeeded``, ``failed`` or ``cancelled``).
@@ -48,8 +49,7 @@ from shared.metrics import ServiceMetrics
 log = logging.getLogger("irmi.bc.exams")
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-DECODE_SHARE = 5.0  # percent of the exam credited to decoding (done before acceptance)
-PIPELINE_SHARE = 90.0  # percent for the views' pipeline stages; the rest is `combine`
+PIPELINE_SHARE = 95.0  # percent of the exam for the views' stages; the rest is `combine`
 
 
 class ViewLike(Protocol):
@@ -267,9 +267,6 @@ class ExamManager:
         )
         job.emit("accepted", accepted.model_dump_json())
         self._progress(job, "queued", None, 0.0)
-        n = max(1, len(job.views))
-        for i, view in enumerate(job.views):
-            self._progress(job, "decode", view.view_id, DECODE_SHARE * (i + 1) / n)
         job.task = asyncio.get_running_loop().create_task(self._run(job))
         return job
 
@@ -327,7 +324,7 @@ class ExamManager:
     ) -> None:
         n = max(1, len(job.views))
         done = index + min(1.0, max(0.0, fraction))
-        self._progress(job, stage, view_id, DECODE_SHARE + PIPELINE_SHARE * done / n)
+        self._progress(job, stage, view_id, PIPELINE_SHARE * done / n)
 
     def _work(self, job: ExamJob, loop: asyncio.AbstractEventLoop) -> ExamResult | None:
         """Worker thread: every view through the pipeline, then combine. None if cancelled."""
@@ -349,8 +346,7 @@ class ExamManager:
 
                 result = self.pipeline.run_view(view, progress)
                 self._check(job)
-                if view_id in job.decode_ms and "decode" not in result.timings_ms:
-                    result.timings_ms = {"decode": job.decode_ms[view_id], **result.timings_ms}
+                add_decode_time(result, job.decode_ms.get(view_id))
                 results.append(result)
             t0 = time.perf_counter()
             exam = self.pipeline.combine(results)
@@ -472,3 +468,13 @@ class ExamManager:
 
 def _no_progress(stage: str, fraction: float) -> None:
     return None
+
+
+def add_decode_time(result: ViewResult, file_decode_ms: float | None) -> None:
+    """The `decode` stage = decoding the file (done by the service before accepting) + what the
+    pipeline's decode stage did (validity gate)."""
+    if file_decode_ms is None:
+        return
+    timings = dict(result.timings_ms)
+    timings["decode"] = round(timings.get("decode", 0.0) + file_decode_ms, 3)
+    result.timings_ms = {"decode": timings.pop("decode"), **timings}

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from bc_service.exams import ExamJob, ExamManager
+from bc_service.exams import ExamJob, ExamManager, add_decode_time
+from bc_service.pipeline import ViewInput
 from bc_service.settings import Settings
 from bc_service.uploads import (
     collect_exam_views,
@@ -19,7 +20,7 @@ from bc_service.uploads import (
     decode_views,
     multipart_schema,
 )
-from shared.contracts.mammo import Exam, ExamAccepted, ViewResult
+from shared.contracts.mammo import Exam, ExamAccepted, ViewResult, ViewTag
 from shared.errors import (
     BadRequest,
     ImageTooLarge,
@@ -34,6 +35,7 @@ from shared.errors import (
     UnsupportedFormat,
     error_responses,
 )
+from shared.imaging import DecodedImage
 from shared.service import ServiceContext
 
 SSE_MEDIA = "text/event-stream"
@@ -135,9 +137,7 @@ def _job(manager: ExamManager, exam_id: str) -> ExamJob:
     return job
 
 
-def make_view_input(view_id: str, image: Any, tag: str | None) -> Any:
-    from bc_service.pipeline import ViewInput
-
+def make_view_input(view_id: str, image: DecodedImage, tag: ViewTag | None) -> ViewInput:
     return ViewInput(view_id=view_id, image=image, tag=tag)
 
 
@@ -291,6 +291,5 @@ async def predict(
     (decoded,) = await decode_views([raw], settings, ctx.cpu)
     view = make_view_input(decoded.view_id, decoded.image, decoded.tag)
     result = await manager.predict(view)
-    if "decode" not in result.timings_ms:
-        result.timings_ms = {"decode": round(decoded.decode_ms, 3), **result.timings_ms}
+    add_decode_time(result, decoded.decode_ms)
     return result

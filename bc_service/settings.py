@@ -17,8 +17,9 @@ class Settings(ServiceSettings):
 
     port: int = 8002
     models_dir: Path = MODELS_DIR
-    # Models that must load before the service reports ready. Empty: the pipeline's own list.
-    required_models: list[str] = []
+    # Models that must load before the service starts. None: the pipeline's own list
+    # (mammo-gate, mammo-patch, mammo-view); [] lets it start on heuristic fallbacks (dev).
+    required_models: list[str] | None = None
 
     # --- exam jobs
     workers: int = Field(default=2, ge=1, description="Exams (or /v1/predict calls) run at once.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -25,22 +25,20 @@ from shared.imaging import DecodedImage, decode_image
 
 TAGS: tuple[str, ...] = get_args(ViewTag)
 UNTAGGED_FIELD = "files"
-# DICOM modalities that can hold a mammogram: MG, or a secondary capture / "other".
-MAMMO_MODALITIES = frozenset({"MG", "OT", "SC"})
 
 
 @dataclass
 class RawView:
     view_id: str
     field: str
-    tag: str | None
+    tag: ViewTag | None
     data: bytes
 
 
 @dataclass
 class DecodedView:
     view_id: str
-    tag: str | None
+    tag: ViewTag | None
     image: DecodedImage
     decode_ms: float
 
@@ -130,7 +128,7 @@ async def collect_exam_views(request: Request, settings: Settings) -> list[RawVi
             )
         if not isinstance(value, UploadFile):
             raise InvalidView(f"Field {field!r} must be a file upload.", details={"field": field})
-        tag = None if field == UNTAGGED_FIELD else field
+        tag = None if field == UNTAGGED_FIELD else cast(ViewTag, field)
         if tag is not None:
             if tag in seen:
                 raise InvalidView(
@@ -156,18 +154,19 @@ async def collect_single_view(request: Request, settings: Settings) -> RawView:
     """``file`` plus an optional text field ``view`` holding the tag (POST /v1/predict)."""
     items = await read_form(request, settings)
     upload: UploadFile | None = None
-    tag: str | None = None
+    tag: ViewTag | None = None
     for field, value in items:
         if field == "file" and isinstance(value, UploadFile):
             if upload is not None:
                 raise InvalidView("Send exactly one file in `file`.")
             upload = value
         elif field == "view" and isinstance(value, str):
-            tag = value.strip() or None
-            if tag is not None and tag not in TAGS:
+            text = value.strip()
+            if text and text not in TAGS:
                 raise InvalidView(
-                    f"Unknown view tag {tag[:20]!r}.", details={"allowed": list(TAGS)}
+                    f"Unknown view tag {text[:20]!r}.", details={"allowed": list(TAGS)}
                 )
+            tag = cast(ViewTag, text) if text else None
         else:
             raise InvalidView(
                 f"Unexpected field {field[:40]!r}: send `file` and optionally `view`.",
@@ -191,11 +190,10 @@ def check_modality(image: DecodedImage) -> None:
     if image.format != "dicom":
         return
     modality = image.meta.get("Modality", "").upper()
-    body_part = image.meta.get("BodyPartExamined", "").upper()
-    if modality and modality not in MAMMO_MODALITIES and body_part != "BREAST":
+    if modality and modality != "MG":  # the same rule as the pipeline's decode stage
         raise NotAMammogram(
-            f"This DICOM file is a {modality} image, not a mammogram (modality MG).",
-            details={"modality": modality, "body_part": body_part or None},
+            f"This DICOM's Modality is {modality}; only MG (mammography) is accepted.",
+            details={"reason": "dicom_modality", "modality": modality},
         )
 
 

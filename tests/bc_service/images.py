@@ -10,21 +10,9 @@ import cv2
 import numpy as np
 
 from shared.settings import default_data_dir
-from tests.imagegen import png_bytes
+from tests.imagegen import mammo_phantom, png_bytes
 
-SIDE = 256  # small: keeps the suite fast
-
-
-def phantom(side: int = SIDE, right: bool = False, seed: int = 0) -> np.ndarray:
-    """A breast-like half ellipse against the left (or right) edge on a dark background."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((side, side), np.float32)
-    cx = side - 1 if right else 0
-    cv2.ellipse(img, (cx, side // 2), (int(side * 0.55), int(side * 0.42)), 0, 0, 360, 1.0, -1)
-    tissue = cv2.GaussianBlur(rng.random((side, side)).astype(np.float32), (0, 0), side / 40)
-    tissue = (tissue - tissue.min()) / (np.ptp(tissue) + 1e-6)
-    out = img * (90 + 110 * tissue)
-    return np.clip(out + rng.normal(0, 3, out.shape), 0, 255).astype(np.uint8)
+SIDE = 512  # mini-mias is 1024 x 1024; half of it is the pipeline's working height
 
 
 @cache
@@ -50,8 +38,10 @@ def real_mias(label: str = "normal", laterality: str | None = None) -> bytes | N
 
 
 def mammogram(right: bool = False, seed: int = 0) -> bytes:
-    real = real_mias("normal", "R" if right else "L")
-    return real if real is not None else png_bytes(phantom(right=right, seed=seed))
+    real = real_mias("normal", "R" if right else "L") if seed == 0 else None
+    if real is not None:
+        return real
+    return png_bytes(mammo_phantom(chest_wall="right" if right else "left", seed=seed))
 
 
 def photo() -> bytes:

@@ -28,7 +28,7 @@ from shared.contracts.mammo import (
 from shared.errors import NotAMammogram, Overloaded
 from shared.metrics import ServiceMetrics
 
-PIPE_STAGES = STAGES[1:]  # decode happens before acceptance
+PIPE_STAGES = STAGES
 
 
 @dataclass
@@ -112,7 +112,7 @@ async def test_event_order_and_single_result() -> None:
     assert json.loads(events[0].data)["id"] == job.id
     progress = [ProgressEvent.model_validate_json(e.data) for e in events if e.event == "progress"]
     stages = [(p.stage, p.view) for p in progress]
-    expected = [("queued", None), ("decode", "view-0"), ("decode", "view-1")]
+    expected = [("queued", None)]
     expected += [(s, v) for v in ("view-0", "view-1") for s in PIPE_STAGES]
     expected += [("combine", None)]
     assert stages == expected
@@ -123,7 +123,7 @@ async def test_event_order_and_single_result() -> None:
     final = Exam.model_validate_json(events[-1].data)
     assert final == job.snapshot() and final.status == "succeeded"
     assert final.result is not None
-    assert final.result.views[0].timings_ms["decode"] == 3.0
+    assert final.result.views[0].timings_ms["decode"] == 4.0  # file 3 + gate 1
     assert {"combine", "queue_wait", "total"} <= set(final.result.timings_ms)
     assert m.active == 0
     text = m.metrics.registry.get_sample_value(  # type: ignore[union-attr]
