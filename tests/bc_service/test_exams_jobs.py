@@ -222,3 +222,19 @@ async def test_predict_runs_in_the_pool() -> None:
     m = manager(StandIn())
     result = await m.predict(FakeView("view-0"))
     assert result.view_id == "view-0" and m.active == 0
+
+
+async def test_a_reserved_place_counts_until_released_or_handed_over() -> None:
+    m = manager(StandIn(), workers=1, max_queued=1)
+    first = m.reserve()
+    second = m.reserve()  # e.g. two uploads being read and decoded
+    with pytest.raises(Overloaded):
+        m.reserve()
+    first.release()  # that upload was refused (bad file)
+    first.release()  # idempotent
+    assert m.active == 1
+    job = m.submit(views(1), {}, admission=second)
+    second.release()  # no-op: the job holds the place now
+    assert m.active == 1
+    await wait_until(lambda: job.terminal)
+    assert m.active == 0
