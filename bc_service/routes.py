@@ -191,7 +191,8 @@ async def submit_exam(
         return event_stream(job, 0, settings)
     status_url, events_url = exam_urls(job.id, settings)
     body = ExamAccepted(id=job.id, status=job.status, status_url=status_url, events_url=events_url)
-    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": status_url})
+    headers = {"Location": status_url, "X-Exam-ID": job.id}
+    return JSONResponse(body.model_dump(), status_code=202, headers=headers)
 
 
 @router.get(

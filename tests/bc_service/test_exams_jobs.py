@@ -238,3 +238,15 @@ async def test_a_reserved_place_counts_until_released_or_handed_over() -> None:
     assert m.active == 1
     await wait_until(lambda: job.terminal)
     assert m.active == 0
+
+
+def test_exam_urls_point_at_this_replica_when_advertised() -> None:
+    from bc_service.routes import exam_urls
+    from bc_service.settings import Settings
+
+    assert exam_urls("abc", Settings()) == ("/v1/exams/abc", "/v1/exams/abc/events")
+    pod = Settings(advertise_url="http://10.1.2.3:8002/")
+    assert exam_urls("abc", pod) == (
+        "http://10.1.2.3:8002/v1/exams/abc",
+        "http://10.1.2.3:8002/v1/exams/abc/events",
+    )
