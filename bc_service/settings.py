@@ -48,6 +48,10 @@ class Settings(ServiceSettings):
     )
     patch_batch_size: int = Field(default=64, ge=1)
     heatmaps: bool = True
+    mammogram_gate: bool = Field(
+        default=True,
+        description="Tests/dev only: false skips the mammogram-or-not model (synthetic images).",
+    )
     debug_stage_delay_ms: float = Field(
         default=0.0,
         ge=0,
