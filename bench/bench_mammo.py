@@ -97,12 +97,13 @@ async def _exam_once(manager: ExamManager, images: list[tuple[str, bytes]]) -> d
     events = 0
     async for _ in job.follow():
         events += 1
-    assert job.status == "succeeded" and job.result is not None, job.error
+    exam = job.snapshot().result
+    assert job.status == "succeeded" and exam is not None, job.error
     by_stage: dict[str, float] = {}
-    for v in job.result.views:
+    for v in exam.views:
         for stage, ms in v.timings_ms.items():
             by_stage[stage] = by_stage.get(stage, 0.0) + ms
-    by_stage["combine"] = job.result.timings_ms.get("combine", 0.0)
+    by_stage["combine"] = exam.timings_ms.get("combine", 0.0)
     by_stage["wall"] = (time.monotonic() - started) * 1000
     by_stage["events"] = events
     return by_stage
