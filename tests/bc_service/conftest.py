@@ -26,10 +26,6 @@ if not HAVE_MIAS:
     # Synthetic phantoms are no mammograms to the trained gate: switch it off for them.
     SERVICE_ENV["IRMI_BC_MAMMOGRAM_GATE"] = "false"
 
-needs_gate = pytest.mark.skipif(
-    not HAVE_MIAS, reason="../shared/data/mini-mias absent: the gate is off for phantoms"
-)
-
 
 @pytest.fixture(scope="session")
 def bc() -> Iterator[Service]:

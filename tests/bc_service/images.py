@@ -8,9 +8,10 @@ import csv
 from functools import cache
 
 import cv2
+import numpy as np
 
 from shared.settings import default_data_dir
-from tests.imagegen import gradient, mammo_phantom, png_bytes
+from tests.imagegen import mammo_phantom, png_bytes
 
 SIDE = 512  # mini-mias is 1024 x 1024; half of it is the pipeline's working height
 MIAS = default_data_dir() / "mini-mias"
@@ -38,11 +39,7 @@ def mammogram(right: bool = False, seed: int = 0) -> bytes:
 
 
 def not_a_mammogram() -> bytes:
-    """A chest X-ray from nih-cxr14's test split (what a misrouted upload looks like), or a
-    gradient when that data is absent."""
-    root = default_data_dir() / "nih-cxr14"
-    if (root / "splits.csv").exists():
-        with (root / "splits.csv").open() as fh:
-            first = next(r["path"] for r in csv.DictReader(fh) if r["split"] == "test")
-        return (root / first).read_bytes()
-    return png_bytes(gradient(200, 160))
+    """A flat gray picture: the pipeline's decode stage refuses it (``not_a_mammogram``)
+    whatever the gate model says, so the service's error path is tested deterministically.
+    (Whether the trained gate refuses chest X-rays is tested with the models.)"""
+    return png_bytes(np.full((256, 256), 128, np.uint8))

@@ -7,7 +7,6 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.bc_service.conftest import needs_gate
 from tests.bc_service.images import mammogram, not_a_mammogram
 from tests.bc_service.sseclient import read_all, wait_status
 from tests.imagegen import dicom_bytes, gradient, pillow_bytes, png_bytes
@@ -112,7 +111,6 @@ def test_predict_one_view(client: httpx.Client) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_view"
 
 
-@needs_gate
 def test_predict_refuses_a_non_mammogram(client: httpx.Client) -> None:
     photo_r = client.post("/v1/predict", files={"file": ("p", not_a_mammogram(), "image/*")})
     assert photo_r.status_code == 422, photo_r.text[:500]
@@ -160,7 +158,6 @@ def test_tag_as_text_and_non_multipart(client: httpx.Client) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
 
 
-@needs_gate
 def test_non_mammogram_exam_fails_with_error_event(client: httpx.Client) -> None:
     events, _ = read_all(
         client,
