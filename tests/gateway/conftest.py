@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.procs import Service, free_port, spawn, wait_ready
+from tests.procs import REPO, Service, free_port, spawn, wait_ready
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
@@ -192,7 +192,24 @@ def signup_login(api: Api, email: str, role: str = "patient", **extra: Any) -> d
 
 @pytest.fixture(scope="module")
 def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The inference services for the flow tests."""
+    """The REAL inference services on loopback. tb_service runs tiny rigged ONNX models with the
+    real models' I/O (tests/onnxgen.py) unless real models are committed; bc_service runs its
+    pipeline as shipped."""
+    from tests.onnxgen import chest_model_folders
+
     logs = tmp_path_factory.mktemp("upstream-logs")
-    with run_fake("ok", logs) as ok:
-        yield {"tb": ok.url, "bc": ok.url, "kind": "fake"}
+    tb_env = {"IRMI_TB_USE_GPU": "false", "IRMI_TB_ONNX_INTRA_OP_THREADS": "1"}
+    if not (REPO / "tb_service" / "models" / "chest-abnormality").is_dir():
+        tb_env["IRMI_TB_MODELS_DIR"] = str(chest_model_folders(tmp_path_factory.mktemp("tb-models")))
+    bc_env = {"IRMI_BC_WORKERS": "1", "IRMI_BC_CPU_WORKERS": "1", "IRMI_BC_USE_GPU": "false"}
+    if not any((REPO / "bc_service" / "models").glob("*/*/model.onnx")):
+        bc_env["IRMI_BC_REQUIRED_MODELS"] = "[]"  # no committed models yet: heuristic fallbacks
+    tb = spawn("tb_service", tb_env, log_dir=logs)
+    bc = spawn("bc_service", bc_env, log_dir=logs)
+    try:
+        wait_ready(tb, timeout=180)
+        wait_ready(bc, timeout=180)
+        yield {"tb": tb.url, "bc": bc.url}
+    finally:
+        tb.stop()
+        bc.stop()

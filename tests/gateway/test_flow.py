@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 
 from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
-from tests.imagegen import gradient, png_bytes
+from tests.bc_service.images import mammogram
+from tests.tb_service.svc_helpers import chest_png
 
 
 def read_sse(api: Api, path: str, headers: dict[str, str] | None = None) -> list[dict]:
@@ -42,7 +43,7 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         d = anon.as_token(doctor["access_token"])
 
         # chest: synchronous result, heatmap stored and served by URL
-        xray = png_bytes(gradient(256, 256))
+        xray = chest_png(300, 260)
         r = p.post("/v1/studies/chest", files={"file": ("x.png", xray, "image/png")})
         assert r.status_code == 201, r.text
         chest = r.json()
@@ -56,10 +57,12 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         assert img.status_code == 200 and img.content == xray
 
         # mammography: 202, then events from the gateway's database
-        mammo = png_bytes(gradient(256, 192))
         r = p.post(
             "/v1/studies/mammography",
-            files=[("L-CC", ("a.png", mammo, "image/png")), ("R-CC", ("b.png", mammo, "image/png"))],
+            files=[
+                ("L-MLO", ("a.png", mammogram(), "image/png")),
+                ("R-MLO", ("b.png", mammogram(right=True), "image/png")),
+            ],
         )
         assert r.status_code == 202, r.text
         accepted = r.json()
