@@ -26,7 +26,11 @@ async def test_migrations_from_empty_database(database_url: str) -> None:
 
         def check(conn) -> tuple[list[str], list[object], str | None]:  # type: ignore[no-untyped-def]
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-            return inspect(conn).get_table_names(), compare_metadata(ctx, Base.metadata), ctx.get_current_revision()
+            return (
+                inspect(conn).get_table_names(),
+                compare_metadata(ctx, Base.metadata),
+                ctx.get_current_revision(),
+            )
 
         async with engine.connect() as conn:
             tables, diff, revision = await conn.run_sync(check)
@@ -43,9 +47,18 @@ async def test_migrations_from_empty_database(database_url: str) -> None:
 
 def test_migrate_command_creates_the_database_file(tmp_path: Path) -> None:
     db = tmp_path / "sub" / "dir" / "irmi.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "IRMI_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "IRMI_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+    }
     out = subprocess.run(
-        [sys.executable, "-m", "gateway.migrate"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gateway.migrate"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert db.exists()

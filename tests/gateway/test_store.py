@@ -33,8 +33,15 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ports = {name: free_port() for name in ["master", "volume", "filer", "s3"]}
     grpc = {name: free_port() for name in ports}
     cmd = [
-        weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", "-master.volumeSizeLimitMB=8", "-volume.max=64", "-s3",
+        weed,
+        "server",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-master.volumeSizeLimitMB=8",
+        "-volume.max=64",
+        "-s3",
     ]
     for name in ports:
         cmd += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={grpc[name]}"]
@@ -126,7 +133,9 @@ def test_gateway_runs_on_s3(seaweedfs: str, tmp_path: Path) -> None:
             assert r.status_code == 201, r.text
             study = r.json()
             assert p.get(study["images"][0]["url"]).content == xray
-            s3 = S3Store("irmi-gw", endpoint_url=seaweedfs, access_key_id="k", secret_access_key="s")
+            s3 = S3Store(
+                "irmi-gw", endpoint_url=seaweedfs, access_key_id="k", secret_access_key="s"
+            )
             assert s3._exists(blob_key(xray))
             assert not (tmp_path / "images").exists()
             assert p.delete(f"/v1/studies/{study['id']}").status_code == 204
