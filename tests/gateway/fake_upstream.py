@@ -9,11 +9,10 @@ import asyncio
 import base64
 import json
 import os
-import uuid
-from collections.abc import AsyncIterator
-
 import struct
+import uuid
 import zlib
+from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI, Request
