@@ -1,0 +1,174 @@
+"""A stand-in inference service speaking the tb/bc wire contracts, for failure-mode tests only
+(a service that dies mid-exam, one that hangs). The happy-path flow tests use the real
+services. The behaviour is chosen per request by a marker appended to the uploaded bytes
+(the gateway forwards them untouched): ``FAKE:hang`` (never answer / go silent mid-exam),
+``FAKE:die`` (the connection breaks mid-exam, as when the service dies); ``FAKE_MODE`` sets
+a default for every request."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import struct
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+MODE = os.environ.get("FAKE_MODE", "ok")
+
+
+def _mode(data: bytes) -> str:
+    for mode in ("hang", "die"):
+        if data.endswith(f"FAKE:{mode}".encode()):
+            return mode
+    return MODE
+
+
+app = FastAPI()
+REQUEST_IDS: list[str] = []
+
+
+@app.get("/_debug/request-ids")
+async def request_ids() -> list[str]:
+    return REQUEST_IDS
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png(w: int = 32, h: int = 32) -> dict[str, object]:
+    """An RGBA PNG (red, alpha ramp), encoded by hand to keep this process light."""
+    row = b"".join(bytes([255, 0, 0, x * 255 // (w - 1)]) for x in range(w))
+    raw = b"".join(b"\0" + row for _ in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
+    return {
+        "media_type": "image/png",
+        "width": w,
+        "height": h,
+        "base64": base64.b64encode(data).decode(),
+    }
+
+
+@app.get("/v2/health/ready")
+async def ready() -> dict[str, bool]:
+    return {"ready": True}
+
+
+@app.post("/v1/predict")
+async def predict(request: Request) -> JSONResponse:
+    REQUEST_IDS.append(request.headers.get("x-request-id", ""))
+    form = await request.form()
+    upload = form["file"]
+    data = await upload.read()  # type: ignore[union-attr]
+    if _mode(data) == "hang":
+        await asyncio.sleep(3600)
+    if len(data) < 100:
+        return JSONResponse(
+            {"error": {"code": "not_a_chest_xray", "message": "Not a chest X-ray.", "details": {}}},
+            status_code=422,
+        )
+    body = {
+        "validity": {"score": 0.9, "threshold": 0.5, "passed": True},
+        "label": "abnormal",
+        "probabilities": {"normal": 0.3, "abnormal": 0.7},
+        "score": 70.0,
+        "threshold": 0.5,
+        "findings": [],
+        "heatmap": _png(),
+        "models": [{"name": "fake", "version": "0", "sha256": "0" * 64}],
+        "timings_ms": {"total": 1.0},
+    }
+    return JSONResponse(body)
+
+
+def _sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@app.post("/v1/exams")
+async def exams(request: Request) -> StreamingResponse:
+    form = await request.form()
+    views = [(k, v) for k, v in form.multi_items()]
+    mode = MODE
+    for _, v in views:
+        mode = _mode(await v.read()) if hasattr(v, "read") else mode  # type: ignore[union-attr]
+    exam_id = uuid.uuid4().hex
+
+    async def stream() -> AsyncIterator[str]:
+        yield _sse("accepted", {"id": exam_id, "status": "queued"})
+        for i, stage in enumerate(["decode", "crop", "heatmaps", "classify"]):
+            await asyncio.sleep(0.05)
+            yield _sse(
+                "progress",
+                {"stage": stage, "view": None, "percent": 20.0 * (i + 1), "elapsed_ms": 1.0},
+            )
+            if mode == "die" and i == 1:
+                raise RuntimeError("simulated crash: the connection breaks mid-stream")
+            if mode == "hang" and i == 1:
+                await asyncio.sleep(3600)
+        results = []
+        for i, (tag, _) in enumerate(views):
+            t = tag if tag in {"L-CC", "R-CC", "L-MLO", "R-MLO"} else "L-CC"
+            results.append(
+                {
+                    "view_id": f"view-{i}",
+                    "given_tag": t if tag != "files" else None,
+                    "tag": t,
+                    "laterality": t[0],
+                    "view": t[2:],
+                    "detected_laterality": t[0],
+                    "detected_view": t[2:],
+                    "detection_confidence": 0.9,
+                    "flipped": False,
+                    "crop_box": {"x0": 0, "y0": 0, "x1": 32, "y1": 32},
+                    "probabilities": {"benign": 0.2, "malignant": 0.1},
+                    "label": "normal",
+                    "heatmaps": {"benign": _png(), "malignant": _png()},
+                }
+            )
+        exam = {
+            "id": exam_id,
+            "status": "succeeded",
+            "created_at": "2026-01-01T00:00:00Z",
+            "finished_at": "2026-01-01T00:00:01Z",
+            "result": {
+                "views": results,
+                "breasts": [
+                    {
+                        "laterality": "L",
+                        "views": ["view-0"],
+                        "probabilities": {"benign": 0.2, "malignant": 0.1},
+                        "label": "normal",
+                    }
+                ],
+                "probabilities": {"benign": 0.2, "malignant": 0.1},
+                "label": "normal",
+            },
+        }
+        yield _sse("result", exam)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1
+    )
