@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from gateway import __version__
 from gateway.settings import Settings
+from gateway.web_routes import include_web
 from shared.service import create_service_app
 
 
@@ -18,4 +19,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         description="Intelligent Remote Medical Imaging: a screening aid, not a diagnosis.",
     )
+    include_web(app)
     return app
