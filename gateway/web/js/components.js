@@ -5,12 +5,11 @@ import * as api from "./api.js";
 import { capitalize, h, newId, percent } from "./dom.js";
 
 export function disclaimer(text) {
-  return h(
-    "div",
-    { class: "disclaimer", role: "note" },
-    h("strong", {}, "Screening aid, not a diagnosis. "),
-    text || "A clinician must review these images and this result.",
-  );
+  const lead = "Screening aid, not a diagnosis";
+  let rest = text || "A clinician must review these images and this result.";
+  if (rest.toLowerCase().startsWith(lead.toLowerCase())) rest = rest.slice(lead.length).replace(/^[\s:.,-]+/, "");
+  rest = rest.charAt(0).toUpperCase() + rest.slice(1);
+  return h("div", { class: "disclaimer", role: "note" }, h("strong", {}, `${lead}. `), rest);
 }
 
 export function probBars(probs, caption) {

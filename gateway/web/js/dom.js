@@ -105,3 +105,8 @@ export function announce(message) {
     toast.textContent = "";
   }, 4000);
 }
+
+/** "← Back to …" link; the arrow is decoration only. */
+export function backLink(href, text) {
+  return h("p", { class: "small" }, h("a", { href }, h("span", { "aria-hidden": "true" }, "← "), text));
+}

@@ -2,7 +2,7 @@
 // replies; the patient reads the reply and rates the doctor (1-5, once).
 
 import * as api from "../api.js";
-import { alertBox, announce, clear, field, formatDate, h, newId, showError, stars } from "../dom.js";
+import { alertBox, announce, backLink, clear, field, formatDate, h, newId, showError, stars } from "../dom.js";
 import { kindName, labelBadge } from "../components.js";
 import { resultSection } from "./study.js";
 
@@ -95,7 +95,7 @@ export async function renderShare(el, [studyId], ctx) {
     submit,
   );
   clear(el).append(
-    h("p", { class: "small" }, h("a", { href: `#/studies/${study.id}` }, "← Back to the study")),
+    backLink(`#/studies/${study.id}`, "Back to the study"),
     h("h1", {}, "Ask a doctor"),
     h(
       "p",
@@ -284,7 +284,7 @@ export async function renderDetail(el, [id], ctx) {
       c.rating ? h("p", {}, "Rating: ", stars(c.rating, 1)) : null,
     );
     const parts = [
-      h("p", { class: "small" }, h("a", { href: "#/consultations" }, doctor ? "← Inbox" : "← My questions")),
+      backLink("#/consultations", doctor ? "Back to the inbox" : "Back to my questions"),
       h("h1", {}, doctor ? `Consultation with ${c.patient.full_name}` : `Your question to ${c.doctor.full_name}`),
       h("p", { class: "row" }, statusBadge(c), h("span", { class: "muted" }, kindName(c.study_kind))),
       conversation,

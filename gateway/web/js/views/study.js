@@ -1,7 +1,7 @@
 // One study: live progress (mammography, over SSE), then the result with its heatmaps.
 
 import * as api from "../api.js";
-import { capitalize, clear, formatDate, h, newId, percent } from "../dom.js";
+import { backLink, capitalize, clear, formatDate, h, newId, percent } from "../dom.js";
 import { follow } from "../sse.js";
 import { STAGES, disclaimer, kindName, labelBadge, probBars, statusBadge, viewer } from "../components.js";
 
@@ -10,7 +10,7 @@ function modelLine(models) {
   return h(
     "p",
     { class: "small muted" },
-    "Model: ",
+    models.length > 1 ? "Models: " : "Model: ",
     models.map((m, i) => [
       i ? ", " : "",
       h("strong", {}, m.name),
@@ -197,7 +197,7 @@ export async function render(el, [id], ctx) {
 
   const draw = (study) => {
     clear(head).append(
-      h("p", { class: "small" }, h("a", { href: user.role === "doctor" ? "#/consultations" : "#/studies" }, user.role === "doctor" ? "← Inbox" : "← My studies")),
+      user.role === "doctor" ? backLink("#/consultations", "Back to the inbox") : backLink("#/studies", "Back to my studies"),
       h("h1", {}, `${kindName(study.kind)} study`),
       h("p", { class: "row" }, statusBadge(study.status), h("span", { class: "muted" }, formatDate(study.created_at))),
     );
