@@ -25,7 +25,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = REPO / "tests" / "artifacts" / "screenshots"
+ARTIFACTS = REPO / "tests" / "artifacts"
+SHOTS = ARTIFACTS / "screenshots"
+LOGS = ARTIFACTS / "web-logs"  # service logs of the last browser run (git-ignored)
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -82,7 +84,8 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("web-stack")
-    logs = tmp / "logs"
+    logs = LOGS
+    shutil.rmtree(logs, ignore_errors=True)
     tb_env: dict[str, str] = {"IRMI_TB_USE_GPU": "false"}
     real_chest = real_chest_models()
     if not real_chest:
@@ -155,17 +158,36 @@ class Pages:
         )
         return page
 
+    def snapshot(self, prefix: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for i, ctx in enumerate(self.contexts):
+            for j, page in enumerate(ctx.pages):
+                page.screenshot(path=str(SHOTS / f"{prefix}-{i}-{j}.png"), full_page=True)
+
     def close(self) -> None:
         for ctx in self.contexts:
             ctx.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if rep.when == "call":
+        item.stash[FAILED] = rep.failed
+    return rep
+
+
+FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture()
-def pages(browser: Any, stack: Stack) -> Iterator[Pages]:
+def pages(browser: Any, stack: Stack, request: pytest.FixtureRequest) -> Iterator[Pages]:
     p = Pages(browser, stack.url)
     try:
         yield p
     finally:
+        if request.node.stash.get(FAILED, False):
+            p.snapshot(f"FAILED-{request.node.name}")
         p.close()
     assert not p.errors, p.errors
 
