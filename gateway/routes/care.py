@@ -119,13 +119,10 @@ async def _public(session: SessionDep, rows: list[Consultation]) -> list[Consult
     users = {
         u.id: u for u in (await session.execute(select(User).where(User.id.in_(ids)))).scalars()
     }
-    kinds = dict(
-        (
-            await session.execute(
-                select(Study.id, Study.kind).where(Study.id.in_({r.study_id for r in rows}))
-            )
-        ).tuples()
+    study_rows = await session.execute(
+        select(Study.id, Study.kind).where(Study.id.in_({r.study_id for r in rows}))
     )
+    kinds = {sid: kind for sid, kind in study_rows.all()}
     out = []
     for r in rows:
         patient, doctor = users[r.patient_id], users[r.doctor_id]
