@@ -146,8 +146,9 @@ export async function renderList(el, _params, ctx) {
           ),
           h(
             "a",
-            { class: "btn secondary", href, "aria-label": `Open the consultation with ${who}` },
+            { class: "btn secondary", href },
             doctor && c.status === "open" ? "Review and reply" : "Open",
+            h("span", { class: "visually-hidden" }, ` (consultation with ${who})`),
           ),
         ),
       );

@@ -36,7 +36,7 @@ export async function render(el, _params, ctx) {
         h("a", { class: "title", href }, title),
         h("p", { class: "row small" }, statusBadge(s.status), s.status === "succeeded" ? labelBadge(s.label) : null),
       ),
-      h("div", { class: "row" }, h("a", { class: "btn secondary", href, "aria-label": `Open ${title}` }, "Open")),
+      h("div", { class: "row" }, h("a", { class: "btn secondary", href }, "Open", h("span", { class: "visually-hidden" }, ` ${title}`))),
     );
   };
 
