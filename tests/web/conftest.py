@@ -152,9 +152,11 @@ class Pages:
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         page.on(
             "console",
-            lambda m: self.errors.append(f"console: {m.text}")
-            if m.type == "error" and "status of" not in m.text
-            else None,
+            lambda m: (
+                self.errors.append(f"console: {m.text}")
+                if m.type == "error" and "status of" not in m.text
+                else None
+            ),
         )
         return page
 
@@ -255,4 +257,3 @@ def photograph(tmp: Path) -> Path:
 def copy_as(src: Path, dst: Path) -> Path:
     shutil.copyfile(src, dst)
     return dst
-
