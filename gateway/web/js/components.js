@@ -53,20 +53,22 @@ export function viewer({ image, heatmaps = [], cropBox = null, alt }) {
   const toggle = h("input", { type: "checkbox", id: toggleId, checked: true });
   const opacity = h("input", { type: "range", id: opacityId, min: "0", max: "100", step: "5", value: "60" });
   let which = null;
+  const rampEl = h("span", { class: `ramp ${heatmaps[0]?.ramp || "jet"}` });
   const controls = h(
     "div",
     { class: "viewer-controls" },
     h("label", { for: toggleId }, toggle, "Show heatmap"),
     h("label", { for: opacityId }, "Heatmap opacity", opacity),
-    h("span", { class: "legend", "aria-hidden": "true" }, "low", h("span", { class: "ramp" }), "high"),
+    h("span", { class: "legend", "aria-hidden": "true" }, "low", rampEl, "high"),
   );
   if (heatmaps.length > 1) {
+    const whichId = newId("which");
     which = h(
       "select",
-      { "aria-label": "Heatmap to show" },
+      { id: whichId },
       heatmaps.map((m) => h("option", { value: m.key }, m.label)),
     );
-    controls.prepend(which);
+    controls.prepend(h("label", { for: whichId }, "Heatmap", which));
   }
   if (!heatmaps.length) controls.hidden = true;
 
@@ -102,6 +104,8 @@ export function viewer({ image, heatmaps = [], cropBox = null, alt }) {
   const loadOverlay = async () => {
     const ref = current();
     if (!ref) return;
+    const entry = heatmaps.find((m) => m.ref === ref);
+    rampEl.className = `ramp ${entry?.ramp || "jet"}`;
     try {
       overlay.src = (await api.imageUrl(ref.url)).url;
       place();

@@ -256,7 +256,7 @@ function replyForm(c, onDone) {
     },
     h("h2", {}, "Your reply"),
     err,
-    field("Reply to the patient", answer, "Plain language helps. The patient is notified."),
+    field("Reply to the patient", answer, "Plain language helps. The patient reads it in IRMI and may rate your answer."),
     submit,
   );
 }
@@ -290,11 +290,12 @@ export async function renderDetail(el, [id], ctx) {
       h("p", { class: "row" }, statusBadge(c), h("span", { class: "muted" }, kindName(c.study_kind))),
       conversation,
     ];
-    if (doctor && c.status === "open") parts.push(replyForm(c, () => draw()));
     if (!doctor && c.status === "answered" && !c.rating) parts.push(ratingForm(c, () => draw()));
     if (!doctor) parts.push(h("p", {}, h("a", { href: `#/studies/${c.study_id}` }, "Open the study and its result")));
     const studyBox = h("section", { "aria-labelledby": "s-h" }, h("h2", { id: "s-h" }, "The study and the system's result"));
     if (doctor) parts.push(studyBox);
+    // The doctor reviews the images and the system's result first, then replies below them.
+    if (doctor && c.status === "open") parts.push(replyForm(c, () => draw()));
     const focused = document.activeElement;
     clear(el).append(...parts);
     if (focused && !el.contains(focused)) el.querySelector("h1")?.focus();

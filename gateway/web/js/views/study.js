@@ -68,11 +68,11 @@ function chestResult(study) {
       { class: "card", "aria-labelledby": "img-h" },
       h("h2", { id: "img-h" }, "Image and heatmap"),
       viewer({ image, heatmaps, cropBox: r.crop_box, alt: "Uploaded chest X-ray" }),
-      h("p", { class: "small muted" }, "Warm colours show where the model saw evidence for an abnormality."),
+      h("p", { class: "small muted" }, "Red and yellow show where the model saw evidence for an abnormality; blue, little."),
     ),
     h(
       "section",
-      { class: "card", "aria-labelledby": "res-h" },
+      { class: "card result-card", "aria-labelledby": "res-h" },
       h("h2", { id: "res-h" }, "Result"),
       h("p", { class: `result-label ${r.label}`, "data-testid": "result-label" }, capitalize(r.label)),
       h("p", {}, summary),
@@ -89,6 +89,13 @@ function viewImage(study, v) {
   const n = Number(String(v.view_id).replace(/\D+/g, ""));
   const images = study.images || [];
   return images.find((i) => i.name === v.view_id) || images.find((i) => i.name === v.given_tag) || images[n] || images[0];
+}
+
+function viewName(study, viewId) {
+  const n = Number(String(viewId).replace(/\D+/g, ""));
+  const img = (study.images || [])[n];
+  if (img && /^[LR]-(CC|MLO)$/.test(img.name)) return img.name;
+  return Number.isFinite(n) ? `view ${n + 1}` : String(viewId);
 }
 
 function mammoResult(study) {
@@ -116,7 +123,7 @@ function mammoResult(study) {
   const views = (r.views || []).map((v) => {
     const heatmaps = ["malignant", "benign"]
       .filter((k) => v.heatmaps?.[k])
-      .map((k) => ({ key: k, label: `${capitalize(k)} evidence`, ref: v.heatmaps[k] }));
+      .map((k) => ({ key: k, label: `${capitalize(k)} evidence`, ref: v.heatmaps[k], ramp: k }));
     const hid = newId("vh");
     return h(
       "section",
@@ -136,7 +143,7 @@ function mammoResult(study) {
       { class: "grid-2" },
       h(
         "section",
-        { class: "card", "aria-labelledby": "res-h" },
+        { class: "card result-card", "aria-labelledby": "res-h" },
         h("h2", { id: "res-h" }, "Result"),
         h("p", { class: `result-label ${r.label}`, "data-testid": "result-label" }, capitalize(r.label)),
         probBars(r.probabilities, "Exam probabilities (the more concerning breast)"),
@@ -205,7 +212,7 @@ export async function render(el, [id], ctx) {
       head.append(
         h(
           "div",
-          { class: "row" },
+          { class: "row study-actions" },
           study.status === "succeeded" ? h("a", { class: "btn", href: `#/studies/${study.id}/share` }, "Ask a doctor about this study") : null,
           h(
             "button",
@@ -251,7 +258,7 @@ export async function render(el, [id], ctx) {
     stop = follow(study.events_url || api.studyEventsPath(id), {
       progress: (p) => {
         const stage = STAGES[p.stage] || p.stage;
-        const view = p.view ? ` (${p.view.replace("view-", "view ")})` : "";
+        const view = p.view ? ` (${viewName(study, p.view)})` : "";
         progress.set(p.percent, `${stage}${view}: ${Math.round(p.percent)}%`);
       },
       result: () => {
