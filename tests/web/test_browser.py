@@ -301,7 +301,7 @@ def test_too_large_and_service_down(
             assert big.stat().st_size > 100_000
             page.get_by_label("Chest X-ray image").set_input_files(str(big))
             page.get_by_role("button", name="Upload and analyse").click()
-            page.get_by_role("alert").filter(has_text="too large").wait_for()
+            page.get_by_role("alert").filter(has_text="too large: at most 98 KB").wait_for()
             screenshot(page, "23-error-too-large")
         finally:
             other.close()

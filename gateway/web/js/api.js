@@ -23,8 +23,8 @@ const MESSAGES = {
     "This is not a valid chest X-ray. Please upload a frontal chest radiograph (PNG, JPEG or DICOM).",
   not_a_mammogram: "This is not a valid mammogram. Please upload mammogram views only.",
   invalid_image: "The file could not be read as an image. It may be damaged or incomplete.",
-  image_too_large: "The file is too large. Please upload a smaller image (at most 50 MB).",
-  payload_too_large: "The upload is too large. Please upload smaller images (at most 50 MB each).",
+  image_too_large: "The image is too large. Please upload a smaller image.",
+  payload_too_large: "The upload is too large. Please upload smaller images.",
   invalid_view: "Each view tag must be L-CC, R-CC, L-MLO or R-MLO (or left on automatic).",
   service_unavailable:
     "The analysis service is unavailable right now. Your image was not analysed; please try again in a few minutes.",
@@ -36,6 +36,12 @@ const MESSAGES = {
   processing_failed: "The analysis failed. Please try again, or upload another image.",
 };
 
+function formatBytes(n) {
+  if (n >= 1024 * 1024) return `${Math.round((n / (1024 * 1024)) * 10) / 10} MB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
+  return `${n} bytes`;
+}
+
 export function friendly(err) {
   if (!(err instanceof ApiError)) return err?.message || "Something went wrong.";
   if (err.code === "rate_limited" && err.retryAfter) {
@@ -44,6 +50,9 @@ export function friendly(err) {
     return `${err.message || MESSAGES.rate_limited} Please try again in ${wait}.`;
   }
   if (err.code === "payload_too_large" || err.code === "image_too_large") {
+    const d = err.details || {};
+    if (d.max_bytes) return `The file is too large: at most ${formatBytes(d.max_bytes)} per image is accepted.`;
+    if (d.width && d.height) return `The image is too large (${d.width} × ${d.height} pixels). Please upload a smaller image.`;
     return MESSAGES[err.code];
   }
   return MESSAGES[err.code] || err.message || "Something went wrong.";

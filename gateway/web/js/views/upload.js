@@ -68,7 +68,7 @@ export function render(el) {
   const chestPart = h(
     "div",
     {},
-    field("Chest X-ray image", chestFile, "A frontal chest radiograph: PNG, JPEG or DICOM, up to 50 MB."),
+    field("Chest X-ray image", chestFile, "A frontal chest radiograph: a PNG, JPEG or DICOM file."),
   );
 
   const rows = h("div", {});
