@@ -20,6 +20,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 MODE = os.environ.get("FAKE_MODE", "ok")
 app = FastAPI()
+REQUEST_IDS: list[str] = []
+
+
+@app.get("/_debug/request-ids")
+async def request_ids() -> list[str]:
+    return REQUEST_IDS
 
 
 def _png(w: int = 32, h: int = 32) -> dict[str, object]:
@@ -39,6 +45,7 @@ async def ready() -> dict[str, bool]:
 async def predict(request: Request) -> JSONResponse:
     if MODE == "hang":
         await asyncio.sleep(3600)
+    REQUEST_IDS.append(request.headers.get("x-request-id", ""))
     form = await request.form()
     upload = form["file"]
     data = await upload.read()  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ import httpx
 
 from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
 from tests.bc_service.images import mammogram
-from tests.tb_service.svc_helpers import chest_png
+from tests.tb_service.svc_helpers import blank_png, chest_png
 
 
 def read_sse(api: Api, path: str, headers: dict[str, str] | None = None) -> list[dict]:
@@ -55,6 +55,11 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
             assert h.status_code == 200 and h.content.startswith(b"\x89PNG")
         img = p.get(chest["images"][0]["url"])
         assert img.status_code == 200 and img.content == xray
+
+        # an upstream 4xx is passed on in the envelope with its status; nothing is stored
+        r = p.post("/v1/studies/chest", files={"file": ("b.png", blank_png(), "image/png")})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_chest_xray"
+        assert p.get("/v1/studies").json()["total"] == 1
 
         # mammography: 202, then events from the gateway's database
         r = p.post(
