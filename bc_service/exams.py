@@ -141,6 +141,24 @@ class ExamJob:
             await self._wake.wait()
 
 
+class Admission:
+    """A place in the pool, taken before the request body is read and decoded (so that memory
+    spent on uploads is bounded too). Handed over to :meth:`ExamManager.submit` /
+    :meth:`ExamManager.predict`, or released when the request fails before that."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self.held = True
+
+    def transfer(self) -> None:
+        self.held = False
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._release()
+
+
 class ExamManager:
     """Owns every exam of this replica. Create and use it on the event loop."""
 
@@ -217,8 +235,13 @@ class ExamManager:
         waves = math.ceil((self._active - self.workers + 1) / self.workers)
         return int(min(120, max(1, math.ceil(self._avg_seconds * max(1, waves)))))
 
+    def reserve(self) -> Admission:
+        """Take a place now or raise :class:`Overloaded` (503 + Retry-After)."""
+        self._admit()
+        return Admission(self._release)
+
     def check_capacity(self) -> None:
-        """Refuse early (before the body is read and decoded) when nothing would be admitted."""
+        """Raise Overloaded when every worker and queue place is taken."""
         if self._active >= self.capacity:
             if self.metrics is not None:
                 self.metrics.errors.labels(self.metrics.service, "overloaded").inc()
@@ -249,11 +272,17 @@ class ExamManager:
     # ------------------------------------------------------------------ exams
 
     def submit(
-        self, views: list[Any], decode_ms: dict[str, float], started_mono: float | None = None
+        self,
+        views: list[Any],
+        decode_ms: dict[str, float],
+        started_mono: float | None = None,
+        admission: Admission | None = None,
     ) -> ExamJob:
-        """Admit an exam (or raise Overloaded) and start it. Returns at once."""
+        """Start an exam on a reserved place (or admit it now, or raise Overloaded)."""
         self.sweep()
-        self._admit()
+        if admission is None or not admission.held:
+            admission = self.reserve()
+        admission.transfer()  # the job releases it when it ends
         job = ExamJob(
             id=uuid.uuid4().hex,
             views=list(views),
@@ -442,9 +471,10 @@ class ExamManager:
 
     # ------------------------------------------------------------------ one view, synchronous
 
-    async def predict(self, view: Any) -> ViewResult:
+    async def predict(self, view: Any, admission: Admission | None = None) -> ViewResult:
         """One view through the pipeline in the same bounded pool (admission included)."""
-        self._admit()
+        if admission is None or not admission.held:
+            admission = self.reserve()
         loop = asyncio.get_running_loop()
         try:
             async with self._slots:
@@ -459,7 +489,7 @@ class ExamManager:
                     self._running -= 1
                     self._note_duration(time.monotonic() - t0)
         finally:
-            self._release()
+            admission.release()
         if self.metrics is not None:
             for stage, ms in result.timings_ms.items():
                 self.metrics.observe_stage(stage, ms)
