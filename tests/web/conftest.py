@@ -81,7 +81,7 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("web-stack")
     logs = LOGS
@@ -117,7 +117,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iter
             svc.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright keeps an event loop running while it is open, which async
+# tests elsewhere in the session must not find.
+@pytest.fixture(scope="module")
 def browser(chromium_path: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
