@@ -4,6 +4,7 @@ headless chromium through Playwright (never `playwright install`: nothing is dow
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -198,6 +199,9 @@ def pages(browser: Any, stack: Stack, request: pytest.FixtureRequest) -> Iterato
 
 def screenshot(page: Any, name: str) -> None:
     """Every screen at desktop and phone size (full page), for a person to look at."""
+    text = page.locator("body").inner_text()
+    leaked = re.findall(r"\b(?:null|undefined|NaN|\[object Object\])\b", text)
+    assert not leaked, f"{name}: the page shows {leaked}"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size(PHONE)

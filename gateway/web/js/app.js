@@ -1,7 +1,7 @@
 // IRMI single-page app: hash routes, the navigation bar, and focus management between screens.
 
 import * as api from "./api.js";
-import { clear, h } from "./dom.js";
+import { clear, fill, h } from "./dom.js";
 import * as auth from "./views/auth.js";
 import * as upload from "./views/upload.js";
 import * as studies from "./views/studies.js";
@@ -69,7 +69,7 @@ function renderNav() {
       ),
     );
   }
-  clear(nav).append(h("ul", {}, items));
+  fill(nav, h("ul", {}, items));
 }
 
 function currentPath() {

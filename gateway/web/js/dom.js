@@ -110,3 +110,9 @@ export function announce(message) {
 export function backLink(href, text) {
   return h("p", { class: "small" }, h("a", { href }, h("span", { "aria-hidden": "true" }, "← "), text));
 }
+
+/** Replace el's children (null/false children are skipped, arrays flattened). */
+export function fill(el, ...children) {
+  clear(el);
+  return append(el, children);
+}

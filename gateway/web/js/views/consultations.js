@@ -2,7 +2,7 @@
 // replies; the patient reads the reply and rates the doctor (1-5, once).
 
 import * as api from "../api.js";
-import { alertBox, announce, backLink, clear, field, formatDate, h, newId, showError, stars } from "../dom.js";
+import { alertBox, announce, backLink, clear, field, fill, formatDate, h, newId, showError, stars } from "../dom.js";
 import { kindName, labelBadge } from "../components.js";
 import { resultSection } from "./study.js";
 
@@ -94,7 +94,7 @@ export async function renderShare(el, [studyId], ctx) {
     field("Your question", question, "The doctor sees this study, its images and the system's result."),
     submit,
   );
-  clear(el).append(
+  fill(el,
     backLink(`#/studies/${study.id}`, "Back to the study"),
     h("h1", {}, "Ask a doctor"),
     h(
@@ -156,7 +156,7 @@ export async function renderList(el, _params, ctx) {
     const open = items.filter((c) => c.status === "open").length;
     updated.textContent = doctor ? `${open} waiting for your reply.` : "";
   };
-  clear(el).append(
+  fill(el,
     h("h1", {}, doctor ? "Inbox" : "My questions"),
     doctor ? h("p", { class: "muted" }, "Studies patients shared with you. Open one to see the images and the system's result, then reply.") : null,
     updated,
@@ -297,7 +297,7 @@ export async function renderDetail(el, [id], ctx) {
     // The doctor reviews the images and the system's result first, then replies below them.
     if (doctor && c.status === "open") parts.push(replyForm(c, () => draw()));
     const focused = document.activeElement;
-    clear(el).append(...parts);
+    fill(el, ...parts);
     if (focused && !el.contains(focused)) el.querySelector("h1")?.focus();
     if (doctor) {
       try {

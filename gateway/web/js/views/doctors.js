@@ -1,7 +1,7 @@
 // Doctors by specialty, best rated first.
 
 import * as api from "../api.js";
-import { clear, h, stars } from "../dom.js";
+import { clear, fill, h, stars } from "../dom.js";
 
 export function doctorCard(d, action) {
   return h(
@@ -35,7 +35,7 @@ export async function render(el, _params, ctx) {
     for (const d of items) list.append(doctorCard(d));
   };
   select.addEventListener("change", load);
-  clear(el).append(
+  fill(el,
     h("h1", {}, "Doctors"),
     h(
       "p",

@@ -1,7 +1,7 @@
 // The patient's history: newest first, with thumbnails, filterable by kind, paginated.
 
 import * as api from "../api.js";
-import { clear, formatDate, h } from "../dom.js";
+import { clear, fill, formatDate, h } from "../dom.js";
 import { kindName, labelBadge, statusBadge, thumbnail } from "../components.js";
 
 const PAGE = 10;
@@ -62,7 +62,7 @@ export async function render(el, _params, ctx) {
   filter.addEventListener("change", () => load(true));
   more.addEventListener("click", () => load(false));
 
-  clear(el).append(
+  fill(el,
     h("h1", {}, "My studies"),
     h(
       "div",

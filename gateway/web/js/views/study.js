@@ -1,7 +1,7 @@
 // One study: live progress (mammography, over SSE), then the result with its heatmaps.
 
 import * as api from "../api.js";
-import { backLink, capitalize, clear, formatDate, h, newId, percent } from "../dom.js";
+import { backLink, capitalize, clear, fill, formatDate, h, newId, percent } from "../dom.js";
 import { follow } from "../sse.js";
 import { STAGES, disclaimer, kindName, labelBadge, probBars, statusBadge, viewer } from "../components.js";
 
@@ -199,11 +199,11 @@ export async function render(el, [id], ctx) {
   const user = api.currentUser();
   const head = h("div", {});
   const body = h("div", {});
-  clear(el).append(head, body);
+  fill(el, head, body);
   let stop = null;
 
   const draw = (study) => {
-    clear(head).append(
+    fill(head,
       user.role === "doctor" ? backLink("#/consultations", "Back to the inbox") : backLink("#/studies", "Back to my studies"),
       h("h1", {}, `${kindName(study.kind)} study`),
       h("p", { class: "row" }, statusBadge(study.status), h("span", { class: "muted" }, formatDate(study.created_at))),

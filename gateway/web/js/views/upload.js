@@ -1,7 +1,7 @@
 // New study: one chest X-ray, or 1-4 mammogram views with optional view tags.
 
 import * as api from "../api.js";
-import { alertBox, clear, field, h, newId, showError } from "../dom.js";
+import { alertBox, field, fill, h, newId, showError } from "../dom.js";
 
 const ACCEPT = ".png,.jpg,.jpeg,.dcm,.dicom,image/png,image/jpeg,application/dicom";
 
@@ -171,10 +171,10 @@ export function render(el) {
     chestPart,
     mammoPart,
     prog.wrap,
-    h("div", { class: "row" }, submit),
+    h("div", { class: "row submit-row" }, submit),
   );
 
-  clear(el).append(
+  fill(el,
     h("h1", {}, "New study"),
     h(
       "p",
