@@ -33,7 +33,12 @@ def _png(w: int = 32, h: int = 32) -> dict[str, object]:
     rgba[..., 0] = 255
     rgba[..., 3] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
     data = cv2.imencode(".png", rgba)[1].tobytes()
-    return {"media_type": "image/png", "width": w, "height": h, "base64": base64.b64encode(data).decode()}
+    return {
+        "media_type": "image/png",
+        "width": w,
+        "height": h,
+        "base64": base64.b64encode(data).decode(),
+    }
 
 
 @app.get("/v2/health/ready")
@@ -82,7 +87,10 @@ async def exams(request: Request) -> StreamingResponse:
         yield _sse("accepted", {"id": exam_id, "status": "queued"})
         for i, stage in enumerate(["decode", "crop", "heatmaps", "classify"]):
             await asyncio.sleep(0.05)
-            yield _sse("progress", {"stage": stage, "view": None, "percent": 20.0 * (i + 1), "elapsed_ms": 1.0})
+            yield _sse(
+                "progress",
+                {"stage": stage, "view": None, "percent": 20.0 * (i + 1), "elapsed_ms": 1.0},
+            )
             if MODE == "die" and i == 1:
                 await asyncio.sleep(0.2)
                 os._exit(1)
@@ -116,7 +124,12 @@ async def exams(request: Request) -> StreamingResponse:
             "result": {
                 "views": results,
                 "breasts": [
-                    {"laterality": "L", "views": ["view-0"], "probabilities": {"benign": 0.2, "malignant": 0.1}, "label": "normal"}
+                    {
+                        "laterality": "L",
+                        "views": ["view-0"],
+                        "probabilities": {"benign": 0.2, "malignant": 0.1},
+                        "label": "normal",
+                    }
                 ],
                 "probabilities": {"benign": 0.2, "malignant": 0.1},
                 "label": "normal",

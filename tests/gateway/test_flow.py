@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
 from tests.bc_service.images import mammogram
+from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
 from tests.tb_service.svc_helpers import blank_png, chest_png
 
 
@@ -99,7 +99,11 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         assert d.get(f"/v1/studies/{chest['id']}").status_code == 404
         r = p.post(
             "/v1/consultations",
-            json={"study_id": chest["id"], "doctor_id": doctor["user"]["id"], "question": "Is this bad?"},
+            json={
+                "study_id": chest["id"],
+                "doctor_id": doctor["user"]["id"],
+                "question": "Is this bad?",
+            },
         )
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
