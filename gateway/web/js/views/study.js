@@ -171,6 +171,8 @@ function progressSection() {
     section,
     set(pct, message) {
       if (pct !== undefined && pct !== null) {
+        // Never backwards: a (re)opened stream replays events older than the stored progress.
+        if (Number(pct) < bar.value) return;
         bar.value = Math.max(0, Math.min(100, Number(pct) || 0));
         bar.setAttribute("aria-valuetext", `${Math.round(bar.value)}%`);
       }
