@@ -203,12 +203,13 @@ export async function render(el, [id], ctx) {
   const body = h("div", {});
   fill(el, head, body);
   let stop = null;
+  let badge = null;
 
   const draw = (study) => {
     fill(head,
       user.role === "doctor" ? backLink("#/consultations", "Back to the inbox") : backLink("#/studies", "Back to my studies"),
       h("h1", {}, `${kindName(study.kind)} study`),
-      h("p", { class: "row" }, statusBadge(study.status), h("span", { class: "muted" }, formatDate(study.created_at))),
+      h("p", { class: "row" }, (badge = statusBadge(study.status)), h("span", { class: "muted" }, formatDate(study.created_at))),
     );
     if (user.role === "patient") {
       head.append(
@@ -259,6 +260,11 @@ export async function render(el, [id], ctx) {
     };
     stop = follow(study.events_url || api.studyEventsPath(id), {
       progress: (p) => {
+        if (p.stage !== "queued" && badge?.textContent === "Queued") {
+          const running = statusBadge("running");
+          badge.replaceWith(running);
+          badge = running;
+        }
         const stage = STAGES[p.stage] || p.stage;
         const view = p.view ? ` (${viewName(study, p.view)})` : "";
         progress.set(p.percent, `${stage}${view}: ${Math.round(p.percent)}%`);
