@@ -96,12 +96,19 @@ class ExamJob:
     run_started_mono: float | None = None
     result: ExamResult | None = None
     error: dict[str, object] | None = None
+    # Once finished: the Exam as JSON, kept once (it is also the `result` event's data); the
+    # decoded images and the result model are dropped then, so a finished exam costs ~its JSON.
+    final_json: str | None = None
+    n_views: int = field(init=False, default=0)
     events: list[StoredEvent] = field(default_factory=list)
     percent: float = 0.0
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     task: asyncio.Task[None] | None = None
     holds_admission: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.n_views = len(self.views)
 
     @property
     def terminal(self) -> bool:
@@ -111,6 +118,8 @@ class ExamJob:
         return (time.monotonic() - self.started_mono) * 1000.0
 
     def snapshot(self) -> Exam:
+        if self.final_json is not None:
+            return Exam.model_validate_json(self.final_json)
         return Exam(
             id=self.id,
             status=self.status,
@@ -351,7 +360,7 @@ class ExamManager:
     def _on_view_progress(
         self, job: ExamJob, index: int, view_id: str, stage: str, fraction: float
     ) -> None:
-        n = max(1, len(job.views))
+        n = max(1, job.n_views)
         done = index + min(1.0, max(0.0, fraction))
         self._progress(job, stage, view_id, PIPELINE_SHARE * done / n)
 
@@ -461,12 +470,15 @@ class ExamManager:
             job.emit("error", error.model_dump_json())
             if self.metrics is not None:
                 self.metrics.errors.labels(self.metrics.service, error.error.code).inc()
-        job.emit("result", job.snapshot().model_dump_json())
+        job.final_json = job.snapshot().model_dump_json()
+        job.emit("result", job.final_json)
+        job.result = None
+        job.views = []
         if self._exam_counter is not None:
             self._exam_counter.labels(status).inc()
         log.info(
             "exam finished",
-            extra={"exam_id": job.id, "status": status, "views": len(job.views)},
+            extra={"exam_id": job.id, "status": status, "views": job.n_views},
         )
 
     # ------------------------------------------------------------------ one view, synchronous

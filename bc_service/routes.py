@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from bc_service.exams import ExamJob, ExamManager, add_decode_time
@@ -201,8 +201,11 @@ async def submit_exam(
     summary="Status and, once finished, the result of an exam",
     responses=error_responses(NotFound),
 )
-async def get_exam(exam_id: str, manager: ManagerDep) -> Exam:
-    return _job(manager, exam_id).snapshot()
+async def get_exam(exam_id: str, manager: ManagerDep) -> Any:
+    job = _job(manager, exam_id)
+    if job.final_json is not None:  # byte for byte the `result` event's data
+        return Response(job.final_json, media_type="application/json")
+    return job.snapshot()
 
 
 @router.delete(

@@ -1,9 +1,10 @@
 """Mammography: time per view and per 4-view exam by stage, and the patch stage's throughput
 against raw ONNX Runtime on the same patches, in the same run.
 
-``python -m bench bench_mammo`` (env: ``BENCH_MAMMO_REPEAT``, default 3; ``IRMI_BC_USE_GPU``
-= 0 forces the CPU). Images: four mini-mias test-split mammograms (1024 x 1024, two left and two
-right breasts) when ``../shared/data`` is present, else synthetic phantoms of the same size.
+``python -m bench bench_mammo``. Env: ``BENCH_MAMMO_REPEAT`` (default 3) and the service's
+settings (``IRMI_BC_USE_GPU=0`` forces the CPU, ``IRMI_BC_MODELS_DIR``,
+``IRMI_BC_PATCH_BATCH_SIZE``). Images: four mini-mias test-split mammograms (1024 x 1024, two
+left and two right breasts) when ``../shared/data`` is present, else synthetic phantoms.
 Writes ``bench/results/mammo.json``.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 from bc_service.exams import ExamManager, add_decode_time
 from bc_service.pipeline import MammoPipeline, ViewInput
 from bc_service.pipeline.features import patches_at
-from bc_service.settings import MODELS_DIR
+from bc_service.settings import Settings
 from shared.contracts.mammo import STAGES
 from shared.imaging import decode_image
 from shared.model import ModelRepository
@@ -96,12 +97,13 @@ async def _exam_once(manager: ExamManager, images: list[tuple[str, bytes]]) -> d
     events = 0
     async for _ in job.follow():
         events += 1
-    assert job.status == "succeeded" and job.result is not None, job.error
+    exam = job.snapshot().result
+    assert job.status == "succeeded" and exam is not None, job.error
     by_stage: dict[str, float] = {}
-    for v in job.result.views:
+    for v in exam.views:
         for stage, ms in v.timings_ms.items():
             by_stage[stage] = by_stage.get(stage, 0.0) + ms
-    by_stage["combine"] = job.result.timings_ms.get("combine", 0.0)
+    by_stage["combine"] = exam.timings_ms.get("combine", 0.0)
     by_stage["wall"] = (time.monotonic() - started) * 1000
     by_stage["events"] = events
     return by_stage
@@ -196,10 +198,16 @@ def bench_patches(
 
 def main() -> None:
     repeat = int(os.environ.get("BENCH_MAMMO_REPEAT", "3"))
-    use_gpu = os.environ.get("IRMI_BC_USE_GPU", "1").lower() not in {"0", "false", "no"}
-    repo = ModelRepository(MODELS_DIR, required=[], use_gpu=use_gpu)
+    settings = Settings()
+    repo = ModelRepository(
+        settings.models_dir,
+        required=[],
+        use_gpu=settings.use_gpu,
+        intra_op_threads=settings.onnx_intra_op_threads,
+        inter_op_threads=settings.onnx_inter_op_threads,
+    )
     repo.load_all()
-    pipe = MammoPipeline(repo)
+    pipe = MammoPipeline(repo, patch_batch_size=settings.patch_batch_size)
     images, source = _images()
     missing = [m for m in MammoPipeline.required_models if m not in repo]
     providers = sorted({m.provider or "?" for m in repo.models.values()})
