@@ -252,7 +252,13 @@ export async function render(el, [id], ctx) {
     body.append(progress.section);
     if (study.progress) progress.set(study.progress.percent, `${STAGES[study.progress.stage] || study.progress.stage}…`);
     const finish = async () => {
-      const done = await api.getStudy(id);
+      let done;
+      try {
+        done = await api.getStudy(id);
+      } catch (ex) {
+        if (ctx.isCurrent()) body.append(h("div", { class: "alert error", role: "alert" }, api.friendly(ex)));
+        return;
+      }
       if (!ctx.isCurrent()) return;
       draw(done);
       if (done.status === "succeeded") progress.set(100, "Analysis complete: 100%.");
