@@ -340,3 +340,28 @@ def test_too_large_and_service_down(
         assert not other.errors, other.errors
     finally:
         gw.stop()
+
+
+def test_sse_parser_in_the_browser(stack: Stack, pages: Pages) -> None:
+    """The fetch()-based SSE reader: split chunks, CRLF, comments, multi-line data, ids."""
+    page = pages.new()
+    page.goto("/")
+    events = page.evaluate(
+        """async () => {
+        const { SseParser } = await import('/web/js/sse.js');
+        const out = [];
+        const p = new SseParser((e) => out.push(e));
+        for (const chunk of [
+          'retry: 2000\\n\\n: keep-alive\\n\\nid: 1\\nevent: prog', 'ress\\r\\ndata: {"percent"',
+          ': 5}\\r\\n\\r\\nid: 2\\ndata: line one\\ndata: line two\\n\\n',
+          'event: result\\ndata:{"ok":true}\\n', '\\n', 'data: a\\r', '\\ndata: b\\r\\n\\r\\n',
+        ]) p.push(chunk);
+        return out;
+      }"""
+    )
+    assert events == [
+        {"event": "progress", "data": '{"percent": 5}', "id": "1"},
+        {"event": "message", "data": "line one\nline two", "id": "2"},
+        {"event": "result", "data": '{"ok":true}', "id": "2"},
+        {"event": "message", "data": "a\nb", "id": "2"},
+    ]
