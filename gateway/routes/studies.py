@@ -91,7 +91,7 @@ async def upload_chest(
     data, media_type = await read_upload(file, state.settings.max_upload_bytes)
     body = await state.upstreams.predict_chest("image", data, media_type)
     try:
-        prediction = ChestPrediction.model_validate(body)
+        prediction = ChestPrediction.model_validate_json(body)
     except ValueError as exc:
         raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
     study_id = new_id()
