@@ -207,6 +207,9 @@ def screenshot(page: Any, name: str) -> None:
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(150)  # let the layout settle after the resize (not an assertion)
     page.screenshot(path=str(SHOTS / f"{name}-phone.png"), full_page=True)
+    # Responsive: nothing wider than a phone's screen (no sideways scrolling).
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{name}: the page is {width}px wide on a phone"
     page.set_viewport_size(DESKTOP)
 
 
