@@ -1,8 +1,9 @@
 """Gateway overhead on a chest predict: the same image posted straight to tb_service
 (``POST /v1/predict``) and through the gateway (``POST /v1/predict/chest`` with an API key;
 ``POST /v1/studies/chest`` with a bearer token, which also stores the image, heatmap and
-study), in the same run, alternating, sequential requests (a real NIH test image when present). Prints medians / p95 and the
-gateway's added latency; writes bench/results/bench_gateway.json.
+study), in the same run, alternating, sequential requests, on a real NIH test image when
+../shared/data is there. Prints medians / p95 and the gateway's added latency; writes
+bench/results/bench_gateway.json.
 
 tb_service runs its committed models when present, otherwise tiny rigged test models with
 the real models' I/O (tests/onnxgen.py), which makes inference itself nearly free: the

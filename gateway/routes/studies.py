@@ -13,7 +13,14 @@ from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFil
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
-from gateway.deps import SessionDep, StateDep, StudiesPrincipal, audit
+from gateway.deps import (
+    SessionDep,
+    StateDep,
+    StreamPrincipal,
+    StudiesPrincipal,
+    audit,
+    check_scope,
+)
 from gateway.models import Consultation, Study, StudyEvent, StudyFile, new_id
 from gateway.relay import start_relay
 from gateway.schemas import (
@@ -360,12 +367,13 @@ def _sse(seq: int, event: str, data: dict[str, Any]) -> str:
 async def study_events(
     study_id: str,
     request: Request,
-    principal: StudiesPrincipal,
+    stream_principal: StreamPrincipal,
     state: StateDep,
     session: SessionDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
 ) -> StreamingResponse:
+    principal = check_scope(stream_principal, "studies")
     study = await load_readable(session, principal, study_id)
     audit(session, principal, "read_events", study.id)
     await session.commit()
