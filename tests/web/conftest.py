@@ -35,8 +35,6 @@ PHONE = {"width": 390, "height": 844}
 TB_MODELS = ("chest-gate", "chest-abnormality")
 BC_MODELS = ("mammo-gate", "mammo-patch", "mammo-view")
 
-pytestmark = pytest.mark.browser
-
 
 def _has_models(models_dir: Path, names: tuple[str, ...]) -> bool:
     return all(any(models_dir.glob(f"{n}/*/model.onnx")) for n in names)
