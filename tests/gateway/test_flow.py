@@ -94,6 +94,16 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         page = p.get("/v1/studies", params={"limit": 1, "offset": 1}).json()
         assert [s["id"] for s in page["items"]] == [chest["id"]] and page["total"] == 2
 
+        # integrators: stateless predict routes with a `predict` API key store nothing
+        key = p.post("/v1/api-keys", json={"name": "pacs", "scopes": ["predict"]}).json()["key"]
+        k = anon.as_key(key)
+        r = k.post("/v1/predict/chest", files={"file": ("x.png", xray, "image/png")})
+        assert r.status_code == 200 and r.json()["label"] in {"normal", "abnormal"}
+        r = k.post("/v1/predict/mammogram", files=[("files", ("m.png", mammogram(), "image/png"))])
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "succeeded" and len(r.json()["result"]["views"]) == 1
+        assert p.get("/v1/studies").json()["total"] == 2
+
         # doctors by specialty; a consultation; the doctor sees the shared study only
         docs = p.get("/v1/doctors", params={"specialty": "radiology"}).json()["items"]
         assert [x["id"] for x in docs] == [doctor["user"]["id"]]
