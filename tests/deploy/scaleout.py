@@ -405,3 +405,71 @@ def wait_url(url: str, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"{url} not 200 after {timeout}s")
+
+
+# --- the whole system, two replicas of everything --------------------------------------------
+
+
+@dataclass
+class Stack:
+    """Replicas of the three services, each service behind its own nginx upstream; the gateway
+    replicas share one PostgreSQL, one S3 bucket and one JWT secret, and call the inference
+    services through their balancers (never one replica directly)."""
+
+    lb: Nginx  # gateway balancer (the public entry)
+    inner: Nginx  # tb and bc balancers (what a ClusterIP Service is to the gateway)
+    pg: Postgres
+    s3: S3
+    gateway: Replicas
+    tb: Replicas
+    bc: Replicas
+    jwt_secret: str
+
+    @property
+    def url(self) -> str:
+        return self.lb.url("gateway")
+
+
+def gateway_env(pg: Postgres, s3: S3, tb_url: str, bc_url: str, jwt_secret: str) -> dict[str, str]:
+    """Settings of every gateway replica (names as in README "Deploying")."""
+    return {
+        "IRMI_DEV_MODE": "0",
+        "IRMI_GATEWAY_DATABASE_URL": pg.url,
+        "IRMI_GATEWAY_JWT_SECRET": jwt_secret,
+        "IRMI_GATEWAY_TB_URL": tb_url,
+        "IRMI_GATEWAY_BC_URL": bc_url,
+        "IRMI_GATEWAY_IMAGE_STORE": "s3",
+        "IRMI_GATEWAY_S3_ENDPOINT_URL": s3.endpoint_url,
+        "IRMI_GATEWAY_S3_BUCKET": s3.bucket,
+        "IRMI_GATEWAY_S3_REGION": s3.region,
+        "IRMI_GATEWAY_S3_ACCESS_KEY_ID": s3.access_key_id,
+        "IRMI_GATEWAY_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+    }
+
+
+@contextlib.contextmanager
+def stack(
+    log_dir: Path,
+    count: int = 2,
+    tb_env: dict[str, str] | None = None,
+    bc_env: dict[str, str] | None = None,
+    gateway_extra_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """PostgreSQL + SeaweedFS + ``count`` replicas of tb_service, bc_service and gateway, all
+    behind one nginx (three upstreams). The inference balancers start first (nginx needs the
+    replica ports), then the gateway replicas, then the gateway balancer."""
+    jwt_secret = secrets.token_urlsafe(48)
+    with (
+        postgres() as pg,
+        seaweed_s3() as s3,
+        replicas("tb_service", count, tb_env, log_dir=log_dir) as tb,
+        replicas("bc_service", count, bc_env, log_dir=log_dir) as bc,
+        nginx({"tb": tb.ports, "bc": bc.ports}) as inner,
+    ):
+        env = gateway_env(pg, s3, inner.url("tb"), inner.url("bc"), jwt_secret)
+        env.update(gateway_extra_env or {})
+        with (
+            replicas("gateway", count, env, log_dir=log_dir) as gw,
+            nginx({"gateway": gw.ports}) as outer,
+        ):
+            yield Stack(outer, inner, pg, s3, gw, tb, bc, jwt_secret)
