@@ -36,7 +36,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     IRMI_GATEWAY_HOST=0.0.0.0 \
     IRMI_GATEWAY_PORT=8000 \
-    IRMI_GATEWAY_IMAGE_DIR=/var/lib/irmi/images
+    IRMI_GATEWAY_STORE_DIR=/var/lib/irmi/images
 USER 10001:10001
 EXPOSE 8000
 VOLUME ["/var/lib/irmi/images"]

@@ -438,7 +438,7 @@ def gateway_env(pg: Postgres, s3: S3, tb_url: str, bc_url: str, jwt_secret: str)
         "IRMI_GATEWAY_JWT_SECRET": jwt_secret,
         "IRMI_GATEWAY_TB_URL": tb_url,
         "IRMI_GATEWAY_BC_URL": bc_url,
-        "IRMI_GATEWAY_IMAGE_STORE": "s3",
+        "IRMI_GATEWAY_STORE": "s3",
         "IRMI_GATEWAY_S3_ENDPOINT_URL": s3.endpoint_url,
         "IRMI_GATEWAY_S3_BUCKET": s3.bucket,
         "IRMI_GATEWAY_S3_REGION": s3.region,
