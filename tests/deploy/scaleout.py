@@ -243,6 +243,7 @@ def seaweed_s3(bucket: str = "irmi-images", timeout: float = 60.0) -> Iterator[S
         "-master.volumeSizeLimitMB=64",
         "-volume.max=16",
         "-volume.preStopSeconds=0",
+        "-master.telemetry=false",  # loopback only: no usage report to the internet
         *(f"-{name}={port}" for name, port in ports.items()),
     ]
     (root / "data").mkdir()
