@@ -5,6 +5,7 @@ and loopback only."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ def _inference_env(tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
         "IRMI_BC_WORKERS": "1",
         "IRMI_BC_CPU_WORKERS": "1",
         "IRMI_BC_ONNX_INTRA_OP_THREADS": "1",
+        # every stage boundary waits a little, so that an exam is surely in flight when
+        # replicas are stopped under it
+        "IRMI_BC_DEBUG_STAGE_DELAY_MS": "150",
     }
     if not any((REPO / "bc_service" / "models").glob("*/*/model.onnx")):
         bc_env["IRMI_BC_REQUIRED_MODELS"] = "[]"
@@ -58,6 +62,33 @@ def _events(client: httpx.Client, url: str) -> list[dict[str, Any]]:
                 key, _, value = line.partition(":")
                 current[key] = value.strip()
     return events
+
+
+def _last_upstream(lb: scaleout.Nginx, request: str) -> int:
+    """Port of the replica that answered the last request starting with ``request``."""
+    lines = [x for x in (lb.prefix / "access.log").read_text().splitlines() if request in x]
+    return int(lines[-1].split("upstream=")[1].split()[0].rsplit(":", 1)[1])
+
+
+def _holder(ports: list[int], timeout: float = 30.0) -> int:
+    """Index of the bc_service replica that holds an active exam (its queue-depth gauges)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = []
+        for i, port in enumerate(ports):
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            active = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if not line.startswith("#")
+                and ('"exams_running"' in line or '"exams_waiting"' in line)
+            )
+            if active > 0:
+                held.append(i)
+        if len(held) == 1:
+            return held[0]
+        assert time.monotonic() < deadline, f"expected one replica with the exam, found {held}"
+        time.sleep(0.1)
 
 
 def _mammography(client: httpx.Client) -> dict[str, Any]:
@@ -141,13 +172,29 @@ def test_patient_flow_over_two_replicas_of_everything(tmp_path: Path) -> None:
         assert lines[at].split("upstream=")[1].split()[0] != events.split("upstream=")[1].split()[0]
         assert len(set(st.inner.upstreams_used("tb"))) == 2
 
-        # mid-run: one replica of each service goes away
-        for group in (st.gateway, st.tb, st.bc):
-            group.stop(0)
+        # mid-run, with an exam in flight: the gateway replica relaying it and the bc_service
+        # replica computing it are the ones stopped (with one tb_service replica)
+        from tests.bc_service.images import mammogram
+
+        r = p.post(
+            "/v1/studies/mammography",
+            files=[("L-MLO", ("l.png", mammogram(seed=3), "image/png"))],
+        )
+        assert r.status_code == 202, r.text
+        in_flight = r.json()
+        st.gateway.stop(st.gateway.ports.index(_last_upstream(st.lb, "POST /v1/studies/mammo")))
+        st.bc.stop(_holder(st.bc.ports))
+        st.tb.stop(0)
+        deadline = time.monotonic() + 120
+        while (study := p.get(in_flight["study_url"]).json())["status"] in {"queued", "running"}:
+            assert time.monotonic() < deadline, f"exam stuck after losing replicas: {study}"
+            time.sleep(0.5)
+        if study["status"] == "failed":  # never silent: an explicit error the client can act on
+            assert study["error"]["code"] == "service_unavailable", study
 
         # nothing lost: sessions, studies, images, the consultation
         hist = p.get("/v1/studies").json()
-        assert {s["id"] for s in hist["items"]} == {*chest_ids, mammo["id"]}
+        assert {s["id"] for s in hist["items"]} == {*chest_ids, mammo["id"], in_flight["id"]}
         again = p.get(f"/v1/studies/{mammo['id']}").json()
         assert again["mammography_result"] == mammo["mammography_result"]
         chest = p.get(f"/v1/studies/{chest_ids[1]}").json()
@@ -160,4 +207,9 @@ def test_patient_flow_over_two_replicas_of_everything(tmp_path: Path) -> None:
         r = p.post("/v1/studies/chest", files={"file": ("y.png", chest_png(seed=7), "image/png")})
         assert r.status_code == 201, r.text
         assert _mammography(p)["status"] == "succeeded"
-        assert p.get("/v1/studies").json()["total"] == 5
+        assert p.get("/v1/studies").json()["total"] == 6
+        if study["status"] != "succeeded":
+            pytest.xfail(
+                "an exam in flight on a stopped replica ends failed ('please upload again'): "
+                f"{study['error']['message']} (the gateway could re-run it from the stored images)"
+            )
