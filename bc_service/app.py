@@ -20,7 +20,10 @@ def default_pipeline(models: ModelRepository, settings: Settings) -> PipelineLik
     from bc_service.pipeline import MammoPipeline
 
     pipeline: PipelineLike = MammoPipeline(
-        models, patch_batch_size=settings.patch_batch_size, heatmaps=settings.heatmaps
+        models,
+        patch_batch_size=settings.patch_batch_size,
+        heatmaps=settings.heatmaps,
+        gate=settings.mammogram_gate,
     )
     return pipeline
 

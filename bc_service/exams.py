@@ -96,12 +96,19 @@ class ExamJob:
     run_started_mono: float | None = None
     result: ExamResult | None = None
     error: dict[str, object] | None = None
+    # Once finished: the Exam as JSON, kept once (it is also the `result` event's data); the
+    # decoded images and the result model are dropped then, so a finished exam costs ~its JSON.
+    final_json: str | None = None
+    n_views: int = field(init=False, default=0)
     events: list[StoredEvent] = field(default_factory=list)
     percent: float = 0.0
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     task: asyncio.Task[None] | None = None
     holds_admission: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.n_views = len(self.views)
 
     @property
     def terminal(self) -> bool:
@@ -111,6 +118,8 @@ class ExamJob:
         return (time.monotonic() - self.started_mono) * 1000.0
 
     def snapshot(self) -> Exam:
+        if self.final_json is not None:
+            return Exam.model_validate_json(self.final_json)
         return Exam(
             id=self.id,
             status=self.status,
@@ -139,6 +148,24 @@ class ExamJob:
             if self.terminal:
                 return
             await self._wake.wait()
+
+
+class Admission:
+    """A place in the pool, taken before the request body is read and decoded (so that memory
+    spent on uploads is bounded too). Handed over to :meth:`ExamManager.submit` /
+    :meth:`ExamManager.predict`, or released when the request fails before that."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self.held = True
+
+    def transfer(self) -> None:
+        self.held = False
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._release()
 
 
 class ExamManager:
@@ -217,8 +244,13 @@ class ExamManager:
         waves = math.ceil((self._active - self.workers + 1) / self.workers)
         return int(min(120, max(1, math.ceil(self._avg_seconds * max(1, waves)))))
 
+    def reserve(self) -> Admission:
+        """Take a place now or raise :class:`Overloaded` (503 + Retry-After)."""
+        self._admit()
+        return Admission(self._release)
+
     def check_capacity(self) -> None:
-        """Refuse early (before the body is read and decoded) when nothing would be admitted."""
+        """Raise Overloaded when every worker and queue place is taken."""
         if self._active >= self.capacity:
             if self.metrics is not None:
                 self.metrics.errors.labels(self.metrics.service, "overloaded").inc()
@@ -249,11 +281,17 @@ class ExamManager:
     # ------------------------------------------------------------------ exams
 
     def submit(
-        self, views: list[Any], decode_ms: dict[str, float], started_mono: float | None = None
+        self,
+        views: list[Any],
+        decode_ms: dict[str, float],
+        started_mono: float | None = None,
+        admission: Admission | None = None,
     ) -> ExamJob:
-        """Admit an exam (or raise Overloaded) and start it. Returns at once."""
+        """Start an exam on a reserved place (or admit it now, or raise Overloaded)."""
         self.sweep()
-        self._admit()
+        if admission is None or not admission.held:
+            admission = self.reserve()
+        admission.transfer()  # the job releases it when it ends
         job = ExamJob(
             id=uuid.uuid4().hex,
             views=list(views),
@@ -322,7 +360,7 @@ class ExamManager:
     def _on_view_progress(
         self, job: ExamJob, index: int, view_id: str, stage: str, fraction: float
     ) -> None:
-        n = max(1, len(job.views))
+        n = max(1, job.n_views)
         done = index + min(1.0, max(0.0, fraction))
         self._progress(job, stage, view_id, PIPELINE_SHARE * done / n)
 
@@ -432,19 +470,23 @@ class ExamManager:
             job.emit("error", error.model_dump_json())
             if self.metrics is not None:
                 self.metrics.errors.labels(self.metrics.service, error.error.code).inc()
-        job.emit("result", job.snapshot().model_dump_json())
+        job.final_json = job.snapshot().model_dump_json()
+        job.emit("result", job.final_json)
+        job.result = None
+        job.views = []
         if self._exam_counter is not None:
             self._exam_counter.labels(status).inc()
         log.info(
             "exam finished",
-            extra={"exam_id": job.id, "status": status, "views": len(job.views)},
+            extra={"exam_id": job.id, "status": status, "views": job.n_views},
         )
 
     # ------------------------------------------------------------------ one view, synchronous
 
-    async def predict(self, view: Any) -> ViewResult:
+    async def predict(self, view: Any, admission: Admission | None = None) -> ViewResult:
         """One view through the pipeline in the same bounded pool (admission included)."""
-        self._admit()
+        if admission is None or not admission.held:
+            admission = self.reserve()
         loop = asyncio.get_running_loop()
         try:
             async with self._slots:
@@ -459,7 +501,7 @@ class ExamManager:
                     self._running -= 1
                     self._note_duration(time.monotonic() - t0)
         finally:
-            self._release()
+            admission.release()
         if self.metrics is not None:
             for stage, ms in result.timings_ms.items():
                 self.metrics.observe_stage(stage, ms)

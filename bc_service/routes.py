@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from bc_service.exams import ExamJob, ExamManager, add_decode_time
@@ -118,6 +118,7 @@ def event_stream(job: ExamJob, after: int, settings: Settings) -> EventSourceRes
     return EventSourceResponse(
         events(),
         ping=settings.heartbeat_seconds,
+        send_timeout=30,  # a reader that stops reading is dropped; the job is not affected
         headers={"X-Exam-ID": job.id, "Content-Location": status_url},
     )
 
@@ -177,16 +178,21 @@ async def submit_exam(
     ] = False,
 ) -> Any:
     started = time.monotonic()
-    manager.check_capacity()  # cheap refusal before reading and decoding the body
-    raws = await collect_exam_views(request, settings)
-    decoded = await decode_views(raws, settings, ctx.cpu)
-    views = [make_view_input(d.view_id, d.image, d.tag) for d in decoded]
-    job = manager.submit(views, {d.view_id: d.decode_ms for d in decoded}, started)
+    admission = manager.reserve()  # 503 before reading and decoding the body
+    try:
+        raws = await collect_exam_views(request, settings)
+        decoded = await decode_views(raws, settings, ctx.cpu)
+        views = [make_view_input(d.view_id, d.image, d.tag) for d in decoded]
+        decode_ms = {d.view_id: d.decode_ms for d in decoded}
+        job = manager.submit(views, decode_ms, started, admission=admission)
+    finally:
+        admission.release()  # no-op once the job holds it
     if _wants_stream(request, stream):
         return event_stream(job, 0, settings)
     status_url, events_url = exam_urls(job.id, settings)
     body = ExamAccepted(id=job.id, status=job.status, status_url=status_url, events_url=events_url)
-    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": status_url})
+    headers = {"Location": status_url, "X-Exam-ID": job.id}
+    return JSONResponse(body.model_dump(), status_code=202, headers=headers)
 
 
 @router.get(
@@ -195,8 +201,11 @@ async def submit_exam(
     summary="Status and, once finished, the result of an exam",
     responses=error_responses(NotFound),
 )
-async def get_exam(exam_id: str, manager: ManagerDep) -> Exam:
-    return _job(manager, exam_id).snapshot()
+async def get_exam(exam_id: str, manager: ManagerDep) -> Any:
+    job = _job(manager, exam_id)
+    if job.final_json is not None:  # byte for byte the `result` event's data
+        return Response(job.final_json, media_type="application/json")
+    return job.snapshot()
 
 
 @router.delete(
@@ -286,10 +295,13 @@ async def exam_events(
 async def predict(
     request: Request, ctx: CtxDep, manager: ManagerDep, settings: SettingsDep
 ) -> ViewResult:
-    manager.check_capacity()
-    raw = await collect_single_view(request, settings)
-    (decoded,) = await decode_views([raw], settings, ctx.cpu)
-    view = make_view_input(decoded.view_id, decoded.image, decoded.tag)
-    result = await manager.predict(view)
+    admission = manager.reserve()
+    try:
+        raw = await collect_single_view(request, settings)
+        (decoded,) = await decode_views([raw], settings, ctx.cpu)
+        view = make_view_input(decoded.view_id, decoded.image, decoded.tag)
+        result = await manager.predict(view, admission=admission)
+    finally:
+        admission.release()
     add_decode_time(result, decoded.decode_ms)
     return result

@@ -30,7 +30,12 @@ class Settings(ServiceSettings):
         default=900.0, gt=0, description="How long a finished exam (and its event log) is kept."
     )
     max_exams: int = Field(
-        default=200, ge=1, description="Most exams kept in memory; the oldest finished go first."
+        default=100,
+        ge=1,
+        description=(
+            "Most exams kept in memory, the oldest finished evicted first (a finished 4-view "
+            "exam with heatmaps holds about 1 MB of JSON)."
+        ),
     )
     heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="Interval of SSE comment pings on an idle stream."
@@ -48,6 +53,10 @@ class Settings(ServiceSettings):
     )
     patch_batch_size: int = Field(default=64, ge=1)
     heatmaps: bool = True
+    mammogram_gate: bool = Field(
+        default=True,
+        description="Tests/dev only: false skips the mammogram-or-not model (synthetic images).",
+    )
     debug_stage_delay_ms: float = Field(
         default=0.0,
         ge=0,

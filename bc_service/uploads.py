@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast, get_args
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bc_service.settings import Settings
@@ -81,7 +81,7 @@ def check_content_length(request: Request, limit: int) -> None:
         )
 
 
-async def read_form(request: Request, settings: Settings) -> list[tuple[str, Any]]:
+async def read_form(request: Request, settings: Settings) -> FormData:
     """Parse the multipart body with tight bounds; the form's files spool to disk."""
     check_content_length(request, settings.max_request_bytes)
     ctype = request.headers.get("content-type", "")
@@ -101,7 +101,7 @@ async def read_form(request: Request, settings: Settings) -> list[tuple[str, Any
                 details={"max_views": settings.max_views},
             ) from None
         raise BadRequest(detail) from None
-    return list(form.multi_items())
+    return form
 
 
 async def _read_file(upload: UploadFile, limit: int, field: str) -> bytes:
@@ -115,7 +115,14 @@ async def _read_file(upload: UploadFile, limit: int, field: str) -> bytes:
 
 
 async def collect_exam_views(request: Request, settings: Settings) -> list[RawView]:
-    items = await read_form(request, settings)
+    form = await read_form(request, settings)
+    try:
+        return await _exam_views(form.multi_items(), settings)
+    finally:
+        await form.close()
+
+
+async def _exam_views(items: list[tuple[str, Any]], settings: Settings) -> list[RawView]:
     seen: set[str] = set()
     views: list[RawView] = []
     allowed = [*TAGS, UNTAGGED_FIELD]
@@ -152,7 +159,14 @@ async def collect_exam_views(request: Request, settings: Settings) -> list[RawVi
 
 async def collect_single_view(request: Request, settings: Settings) -> RawView:
     """``file`` plus an optional text field ``view`` holding the tag (POST /v1/predict)."""
-    items = await read_form(request, settings)
+    form = await read_form(request, settings)
+    try:
+        return await _single_view(form.multi_items(), settings)
+    finally:
+        await form.close()
+
+
+async def _single_view(items: list[tuple[str, Any]], settings: Settings) -> RawView:
     upload: UploadFile | None = None
     tag: ViewTag | None = None
     for field, value in items:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -123,4 +124,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.hsts)
+    _envelope_validation_errors(app)
     return app
+
+
+def _envelope_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents request-validation failures as ``HTTPValidationError``; the gateway
+    answers them with the error envelope (code ``validation_error``), so document that."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = original()
+        envelope = {
+            "description": "Error envelope; code validation_error",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+            },
+        }
+        for methods in doc.get("paths", {}).values():
+            for op in methods.values():
+                resp = op.get("responses", {}).get("422")
+                if resp and "HTTPValidationError" in json.dumps(resp):
+                    op["responses"]["422"] = envelope
+        schemas = doc.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in json.dumps(doc.get("paths", {})):
+            schemas.pop("HTTPValidationError", None)
+            if "ValidationError" not in json.dumps(doc.get("paths", {})).replace(
+                "HTTPValidationError", ""
+            ):
+                schemas.pop("ValidationError", None)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.errors import NotFound
+from shared.errors import NotFound, ServiceUnavailable
+
+log = logging.getLogger("irmi.gateway.store")
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
@@ -198,18 +201,34 @@ class S3Store:
         except Exception:
             return False
 
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except (BotoCoreError, ClientError) as exc:
+            code = ""
+            if isinstance(exc, ClientError):
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+            log.warning("object store error", extra={"error": type(exc).__name__, "code": code})
+            raise ServiceUnavailable(
+                "The image store is unavailable; retry shortly.", details={"store": "s3"}
+            ) from exc
+
     async def put(self, data: bytes) -> str:
         key = blob_key(data)
-        await asyncio.to_thread(self._put, data, key)
+        await self._call(self._put, data, key)
         return key
 
     async def get(self, key: str) -> bytes:
-        return await asyncio.to_thread(self._get, key)
+        data: bytes = await self._call(self._get, key)
+        return data
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(
-            self.client.delete_object, Bucket=self.bucket, Key=self._object(key)
-        )
+        await self._call(self._delete, key)
+
+    def _delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self._exists, key)

@@ -55,8 +55,11 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
     """Collect concurrently submitted items into batches and run each batch once, off the loop.
 
     ``max_concurrent_batches`` batches may run at once (1 suits a model that already uses every
-    core). ``start()`` must be awaited inside the running loop before ``submit``; ``stop()``
-    fails whatever is still waiting with ``service_unavailable``.
+    core). ``upstream``, when given, counts the items still being prepared that will be
+    submitted soon; when it is 0 the batcher runs what it has at once instead of waiting out
+    ``max_wait_ms`` (a lone request pays no batching delay). ``start()`` must be awaited
+    inside the running loop before ``submit``; ``stop()`` fails whatever is still waiting with
+    ``service_unavailable``.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         max_concurrent_batches: int = 1,
         retry_after_s: int = 1,
         metrics: ServiceMetrics | None = None,
+        upstream: Callable[[], int] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_concurrent_batches < 1:
             raise ValueError("max_batch_size, max_queue and max_concurrent_batches must be >= 1")
@@ -83,6 +87,7 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         self.max_concurrent_batches = max_concurrent_batches
         self.retry_after_s = retry_after_s
         self.metrics = metrics
+        self.upstream = upstream
         self.batches_run = 0
         self.items_run = 0
         self.largest_batch = 0
@@ -178,8 +183,8 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
                     nxt = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
                     remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
+                    if remaining <= 0 or (self.upstream is not None and self.upstream() <= 0):
+                        break  # out of time, or nothing else on its way: run what we have
                     try:
                         nxt = await asyncio.wait_for(self._queue.get(), remaining)
                     except TimeoutError:

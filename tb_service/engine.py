@@ -30,7 +30,7 @@ from shared.metrics import ServiceMetrics
 from shared.model import ModelCard, OnnxModel
 from shared.service import ServiceContext
 from shared.transforms import Compose, StageTimings
-from tb_service.heatmap import render_heatmap
+from tb_service.heatmap import heatmap_png
 from tb_service.settings import Settings
 
 log = logging.getLogger("irmi.tb.engine")
@@ -141,7 +141,9 @@ class ChestEngine:
             max_queue=settings.max_queue,
             retry_after_s=settings.retry_after_s,
             metrics=ctx.metrics,
+            upstream=lambda: self.preparing,
         )
+        self.preparing = 0  # requests in decode/preprocessing: batch members on their way
         self.admission = Admission(
             settings.in_flight_limit(),
             "chest-in-flight",
@@ -220,7 +222,8 @@ class ChestEngine:
         gate_out = self.gate.run_single_input(np.stack([p.gate_image for p in items]))
         gate_ms = _ms(t0)
         probs = np.asarray(gate_out["probs"], dtype=np.float32)
-        scores = [float(np.clip(probs[i, 1], 0.0, 1.0)) for i in range(len(items))]
+        # A non-finite score (NaN) fails the gate rather than reaching the response model.
+        scores = [_prob(probs[i, 1], 0.0) for i in range(len(items))]
         results = [
             Scored(chest_score=s, passed=s >= self.gate_threshold, gate_ms=gate_ms) for s in scores
         ]
@@ -254,14 +257,18 @@ class ChestEngine:
         if prepared.chest_error is not None:
             raise prepared.chest_error
         assert scored.abnormal is not None and prepared.chest is not None
-        p_abn = float(np.clip(scored.abnormal[1], 0.0, 1.0))
+        if not np.isfinite(scored.abnormal[1]):
+            raise InvalidImage(
+                "The model could not score this image.", details={"reason": "non_finite_score"}
+            )
+        p_abn = _prob(scored.abnormal[1], 0.0)
         p_norm = float(np.clip(1.0 - p_abn, 0.0, 1.0))
         abnormal = p_abn >= self.abnormal_threshold
         findings: list[Finding] = []
         if abnormal:
             subtypes: dict[str, float] = {}
             if scored.subtype is not None and scored.subtype.size >= 2:
-                pb, pv = (float(np.clip(v, 0.0, 1.0)) for v in scored.subtype[:2])
+                pb, pv = (_prob(v, 0.5) for v in scored.subtype[:2])
                 total = pb + pv
                 if total > 0:
                     pb, pv = pb / total, pv / total
@@ -280,11 +287,15 @@ class ChestEngine:
         png: PngImage | None = None
         if heatmap and scored.cam is not None:
             t0 = time.perf_counter()
-            rgba = render_heatmap(scored.cam, box, size, self.settings.heatmap_max_alpha)  # type: ignore[arg-type]
+            data, width, height = heatmap_png(
+                scored.cam,
+                box,  # type: ignore[arg-type]
+                size,
+                self.settings.heatmap_max_alpha,
+                self.settings.heatmap_max_side,
+            )
             png = PngImage(
-                width=size[0],
-                height=size[1],
-                base64=base64.b64encode(encode_png(rgba)).decode("ascii"),
+                width=width, height=height, base64=base64.b64encode(data).decode("ascii")
             )
             timings["heatmap"] = _ms(t0)
         return ChestPrediction(
@@ -304,12 +315,20 @@ class ChestEngine:
 
     async def predict(self, data: bytes, *, heatmap: bool = True) -> Outcome:
         """The whole path for one image; raises IRMIError subclasses for every refusal."""
-        with self.admission.slot():
-            return await self._predict(data, heatmap=heatmap and self.settings.heatmap)
+        try:
+            with self.admission.slot():
+                return await self._predict(data, heatmap=heatmap and self.settings.heatmap)
+        except IRMIError as exc:
+            self.metrics.errors.labels(self.metrics.service, exc.code).inc()
+            raise
 
     async def _predict(self, data: bytes, *, heatmap: bool) -> Outcome:
         t_start = time.perf_counter()
-        prepared = await self.ctx.cpu.run(self.prepare, data)
+        self.preparing += 1
+        try:
+            prepared = await self.ctx.cpu.run(self.prepare, data)
+        finally:
+            self.preparing -= 1
         batched = await self.batcher.submit(prepared)
         scored = batched.value
         prepared.timings["batch_wait"] = batched.wait_ms
@@ -324,6 +343,12 @@ class ChestEngine:
                 self.metrics.observe_stage(stage, ms)
         prediction.timings_ms["total"] = round(prepared.timings["total"], 3)
         return Outcome(prediction, batched.batch_size)
+
+
+def _prob(value: Any, fallback: float) -> float:
+    """A probability in [0, 1]; ``fallback`` for NaN/inf."""
+    v = float(value)
+    return float(min(1.0, max(0.0, v))) if np.isfinite(v) else fallback
 
 
 def _image(chest: Any) -> Any:

@@ -41,15 +41,13 @@ def clip_box(
     return x0, y0, x1, y1
 
 
-def render_heatmap(
+def _render_bgra(
     cam: NDArray[Any],
     crop_box: tuple[int, int, int, int],
     original_size: tuple[int, int],
-    max_alpha: float = 0.75,
+    max_alpha: float,
 ) -> NDArray[np.uint8]:
-    """An (H, W, 4) RGBA uint8 overlay the size of the original image (``original_size`` is
-    (w, h)); the CAM is bilinearly upsampled into ``crop_box`` (x0, y0, x1, y1, x1/y1 exclusive).
-    """
+    """BGRA (OpenCV order) overlay; every full-size step is a vectorised OpenCV call."""
     w, h = original_size
     overlay = np.zeros((h, w, 4), dtype=np.uint8)
     box = clip_box(crop_box, original_size)
@@ -61,12 +59,56 @@ def render_heatmap(
     # out of the image keeps its geometry.
     bx0, by0, bx1, by1 = (int(v) for v in crop_box)
     full = cv2.resize(strength, (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
-    part = np.clip(full[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0], 0.0, 1.0)
-    level = np.round(part * 255.0).astype(np.uint8)
-    bgr = cv2.applyColorMap(level, cv2.COLORMAP_JET)
-    overlay[y0:y1, x0:x1, :3] = bgr[:, :, ::-1]
-    overlay[y0:y1, x0:x1, 3] = np.round(part * (255.0 * max_alpha)).astype(np.uint8)
+    part = np.ascontiguousarray(full[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0])
+    level = cv2.convertScaleAbs(part, alpha=255.0)  # saturating round to uint8
+    overlay[y0:y1, x0:x1, :3] = cv2.applyColorMap(level, cv2.COLORMAP_JET)
+    overlay[y0:y1, x0:x1, 3] = cv2.convertScaleAbs(level, alpha=float(max_alpha))
     return overlay
+
+
+def render_heatmap(
+    cam: NDArray[Any],
+    crop_box: tuple[int, int, int, int],
+    original_size: tuple[int, int],
+    max_alpha: float = 0.75,
+) -> NDArray[np.uint8]:
+    """An (H, W, 4) RGBA uint8 overlay the size of the original image (``original_size`` is
+    (w, h)); the CAM is bilinearly upsampled into ``crop_box`` (x0, y0, x1, y1, x1/y1 exclusive).
+    """
+    bgra = _render_bgra(cam, crop_box, original_size, max_alpha)
+    out: NDArray[np.uint8] = np.ascontiguousarray(bgra[:, :, [2, 1, 0, 3]])
+    return out
+
+
+def heatmap_png(
+    cam: NDArray[Any],
+    crop_box: tuple[int, int, int, int],
+    original_size: tuple[int, int],
+    max_alpha: float = 0.75,
+    max_side: int = 0,
+) -> tuple[bytes, int, int]:
+    """(PNG bytes, width, height) of the RGBA overlay.
+
+    The PNG has the original's size unless ``max_side`` > 0 and the original is larger: then it
+    is rendered at the same aspect ratio with its long side = ``max_side`` (draw it stretched
+    over the image). Fast zlib level 1: the overlay is smooth, so it still compresses well.
+    """
+    w, h = original_size
+    box = crop_box
+    if max_side > 0 and max(w, h) > max_side:
+        f = max_side / float(max(w, h))
+        w, h = max(1, round(w * f)), max(1, round(h * f))
+        box = (
+            int(np.floor(crop_box[0] * f)),
+            int(np.floor(crop_box[1] * f)),
+            int(np.ceil(crop_box[2] * f)),
+            int(np.ceil(crop_box[3] * f)),
+        )
+    bgra = _render_bgra(cam, box, (w, h), max_alpha)
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGRA array
+        raise RuntimeError("PNG encoding failed")
+    return bytes(buf.tobytes()), w, h
 
 
 def peak(cam: NDArray[Any], crop_box: tuple[int, int, int, int]) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
@@ -33,6 +34,8 @@ from shared.errors import (
 from shared.service import ServiceContext
 from tb_service.engine import ChestEngine, unavailable
 from tb_service.settings import Settings
+
+log = logging.getLogger("irmi.tb.routes")
 
 BATCH_SIZE_HEADER = "X-IRMI-Batch-Size"
 
@@ -153,7 +156,11 @@ def decode_base64_image(text: str, max_bytes: int) -> bytes:
 
 
 def _error_item(exc: BaseException) -> dict[str, object]:
-    err = exc if isinstance(exc, IRMIError) else ProcessingFailed("Processing failed unexpectedly.")
+    if isinstance(exc, IRMIError):
+        err: IRMIError = exc
+    else:  # a bug, not the client's fault: log it (never the file) and answer 500 for this item
+        log.error("batch item failed: %s", type(exc).__name__, exc_info=exc)
+        err = ProcessingFailed("Processing failed unexpectedly.")
     body: dict[str, object] = err.envelope().error.model_dump()
     body["status"] = err.status_code
     return body

@@ -43,6 +43,12 @@ class Settings(ServiceSettings):
     # Heatmap: the abnormality model's class-activation map as an RGBA PNG overlay.
     heatmap: bool = True
     heatmap_max_alpha: float = Field(default=0.75, gt=0, le=1)
+    heatmap_max_side: int = Field(
+        default=0,
+        ge=0,
+        description="0: the PNG has the original image's size. N > 0: originals larger than N "
+        "px get a PNG of the same aspect with long side N (PngImage.width/height say which).",
+    )
 
     def in_flight_limit(self) -> int:
         return self.max_in_flight or (self.max_queue + 2 * self.max_batch_size)

@@ -130,23 +130,26 @@ class MammoPipeline:
         patch_batch_size: int = 64,
         heatmaps: bool = True,
         stride: int = 16,
+        gate: bool = True,
     ) -> None:
+        """``gate=False`` skips the mammogram-or-not model (tests on synthetic phantoms);
+        the DICOM modality and blank-image checks still run."""
         self.models = models
         self.heatmaps = heatmaps
-        gate = models.models.get("mammo-gate")
+        gate_model = models.models.get("mammo-gate") if gate else None
         patch = models.models.get("mammo-patch")
         view = models.models.get("mammo-view")
-        self._used = [m for m in (gate, patch, view) if m is not None]
-        for name, m in (("mammo-gate", gate), ("mammo-patch", patch), ("mammo-view", view)):
-            if m is None:
+        self._used = [m for m in (gate_model, patch, view) if m is not None]
+        for name in self.required_models:
+            if name not in models.models:
                 log.warning("model %s not loaded: its stage uses an untrained heuristic", name)
-        self.gate_threshold = _threshold(gate, "mammogram", 0.5)
+        self.gate_threshold = _threshold(gate_model, "mammogram", 0.5)
         self.thresholds = {
             "benign": _threshold(view, "benign", DEFAULT_THRESHOLDS["benign"]),
             "malignant": _threshold(view, "malignant", DEFAULT_THRESHOLDS["malignant"]),
         }
         self.stages = [
-            Decode(_predictor(gate) if gate else None, self.gate_threshold),
+            Decode(_predictor(gate_model) if gate_model else None, self.gate_threshold),
             Orientation(),
             Crop(),
             Enhance(),

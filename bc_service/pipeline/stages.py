@@ -349,11 +349,7 @@ class Classify(Transform):
         self._model = view_model
 
     def __call__(self, s: MammoState) -> MammoState:
-        y0, x0, y1, x1 = s.window
-        c = s.patch_centres
-        inside = (c[:, 0] >= y0) & (c[:, 0] < y1) & (c[:, 1] >= x0) & (c[:, 1] < x1)
-        probs = s.patch_probs[inside] if inside.any() else s.patch_probs
-        feats = view_features(probs)
+        feats = classifier_features(s)
         if self._model is None:
             # UNTRAINED FALLBACK (no mammo-view model loaded): the top-3 patch mean.
             s.notes.append("classify: heuristic fallback, no view model")
@@ -362,6 +358,15 @@ class Classify(Transform):
             out = self._model(feats[None, :]).reshape(-1)
             s.probabilities = (float(out[0]), float(out[1]))
         return s
+
+
+def classifier_features(s: MammoState) -> NDArray[np.float32]:
+    """The view model's input: statistics of the patch probabilities inside the window."""
+    y0, x0, y1, x1 = s.window
+    c = s.patch_centres
+    inside = (c[:, 0] >= y0) & (c[:, 0] < y1) & (c[:, 1] >= x0) & (c[:, 1] < x1)
+    probs = s.patch_probs[inside] if inside.any() else s.patch_probs
+    return view_features(probs)
 
 
 def preprocess_stages(work_height: int = WORK_HEIGHT) -> list[Transform]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.deps import DoctorDep, PatientDep, SessionDep, UserDep
 from gateway.models import Consultation, Study, User
@@ -258,9 +258,15 @@ async def rate(
         raise NotFound("No such consultation.")
     if row.status != "answered":
         raise Conflict("A consultation can be rated once it is answered.")
-    if row.rating is not None:
+    ts = now()
+    # Once, atomically: two concurrent ratings (on any replicas) cannot both land.
+    done = await session.execute(
+        update(Consultation)
+        .where(Consultation.id == row.id, Consultation.rating.is_(None))
+        .values(rating=body.rating, rated_at=ts, updated_at=ts)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("This consultation is already rated.")
-    row.rating = body.rating
-    row.rated_at = row.updated_at = now()
     await session.commit()
+    await session.refresh(row)
     return (await _public(session, [row]))[0]

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.bc_service.images import HAVE_MIAS
 from tests.procs import Service, spawn, wait_ready
 
 # Small pool and queue so that overload is reachable with three exams; a short stage delay
@@ -21,6 +22,9 @@ SERVICE_ENV = {
     "IRMI_BC_CPU_WORKERS": "1",
     "IRMI_BC_USE_GPU": "false",
 }
+if not HAVE_MIAS:
+    # Synthetic phantoms are no mammograms to the trained gate: switch it off for them.
+    SERVICE_ENV["IRMI_BC_MAMMOGRAM_GATE"] = "false"
 
 
 @pytest.fixture(scope="session")

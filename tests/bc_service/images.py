@@ -1,5 +1,6 @@
-"""Images for the bc_service HTTP tests: a mammogram (real mini-mias when present, else a
-synthetic phantom), and things that are not mammograms."""
+"""Images for the bc_service HTTP tests: real mini-mias mammograms when ../shared/data is
+present (the trained mammogram gate accepts them), else synthetic phantoms with the gate off;
+and things that are not mammograms."""
 
 from __future__ import annotations
 
@@ -13,42 +14,32 @@ from shared.settings import default_data_dir
 from tests.imagegen import mammo_phantom, png_bytes
 
 SIDE = 512  # mini-mias is 1024 x 1024; half of it is the pipeline's working height
+MIAS = default_data_dir() / "mini-mias"
+HAVE_MIAS = (MIAS / "splits.csv").exists()
 
 
 @cache
-def real_mias(label: str = "normal", laterality: str | None = None) -> bytes | None:
-    """A mini-mias test-split image, downscaled to SIDE, or None when the data is absent."""
-    root = default_data_dir() / "mini-mias"
-    if not (root / "labels.csv").exists():
-        return None
-    with (root / "labels.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
-    with (root / "splits.csv").open() as fh:
-        split = {r["path"]: r["split"] for r in csv.DictReader(fh)}
-    for row in rows:
-        if split.get(row["path"]) != "test" or row["label"] != label:
-            continue
-        if laterality and row["laterality"] != laterality:
-            continue
-        path = root / row["path"]
-        if path.exists():
-            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            return png_bytes(cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA))
-    return None
+def _test_rows() -> list[dict[str, str]]:
+    with (MIAS / "splits.csv").open() as fh:
+        test = {r["path"] for r in csv.DictReader(fh) if r["split"] == "test"}
+    with (MIAS / "labels.csv").open() as fh:
+        return [r for r in csv.DictReader(fh) if r["path"] in test]
 
 
+@cache
 def mammogram(right: bool = False, seed: int = 0) -> bytes:
-    real = real_mias("normal", "R" if right else "L") if seed == 0 else None
-    if real is not None:
-        return real
-    return png_bytes(mammo_phantom(chest_wall="right" if right else "left", seed=seed))
+    """A normal mini-mias test mammogram (the ``seed``-th of its side), downscaled; or a
+    phantom when the data is absent."""
+    if not HAVE_MIAS:
+        return png_bytes(mammo_phantom(chest_wall="right" if right else "left", seed=seed))
+    side = "R" if right else "L"
+    rows = [r for r in _test_rows() if r["label"] == "normal" and r["laterality"] == side]
+    gray = cv2.imread(str(MIAS / rows[seed % len(rows)]["path"]), cv2.IMREAD_GRAYSCALE)
+    return png_bytes(cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA))
 
 
-def photo() -> bytes:
-    """A colourful natural-looking picture: not a mammogram."""
-    rng = np.random.default_rng(1)
-    img = np.zeros((SIDE, SIDE, 3), np.uint8)
-    img[: SIDE // 2] = (120, 180, 240)  # sky
-    img[SIDE // 2 :] = (40, 160, 60)  # grass
-    img = cv2.add(img, rng.integers(0, 30, img.shape, dtype=np.uint8))
-    return png_bytes(img)
+def not_a_mammogram() -> bytes:
+    """A flat gray picture: the pipeline's decode stage refuses it (``not_a_mammogram``)
+    whatever the gate model says, so the service's error path is tested deterministically.
+    (Whether the trained gate refuses chest X-rays is tested with the models.)"""
+    return png_bytes(np.full((256, 256), 128, np.uint8))

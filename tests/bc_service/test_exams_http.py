@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.bc_service.images import mammogram, photo
+from tests.bc_service.images import mammogram, not_a_mammogram
 from tests.bc_service.sseclient import read_all, wait_status
 from tests.imagegen import dicom_bytes, gradient, pillow_bytes, png_bytes
 
@@ -104,11 +104,15 @@ def test_predict_one_view(client: httpx.Client) -> None:
     view = r.json()
     assert view["given_tag"] == "L-MLO" and view["label"] in {"normal", "benign", "malignant"}
     assert "decode" in view["timings_ms"]
+    assert set(view["heatmaps"]) == {"benign", "malignant"}
     bad = client.post(
         "/v1/predict", files={"file": ("a.png", mammogram(), PNG)}, data={"view": "X-CC"}
     )
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_view"
-    photo_r = client.post("/v1/predict", files={"file": ("p.png", photo(), PNG)})
+
+
+def test_predict_refuses_a_non_mammogram(client: httpx.Client) -> None:
+    photo_r = client.post("/v1/predict", files={"file": ("p", not_a_mammogram(), "image/*")})
     assert photo_r.status_code == 422, photo_r.text[:500]
     assert photo_r.json()["error"]["code"] == "not_a_mammogram"
 
@@ -159,7 +163,7 @@ def test_non_mammogram_exam_fails_with_error_event(client: httpx.Client) -> None
         client,
         "POST",
         "/v1/exams?stream=true",
-        files=[("files", ("p.png", photo(), PNG))],
+        files=[("files", ("p", not_a_mammogram(), "image/*"))],
     )
     kinds = [e.event for e in events]
     assert kinds[-2:] == ["error", "result"], kinds

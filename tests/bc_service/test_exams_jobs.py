@@ -222,3 +222,31 @@ async def test_predict_runs_in_the_pool() -> None:
     m = manager(StandIn())
     result = await m.predict(FakeView("view-0"))
     assert result.view_id == "view-0" and m.active == 0
+
+
+async def test_a_reserved_place_counts_until_released_or_handed_over() -> None:
+    m = manager(StandIn(), workers=1, max_queued=1)
+    first = m.reserve()
+    second = m.reserve()  # e.g. two uploads being read and decoded
+    with pytest.raises(Overloaded):
+        m.reserve()
+    first.release()  # that upload was refused (bad file)
+    first.release()  # idempotent
+    assert m.active == 1
+    job = m.submit(views(1), {}, admission=second)
+    second.release()  # no-op: the job holds the place now
+    assert m.active == 1
+    await wait_until(lambda: job.terminal)
+    assert m.active == 0
+
+
+def test_exam_urls_point_at_this_replica_when_advertised() -> None:
+    from bc_service.routes import exam_urls
+    from bc_service.settings import Settings
+
+    assert exam_urls("abc", Settings()) == ("/v1/exams/abc", "/v1/exams/abc/events")
+    pod = Settings(advertise_url="http://10.1.2.3:8002/")
+    assert exam_urls("abc", pod) == (
+        "http://10.1.2.3:8002/v1/exams/abc",
+        "http://10.1.2.3:8002/v1/exams/abc/events",
+    )

@@ -66,7 +66,17 @@ def postgres_server() -> Iterator[str]:
         opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
             _as_postgres(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"]
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(root / "log"),
+                    "-w",
+                    "start",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -114,7 +124,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- processes
-def gateway_env(tmp: Path, database_url: str, tb_url: str, bc_url: str, **extra: str) -> dict[str, str]:
+def gateway_env(
+    tmp: Path, database_url: str, tb_url: str, bc_url: str, **extra: str
+) -> dict[str, str]:
     env = {
         "IRMI_GATEWAY_DATABASE_URL": database_url,
         "IRMI_GATEWAY_STORE_DIR": str(tmp / "images"),
@@ -140,13 +152,22 @@ def run_gateway(env: dict[str, str], log_dir: Path) -> Iterator[Service]:
 
 
 @contextlib.contextmanager
-def run_fake(mode: str, log_dir: Path) -> Iterator[Service]:
-    svc = spawn("tests.gateway.fake_upstream", {"FAKE_MODE": mode}, log_dir=log_dir)
+def run_fakes(modes: list[str], log_dir: Path) -> Iterator[list[Service]]:
+    """Stand-in upstreams (tests/gateway/fake_upstream.py), started side by side."""
+    svcs = [spawn("tests.gateway.fake_upstream", {"FAKE_MODE": m}, log_dir=log_dir) for m in modes]
     try:
-        wait_ready(svc, timeout=60)
-        yield svc
+        for svc in svcs:
+            wait_ready(svc, timeout=60)
+        yield svcs
     finally:
-        svc.stop()
+        for svc in svcs:
+            svc.stop()
+
+
+@contextlib.contextmanager
+def run_fake(mode: str, log_dir: Path) -> Iterator[Service]:
+    with run_fakes([mode], log_dir) as svcs:
+        yield svcs[0]
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +201,12 @@ class Api:
 
 
 def signup_login(api: Api, email: str, role: str = "patient", **extra: Any) -> dict[str, Any]:
-    body = {"email": email, "password": "s3cure-password", "full_name": email.split("@")[0], "role": role}
+    body = {
+        "email": email,
+        "password": "s3cure-password",
+        "full_name": email.split("@")[0],
+        "role": role,
+    }
     body.update(extra)
     r = api.post("/v1/auth/signup", json=body)
     assert r.status_code == 201, r.text
@@ -200,7 +226,9 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     logs = tmp_path_factory.mktemp("upstream-logs")
     tb_env = {"IRMI_TB_USE_GPU": "false", "IRMI_TB_ONNX_INTRA_OP_THREADS": "1"}
     if not (REPO / "tb_service" / "models" / "chest-abnormality").is_dir():
-        tb_env["IRMI_TB_MODELS_DIR"] = str(chest_model_folders(tmp_path_factory.mktemp("tb-models")))
+        tb_env["IRMI_TB_MODELS_DIR"] = str(
+            chest_model_folders(tmp_path_factory.mktemp("tb-models"))
+        )
     bc_env = {"IRMI_BC_WORKERS": "1", "IRMI_BC_CPU_WORKERS": "1", "IRMI_BC_USE_GPU": "false"}
     if not any((REPO / "bc_service" / "models").glob("*/*/model.onnx")):
         bc_env["IRMI_BC_REQUIRED_MODELS"] = "[]"  # no committed models yet: heuristic fallbacks

@@ -22,7 +22,9 @@ SECRET = "matrix-secret-0123456789abcdef0123456789"
 
 
 @pytest.fixture(scope="module")
-def world(fakes: dict[str, Service], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def world(
+    fakes: dict[str, Service], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("authz")
     env = gateway_env(
         tmp,
@@ -35,29 +37,49 @@ def world(fakes: dict[str, Service], tmp_path_factory: pytest.TempPathFactory) -
         anon = Api(gw.url)
         owner = signup_login(anon, "owner@example.org")
         other = signup_login(anon, "other@example.org")
-        doc = signup_login(anon, "doc@example.org", "doctor", specialty="oncology", licence_number="L-1")
-        doc2 = signup_login(anon, "doc2@example.org", "doctor", specialty="oncology", licence_number="L-2")
+        doc = signup_login(
+            anon, "doc@example.org", "doctor", specialty="oncology", licence_number="L-1"
+        )
+        doc2 = signup_login(
+            anon, "doc2@example.org", "doctor", specialty="oncology", licence_number="L-2"
+        )
         o = anon.as_token(owner["access_token"])
-        study = o.post("/v1/studies/chest", files={"file": ("x.png", chest_png(), "image/png")}).json()
-        study2 = o.post("/v1/studies/chest", files={"file": ("y.png", chest_png(seed=1), "image/png")}).json()
+        study = o.post(
+            "/v1/studies/chest", files={"file": ("x.png", chest_png(), "image/png")}
+        ).json()
+        study2 = o.post(
+            "/v1/studies/chest", files={"file": ("y.png", chest_png(seed=1), "image/png")}
+        ).json()
         cons = o.post(
             "/v1/consultations",
             json={"study_id": study["id"], "doctor_id": doc["user"]["id"], "question": "?"},
         ).json()
         keys = {}
-        for name, scopes in {"predict": ["predict"], "studies": ["studies"], "revoked": ["predict", "studies"]}.items():
+        for name, scopes in {
+            "predict": ["predict"],
+            "studies": ["studies"],
+            "revoked": ["predict", "studies"],
+        }.items():
             r = o.post("/v1/api-keys", json={"name": name, "scopes": scopes})
             assert r.status_code == 201
             keys[name] = r.json()
         assert o.delete(f"/v1/api-keys/{keys['revoked']['id']}").status_code == 204
         now = int(time.time())
-        base = {"sub": owner["user"]["id"], "role": "patient", "iss": "irmi-gateway", "typ": "access"}
+        base = {
+            "sub": owner["user"]["id"],
+            "role": "patient",
+            "iss": "irmi-gateway",
+            "typ": "access",
+        }
         sid = jwt.decode(owner["access_token"], options={"verify_signature": False})["sid"]
-        expired = jwt.encode({**base, "sid": sid, "iat": now - 100, "exp": now - 10}, SECRET, "HS256")
+        expired = jwt.encode(
+            {**base, "sid": sid, "iat": now - 100, "exp": now - 10}, SECRET, "HS256"
+        )
         parts = owner["access_token"].split(".")
         tampered_claims = jwt.utils.base64url_encode(
-            jwt.api_jws._jws_global_obj._load(owner["access_token"])[1]  # type: ignore[attr-defined]
-            .replace(owner["user"]["id"].encode(), other["user"]["id"].encode())
+            jwt.api_jws._jws_global_obj._load(owner["access_token"])[1].replace(  # type: ignore[attr-defined]
+                owner["user"]["id"].encode(), other["user"]["id"].encode()
+            )
         ).decode()
         tampered = ".".join([parts[0], tampered_claims, parts[2]])
         forged = jwt.encode(
@@ -77,7 +99,15 @@ def world(fakes: dict[str, Service], tmp_path_factory: pytest.TempPathFactory) -
             "revoked key": anon.as_key(keys["revoked"]["key"]),
             "garbage key": anon.as_key("irmi_000000000000_nope"),
         }
-        yield {"db": tmp / "gw.db", "gw": gw, "actors": actors, "study": study, "study2": study2, "cons": cons, "doc": doc}
+        yield {
+            "db": tmp / "gw.db",
+            "gw": gw,
+            "actors": actors,
+            "study": study,
+            "study2": study2,
+            "cons": cons,
+            "doc": doc,
+        }
 
 
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -169,13 +199,29 @@ def test_wrong_role_and_cross_user_writes(world: dict[str, Any]) -> None:
     a = world["actors"]
     doc_id = world["doc"]["user"]["id"]
     # a doctor cannot upload or ask; a patient cannot reply; another patient cannot share
-    assert a["shared doctor"].post("/v1/consultations", json={"study_id": "x", "doctor_id": doc_id, "question": "q"}).status_code == 403
+    assert (
+        a["shared doctor"]
+        .post("/v1/consultations", json={"study_id": "x", "doctor_id": doc_id, "question": "q"})
+        .status_code
+        == 403
+    )
     r = a["other patient"].post(
-        "/v1/consultations", json={"study_id": world["study"]["id"], "doctor_id": doc_id, "question": "q"}
+        "/v1/consultations",
+        json={"study_id": world["study"]["id"], "doctor_id": doc_id, "question": "q"},
     )
     assert r.status_code == 404
-    assert a["other patient"].post(f"/v1/consultations/{world['cons']['id']}/rating", json={"rating": 5}).status_code == 404
-    assert a["other doctor"].post(f"/v1/consultations/{world['cons']['id']}/reply", json={"answer": "x"}).status_code == 404
+    assert (
+        a["other patient"]
+        .post(f"/v1/consultations/{world['cons']['id']}/rating", json={"rating": 5})
+        .status_code
+        == 404
+    )
+    assert (
+        a["other doctor"]
+        .post(f"/v1/consultations/{world['cons']['id']}/reply", json={"answer": "x"})
+        .status_code
+        == 404
+    )
     # refusal bodies use the envelope
     body = a["tampered token"].get("/v1/users/me").json()
     assert body["error"]["code"] == "unauthorized"
@@ -189,6 +235,8 @@ def test_audit_trail_records_reads(world: dict[str, Any]) -> None:
     import sqlite3
 
     db = world["db"]
-    rows = sqlite3.connect(db).execute("SELECT user_id, action, study_id FROM audit_events").fetchall()
+    rows = (
+        sqlite3.connect(db).execute("SELECT user_id, action, study_id FROM audit_events").fetchall()
+    )
     actions = {a for _, a, _ in rows}
     assert {"create", "read", "read_image", "read_heatmap"} <= actions

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.gateway.conftest import Api, gateway_env, run_fake, run_gateway, signup_login
+from tests.gateway.conftest import (
+    Api,
+    gateway_env,
+    run_fake,
+    run_fakes,
+    run_gateway,
+    signup_login,
+)
 from tests.imagegen import gradient, pillow_bytes, png_bytes
 from tests.procs import free_port
 from tests.tb_service.svc_helpers import chest_png
@@ -78,9 +85,10 @@ def test_upstream_down_is_503_and_oversize_is_413(tmp_path: Path) -> None:
             reply = raw.decode(errors="replace")
         assert reply.startswith("HTTP/1.1 413"), reply[:200]
         assert "payload_too_large" in reply
+
         # a chunked body (no Content-Length) is cut as soon as it passes the limit
         def chunks() -> Iterator[bytes]:
-            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
             for _ in range(100):
                 yield b"\0" * 65536
 
@@ -88,7 +96,10 @@ def test_upstream_down_is_503_and_oversize_is_413(tmp_path: Path) -> None:
             r = httpx.post(
                 gw.url + "/v1/studies/chest",
                 content=chunks(),
-                headers={"Content-Type": "multipart/form-data; boundary=b", "Authorization": p.client.headers["Authorization"]},
+                headers={
+                    "Content-Type": "multipart/form-data; boundary=b",
+                    "Authorization": p.client.headers["Authorization"],
+                },
                 timeout=30,
             )
             assert r.status_code == 413, r.text
@@ -115,7 +126,9 @@ def test_slow_upstream_is_503_and_silent_stream_fails_the_study(tmp_path: Path) 
         )
         with run_gateway(env, tmp_path) as gw:
             p = _patient(gw.url)
-            r = p.post("/v1/studies/chest", files={"file": ("x.png", chest_png(64, 64), "image/png")})
+            r = p.post(
+                "/v1/studies/chest", files={"file": ("x.png", chest_png(64, 64), "image/png")}
+            )
             assert r.status_code == 503 and r.json()["error"]["code"] == "service_unavailable"
             assert "retry-after" in r.headers
             r = p.post("/v1/studies/mammography", files=MAMMO)
@@ -126,7 +139,7 @@ def test_slow_upstream_is_503_and_silent_stream_fails_the_study(tmp_path: Path) 
 
 
 def test_bc_dying_mid_exam_fails_the_study(tmp_path: Path) -> None:
-    with run_fake("die", tmp_path) as dying, run_fake("ok", tmp_path) as ok:
+    with run_fakes(["die", "ok"], tmp_path) as (dying, ok):
         env = gateway_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", ok.url, dying.url)
         with run_gateway(env, tmp_path) as gw:
             p = _patient(gw.url)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
 from tests.bc_service.images import mammogram
+from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
 from tests.tb_service.svc_helpers import blank_png, chest_png
 
 
@@ -99,7 +99,11 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         assert d.get(f"/v1/studies/{chest['id']}").status_code == 404
         r = p.post(
             "/v1/consultations",
-            json={"study_id": chest["id"], "doctor_id": doctor["user"]["id"], "question": "Is this bad?"},
+            json={
+                "study_id": chest["id"],
+                "doctor_id": doctor["user"]["id"],
+                "question": "Is this bad?",
+            },
         )
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
@@ -135,3 +139,28 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         assert r.status_code == 204
         assert p.get("/v1/users/me").status_code == 401
         assert httpx.get(gw.url + "/v2/health/ready").json()["checks"]["database"] is True
+
+
+def test_any_replica_serves_the_events(tmp_path: Path) -> None:
+    """Two gateway replicas share the database and the image store: an exam uploaded through
+    one is followed (SSE) and read, with its images, through the other."""
+    from tests.gateway.conftest import run_fake
+
+    with run_fake("ok", tmp_path) as fake:
+        env = gateway_env(
+            tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}", fake.url, fake.url
+        )
+        with run_gateway(env, tmp_path / "a") as a, run_gateway(env, tmp_path / "b") as b:
+            pair = signup_login(Api(a.url), "multi@example.org")
+            via_a = Api(a.url, token=pair["access_token"])
+            via_b = Api(b.url, token=pair["access_token"])  # same secret: tokens work on both
+            r = via_a.post(
+                "/v1/studies/mammography",
+                files=[("files", ("a.png", mammogram(), "image/png"))],
+            )
+            assert r.status_code == 202, r.text
+            events = read_sse(via_b, r.json()["events_url"])
+            assert events[-1]["event"] == "result"
+            study = via_b.get(r.json()["study_url"]).json()
+            assert study["status"] == "succeeded"
+            assert via_b.get(study["images"][0]["url"]).content == mammogram()

@@ -138,3 +138,17 @@ def test_admission_bounds_and_releases() -> None:
     assert adm.active == 0
     with pytest.raises(ValueError):
         Admission(0)
+
+
+async def test_upstream_hint_skips_the_wait(pool: CpuPool) -> None:
+    rec = Recorder()
+    b: DynamicBatcher[int, int] = DynamicBatcher(
+        "m", rec, pool, max_batch_size=8, max_wait_ms=60_000, upstream=lambda: 0
+    )
+    await b.start()
+    try:
+        # Nothing else on its way: runs at once instead of waiting a minute.
+        res = await asyncio.wait_for(b.submit(1), 10)
+    finally:
+        await b.stop()
+    assert res.value == 10 and res.batch_size == 1

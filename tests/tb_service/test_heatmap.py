@@ -45,3 +45,23 @@ def test_peak_in_original_pixels() -> None:
     cam = np.zeros((4, 4))
     cam[3, 0] = 5
     assert peak(cam, (0, 0, 40, 80)) == (5, 70)
+
+
+def test_heatmap_png_full_size_and_capped() -> None:
+    import io
+
+    from PIL import Image
+
+    from tb_service.heatmap import heatmap_png
+
+    cam = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    data, w, h = heatmap_png(cam, (10, 10, 190, 290), (200, 300))
+    assert (w, h) == (200, 300)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.mode == "RGBA" and img.size == (200, 300)
+        arr = np.asarray(img)
+    assert np.array_equal(arr, render_heatmap(cam, (10, 10, 190, 290), (200, 300)))
+    data, w, h = heatmap_png(cam, (10, 10, 190, 290), (2000, 3000), max_side=600)
+    assert (w, h) == (400, 600)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (400, 600)

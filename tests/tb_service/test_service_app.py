@@ -161,6 +161,8 @@ async def test_not_a_chest_xray(client: httpx.AsyncClient) -> None:
     assert err["code"] == "not_a_chest_xray"
     assert set(err["details"]) == {"score", "threshold"}
     assert err["details"]["score"] < err["details"]["threshold"] == 0.5
+    metrics = (await client.get("/metrics")).text
+    assert 'irmi_errors_total{code="not_a_chest_xray",service="tb_service"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(
@@ -379,3 +381,34 @@ async def test_openapi_is_typed(client: httpx.AsyncClient) -> None:
         "/LegacyTbResponse"
     )
     assert "400" in legacy["responses"]
+
+
+def test_probabilities_are_sanitised() -> None:
+    from tb_service.engine import _prob
+
+    assert _prob(float("nan"), 0.0) == 0.0
+    assert _prob(1.5, 0.0) == 1.0 and _prob(-0.1, 0.5) == 0.0 and _prob(0.25, 0.0) == 0.25
+
+
+async def test_a_bug_in_one_batch_item_fails_only_that_item(models_dir: Path) -> None:
+    async with client_for(settings_for(models_dir)) as (app, c):
+        engine = app.state.ctx.extras["chest"]
+        real_prepare = engine.prepare
+
+        def flaky(data: bytes) -> object:
+            if data.startswith(b"\x89PNG") and len(data) < 2000:
+                raise RuntimeError("simulated bug")
+            return real_prepare(data)
+
+        engine.prepare = flaky
+        small = png_bytes(gradient(40, 40))
+        files = [
+            ("files", ("ok.png", chest_png(), "image/png")),
+            ("files", ("bug.png", small, "image/png")),
+        ]
+        r = await c.post("/v1/predict/batch", files=files)
+        assert r.status_code == 200
+        ok, bug = r.json()["results"]
+        assert ok["prediction"] is not None
+        assert bug["error"]["code"] == "processing_failed" and bug["error"]["status"] == 500
+        assert "simulated" not in r.text
