@@ -142,3 +142,55 @@ def test_broken_compose_fails(tmp_path: Path) -> None:
     problems = m.compose_problems(exposed)
     for text in ("bc_service publishes", "postgres data", "tb_service runs as"):
         assert any(text in p for p in problems), text
+
+
+def _third_party_imports(packages: list[str]) -> set[str]:
+    """Top-level modules imported by the runtime code of ``packages`` (training code and
+    tests excluded), standard library and the repository's own packages left out."""
+    import ast
+    import sys
+
+    own = {"shared", "gateway", "tb_service", "bc_service"}
+    found: set[str] = set()
+    for package in packages:
+        for path in (m.REPO / package).rglob("*.py"):
+            if "train" in path.relative_to(m.REPO).parts or "migrations" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in own and top not in sys.stdlib_module_names:
+                        found.add(top)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "extra"),
+    [("gateway", "gateway"), ("tb_service", "tb"), ("bc_service", "bc"), ("bc_service", "gpu")],
+)
+def test_image_dependencies_cover_the_code(package: str, extra: str) -> None:
+    """Every third-party module the service (and shared/) imports at run time is installed by
+    the one extra its image gets, so the image cannot fail with ImportError."""
+    from importlib.metadata import packages_distributions
+
+    try:
+        locked = m.locked_packages(extra)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    dists = packages_distributions()
+    # shared.model imports onnxruntime lazily, when a model is loaded: the gateway loads none.
+    unused = {"gateway": {"onnxruntime"}}.get(package, set())
+    missing = {}
+    for module in sorted(_third_party_imports(["shared", package]) - unused):
+        names = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
+        if extra == "gpu" and module == "onnxruntime":
+            names = {"onnxruntime-gpu"}  # the GPU wheel provides the same module
+        if not names & locked:
+            missing[module] = sorted(names)
+    assert missing == {}
