@@ -47,3 +47,13 @@ def test_every_setting_is_in_the_table() -> None:
     # settings the manifests use are documented too
     for name in m.ASSUMED_GATEWAY_SETTINGS:
         assert f"`IRMI_GATEWAY_{name.upper()}`" in section
+
+
+def test_every_variable_named_is_a_setting() -> None:
+    """No stale names: each IRMI_* variable the section mentions is read by some service."""
+    import re
+
+    names = set(re.findall(r"\bIRMI_[A-Z0-9_]+[A-Z0-9]\b", _deploying()))
+    names = {n for n in names if n.count("_") >= 2 or n in m.GLOBAL_SETTINGS}
+    problems, _ = m.setting_problems(names - {"IRMI_PORT"})  # compose's published-port knob
+    assert problems == []
