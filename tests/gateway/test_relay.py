@@ -52,3 +52,54 @@ async def test_sse_parser_and_status_codes() -> None:
     assert status_for_code("overloaded") == 503
     assert status_for_code("processing_failed") == 502
     assert status_for_code("something_new") == 502
+
+
+def _events(text: str) -> list[tuple[str, str]]:
+    out = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1)
+            for line in block.splitlines()
+            if ": " in line and not line.startswith(":")
+        )
+        if "event" in fields:
+            out.append((fields.get("id", ""), fields["event"]))
+    return out
+
+
+def test_consultation_events_and_stream_token(tmp_path: Path) -> None:
+    """Each side sees the other's changes on /v1/consultations/events; EventSource clients
+    may pass the access token as a query parameter on the SSE routes (only there)."""
+    with make_client(tmp_path) as c:
+        patient = signup(c)
+        signup(c, "doc@example.org", role="doctor", specialty="radiology", licence_number="L-1")
+        pt, dt = login(c)["access_token"], login(c, "doc@example.org")["access_token"]
+        doctor_id = c.get("/v1/users/me", headers=bearer(dt)).json()["id"]
+
+        async def insert() -> None:
+            async with c.app.state.gw.sessions() as s:  # type: ignore[attr-defined]
+                s.add(Study(id="c" * 32, owner_id=patient["id"], kind="chest", status="succeeded"))
+                await s.commit()
+
+        c.portal.call(insert)  # type: ignore[union-attr]
+        r = c.post(
+            "/v1/consultations",
+            json={"study_id": "c" * 32, "doctor_id": doctor_id, "question": "?"},
+            headers=bearer(pt),
+        )
+        assert r.status_code == 201
+        with c.stream("GET", f"/v1/consultations/events?max_seconds=1&access_token={dt}") as resp:
+            assert resp.status_code == 200
+            first = _events("".join(resp.iter_text()))
+        assert [e for _, e in first] == ["consultation"]
+        c.post(
+            f"/v1/consultations/{r.json()['id']}/reply", json={"answer": "fine"}, headers=bearer(dt)
+        )
+        headers = {**bearer(pt), "Last-Event-ID": first[0][0]}
+        with c.stream("GET", "/v1/consultations/events?max_seconds=1", headers=headers) as resp:
+            text = "".join(resp.iter_text())
+        assert [e for _, e in _events(text)] == ["consultation"] and '"status":"answered"' in text
+        # the study's SSE accepts the query token too; ordinary routes do not
+        with c.stream("GET", f"/v1/studies/{'c' * 32}/events?access_token={pt}") as resp:
+            assert resp.status_code == 200
+        assert c.get(f"/v1/studies/{'c' * 32}?access_token={pt}").status_code == 401
