@@ -59,6 +59,7 @@ MEANING = {
     "events_poll_s": "how often an event stream polls the database",
     "gate_model": "validity-gate model name",
     "abnormality_model": "abnormality model name",
+    "strict_preprocessing": "refuse to start when a card's preprocessing differs from the code",
     "max_batch_size": "largest inference batch",
     "retry_after_s": "Retry-After on 503 overloaded",
     "heatmap": "compute heatmaps",
