@@ -1,0 +1,80 @@
+"""``python -m tb_service.train {all,cache,baselines,gate,abnormality,subtype,experiments,report}``
+
+* ``cache``        preprocess every image once (var/cache/*.npz)
+* ``baselines``    shortcut baselines (size, aspect ratio, histogram, HOG) on the test splits
+* ``gate``         train + export the chest-gate model
+* ``abnormality``  train both backbones, keep the better on val, calibrate, threshold, export
+* ``subtype``      the bacterial/viral head is a head of the abnormality net: same as above
+* ``experiments``  cross-dataset runs and the output-activation table (shorter runs)
+* ``report``       rewrite cards, reports and plots from var/results
+* ``all``          everything above, in order
+
+Data: ``--data-dir`` or ``IRMI_DATA_DIR`` or ``../shared/data``. Other layouts (Shenzhen /
+Montgomery names, folder per class) are read by :mod:`tb_service.train.data`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tb_service.train")
+    parser.add_argument(
+        "command",
+        choices=[
+            "all",
+            "cache",
+            "baselines",
+            "gate",
+            "abnormality",
+            "subtype",
+            "experiments",
+            "report",
+        ],
+    )
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--epochs", type=int, default=15, help="abnormality epochs")
+    parser.add_argument("--exp-epochs", type=int, default=8, help="experiment epochs")
+    parser.add_argument("--gate-epochs", type=int, default=10)
+    parser.add_argument("--backbones", default="vgg,mobilenet")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log = logging.getLogger("irmi.train")
+
+    from tb_service.train import run
+
+    start = time.perf_counter()
+    cmd = args.command
+    if cmd in ("all", "cache"):
+        from tb_service.train.cache import build_chest_cache, build_gate_cache
+
+        build_chest_cache(args.data_dir)
+        build_gate_cache(args.data_dir)
+    if cmd in ("all", "baselines"):
+        run.cmd_baselines(args.data_dir)
+    if cmd in ("all", "gate"):
+        run.cmd_gate(args.data_dir, epochs=args.gate_epochs)
+    if cmd in ("all", "abnormality", "subtype"):
+        run.cmd_abnormality(
+            args.data_dir, epochs=args.epochs, backbones=tuple(args.backbones.split(","))
+        )
+    if cmd in ("all", "experiments"):
+        run.cmd_experiments(args.data_dir, epochs=args.exp_epochs)
+    if cmd in ("all", "experiments", "report", "baselines"):
+        from tb_service.train.report import write_abnormality, write_gate
+
+        gate = run.load_json("gate")
+        if gate:
+            write_gate(run.MODELS / run.GATE_NAME / run.VERSION, gate)
+        abn = run.load_json("abnormality")
+        if abn:
+            write_abnormality(run.MODELS / run.ABN_NAME / run.VERSION, abn)
+    log.info("%s done in %.0f s", cmd, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()

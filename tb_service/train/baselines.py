@@ -1,0 +1,105 @@
+"""Shortcut baselines on the same splits as the networks (scikit-learn, scikit-image; no TF).
+
+What trivial features predict tells how much a network's AUC can be trusted:
+* Kermany: the original image size and aspect ratio alone (sign fixed on ``train``);
+* NIH: a 16-bin intensity histogram + logistic regression;
+* HOG (raw 64x64 thumbnail) + logistic regression, within and across datasets;
+* the same histogram computed on the network's preprocessed input, to show whether the
+  preprocessing hides the intensity shortcut.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tb_service.train.cache import ChestCache
+from tb_service.train.metrics import auc_ci, roc_auc
+
+NIH, KER = "nih-cxr14", "kermany-pediatric"
+
+
+def _hog(raw: NDArray[np.uint8]) -> NDArray[np.float32]:
+    from skimage.feature import hog
+
+    return np.stack(
+        [
+            hog(im, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)).astype(
+                np.float32
+            )
+            for im in raw
+        ]
+    )
+
+
+def _logreg(xtr: NDArray[Any], ytr: NDArray[Any], xte: NDArray[Any]) -> NDArray[np.float64]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    clf.fit(xtr, ytr)
+    out: NDArray[np.float64] = clf.predict_proba(xte)[:, 1]
+    return out
+
+
+def _signed_feature_auc(
+    f_tr: NDArray[Any], y_tr: NDArray[Any], f_te: NDArray[Any], y_te: NDArray[Any]
+) -> dict[str, Any]:
+    sign = 1.0 if roc_auc(y_tr, f_tr) >= 0.5 else -1.0
+    res = auc_ci(y_te, sign * f_te)
+    res["direction"] = "larger = abnormal" if sign > 0 else "smaller = abnormal"
+    return res
+
+
+def input_histogram(x: NDArray[Any]) -> NDArray[np.float32]:
+    """16-bin histogram of the z-scored network input over [-3, 3]."""
+    flat = np.clip(x.reshape(len(x), -1).astype(np.float32), -3, 2.999)
+    bins = ((flat + 3.0) / 6.0 * 16).astype(np.int64)
+    out = np.stack([np.bincount(b, minlength=16) for b in bins]).astype(np.float32)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def shortcut_baselines(c: ChestCache) -> dict[str, Any]:
+    """Test AUCs (95% bootstrap CIs) of the shortcut features, trained on ``train`` only."""
+    res: dict[str, Any] = {}
+    hog = _hog(c.raw)
+    hist_in = input_histogram(c.x)
+
+    def m(split: str, ds: list[str]) -> NDArray[np.bool_]:
+        return c.where(split, ds)
+
+    # Kermany size / aspect ratio (the source's original pixels, as labels.csv records them).
+    tr, te = m("train", [KER]), m("test", [KER])
+    w, h = c.source_size[:, 0].astype(float), c.source_size[:, 1].astype(float)
+    y = c.abnormal
+    res["kermany_original_area"] = _signed_feature_auc((w * h)[tr], y[tr], (w * h)[te], y[te])
+    res["kermany_original_width"] = _signed_feature_auc(w[tr], y[tr], w[te], y[te])
+    res["kermany_aspect_ratio"] = _signed_feature_auc((w / h)[tr], y[tr], (w / h)[te], y[te])
+    # Histogram shortcut: raw image vs the preprocessed network input.
+    for ds in (NIH, KER):
+        tr, te = m("train", [ds]), m("test", [ds])
+        key = "nih" if ds == NIH else "kermany"
+        res[f"{key}_raw_histogram16_logreg"] = auc_ci(y[te], _logreg(c.hist[tr], y[tr], c.hist[te]))
+        res[f"{key}_input_histogram16_logreg"] = auc_ci(
+            y[te], _logreg(hist_in[tr], y[tr], hist_in[te])
+        )
+        res[f"{key}_hog_logreg"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+    both = [NIH, KER]
+    tr, te = m("train", both), m("test", both)
+    res["both_hog_logreg"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+    # Across datasets.
+    tr, te = m("train", [NIH]), m("test", [KER])
+    res["hog_nih_to_kermany"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+    tr, te = m("train", [KER]), m("test", [NIH])
+    res["hog_kermany_to_nih"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+    # TBX11K vs the chest test sets' normals: can a HOG model trained on the chest train
+    # sets tell TBX11K apart just by source? (share of TBX11K flagged at the 0.5 level)
+    tr = m("train", both)
+    tb = c.dataset == "tbx11k"
+    if tb.any():
+        p = _logreg(hog[tr], y[tr], hog[tb])
+        res["hog_tbx11k_flagged_share_at_0.5"] = float(round(float((p >= 0.5).mean()), 4))
+    return res

@@ -1,0 +1,85 @@
+"""Export to ONNX with tf2onnx, and the Keras-vs-ONNX parity check on real images."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger("irmi.train")
+
+OPSET = 15
+
+
+def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
+    """tf.function image -> {probs (temperature-scaled), cam (abnormal, >= 0), subtype}."""
+    # numpy values become graph constants inside the function (tensors captured from
+    # outside would turn into extra ONNX inputs).
+    w, b = (np.asarray(v, np.float32) for v in model.get_layer("abn_dense").get_weights())
+    wdiff_np = (w[:, 1] - w[:, 0]).astype(np.float32)
+    inv_t_np = np.float32(1.0 / float(temperature))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="image")])
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        wt, bt = tf.constant(w), tf.constant(b)
+        wdiff, inv_t = tf.constant(wdiff_np), tf.constant(inv_t_np)
+        out = model(image, training=False)
+        feats = out["features"]
+        pooled = tf.reduce_mean(feats, axis=[1, 2])
+        logits = tf.matmul(pooled, wt) + bt
+        probs = tf.nn.softmax(logits * inv_t, axis=-1)
+        cam = tf.nn.relu(tf.reduce_sum(feats * wdiff, axis=-1))
+        return {
+            "probs": tf.identity(probs, name="probs"),
+            "cam": tf.identity(cam, name="cam"),
+            "subtype": tf.identity(out["sub"], name="subtype"),
+        }
+
+    return serve
+
+
+def gate_graph(model: keras.Model, size: int) -> Any:
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="image")])
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"probs": tf.identity(model(image, training=False), name="probs")}
+
+    return serve
+
+
+def to_onnx(fn: Any, path: Path) -> None:
+    import tf2onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tf2onnx.convert.from_function(
+        fn, input_signature=fn.input_signature, opset=OPSET, output_path=str(path)
+    )
+
+
+def parity(fn: Any, path: Path, x: NDArray[Any], batch: int = 32) -> dict[str, Any]:
+    """Max |Keras - ONNX Runtime| per output on the given real images."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    diffs: dict[str, float] = {}
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch].astype(np.float32)
+        ref = {k: np.asarray(v) for k, v in fn(tf.constant(xb)).items()}
+        names = [o.name for o in sess.get_outputs()]
+        got = dict(zip(names, sess.run(names, {"image": xb}), strict=True))
+        for k, v in ref.items():
+            diffs[k] = max(diffs.get(k, 0.0), float(np.abs(v - got[k]).max()))
+    return {
+        "images": len(x),
+        "max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()},
+        "ok": all(v <= 1e-4 for v in diffs.values()),
+        "tolerance": 1e-4,
+    }

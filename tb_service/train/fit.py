@@ -1,0 +1,285 @@
+"""Training loops (TensorFlow). Seeds fixed; the best epoch is chosen on ``val`` only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+
+from tb_service.train.metrics import roc_auc
+from tb_service.train.nets import (
+    Backbone,
+    OutputActivation,
+    build_chest_net,
+    build_gate_net,
+)
+
+log = logging.getLogger("irmi.train")
+
+
+def set_seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def limit_threads(n: int = 2) -> None:
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised
+        pass
+
+
+@dataclass
+class FitResult:
+    model: keras.Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int = 0
+    best_val_auc: float = float("nan")
+    seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def augment(x: NDArray[Any], rng: np.random.Generator, shift: int = 8) -> NDArray[np.float32]:
+    """Random translation (reflect-padded crop) and mild intensity jitter, per sample."""
+    n, s = x.shape[0], x.shape[1]
+    padded = np.pad(
+        x.astype(np.float32), ((0, 0), (shift, shift), (shift, shift), (0, 0)), "reflect"
+    )
+    out = np.empty((n, s, s, x.shape[3]), np.float32)
+    offs = rng.integers(0, 2 * shift + 1, (n, 2))
+    for i in range(n):
+        oy, ox = offs[i]
+        out[i] = padded[i, oy : oy + s, ox : ox + s]
+    gain = rng.uniform(0.85, 1.15, (n, 1, 1, 1)).astype(np.float32)
+    bias = rng.uniform(-0.15, 0.15, (n, 1, 1, 1)).astype(np.float32)
+    return out * gain + bias
+
+
+def predict_chest(model: keras.Model, x: NDArray[Any], batch: int = 128) -> dict[str, NDArray[Any]]:
+    outs: dict[str, list[NDArray[Any]]] = {}
+    for i in range(0, len(x), batch):
+        res = model(tf.constant(x[i : i + batch].astype(np.float32)), training=False)
+        for k, v in res.items():
+            outs.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def train_chest(
+    x_train: NDArray[Any],
+    y_abn: NDArray[Any],
+    y_sub: NDArray[Any],
+    x_val: NDArray[Any],
+    y_val: NDArray[Any],
+    *,
+    size: int,
+    backbone: Backbone = "vgg",
+    activation: OutputActivation = "softmax",
+    epochs: int = 15,
+    batch: int = 32,
+    lr: float = 2e-3,
+    sub_weight: float = 0.5,
+    seed: int = 42,
+    tag: str = "",
+) -> FitResult:
+    """Two heads: abnormality (all images, class-balanced) and subtype (masked to Kermany
+    pneumonia, ``y_sub`` = -1 elsewhere). Keeps the weights of the best val-AUC epoch."""
+    set_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_chest_net(size, backbone, activation)
+    n = len(x_train)
+    steps = max(1, n // batch)
+    sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
+    opt = keras.optimizers.Adam(learning_rate=sched)
+    counts = np.bincount(y_abn.astype(int), minlength=2).astype(np.float32)
+    class_w = tf.constant(n / (2.0 * np.maximum(counts, 1.0)), tf.float32)
+
+    @tf.function(reduce_retracing=True)
+    def step(x: tf.Tensor, ya: tf.Tensor, ys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            ce = keras.losses.sparse_categorical_crossentropy(ya, out["abn"])
+            la = tf.reduce_mean(ce * tf.gather(class_w, ya))
+            mask = tf.cast(ys >= 0, tf.float32)
+            cs = keras.losses.sparse_categorical_crossentropy(tf.maximum(ys, 0), out["sub"])
+            ls = tf.reduce_sum(cs * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+            loss = la + sub_weight * ls
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        acc = tf.reduce_mean(
+            tf.cast(tf.equal(tf.argmax(out["abn"], axis=1, output_type=tf.int32), ya), tf.float32)
+        )
+        return la, acc
+
+    hist: dict[str, list[float]] = {
+        k: [] for k in ("loss", "acc", "val_loss", "val_acc", "val_auc")
+    }
+    best_auc, best_epoch, best_weights = -1.0, 0, model.get_weights()
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        losses, accs = [], []
+        for b in range(steps):
+            idx = order[b * batch : (b + 1) * batch]
+            xb = augment(x_train[idx], rng)
+            la, acc = step(
+                tf.constant(xb),
+                tf.constant(y_abn[idx].astype(np.int32)),
+                tf.constant(y_sub[idx].astype(np.int32)),
+            )
+            losses.append(float(la))
+            accs.append(float(acc))
+        pv = predict_chest(model, x_val)["abn"][:, 1]
+        pv = np.clip(pv, 1e-7, 1 - 1e-7)
+        yv = y_val.astype(int)
+        vloss = float(-np.mean(yv * np.log(pv) + (1 - yv) * np.log(1 - pv)))
+        vauc = roc_auc(yv, pv)
+        hist["loss"].append(float(np.mean(losses)))
+        hist["acc"].append(float(np.mean(accs)))
+        hist["val_loss"].append(vloss)
+        hist["val_acc"].append(float(np.mean((pv >= 0.5) == (yv == 1))))
+        hist["val_auc"].append(vauc)
+        if np.isfinite(vauc) and vauc >= best_auc:
+            best_auc, best_epoch, best_weights = vauc, epoch + 1, model.get_weights()
+        log.info(
+            "%s epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_auc %.4f (%.0f s)",
+            tag,
+            epoch + 1,
+            epochs,
+            hist["loss"][-1],
+            hist["acc"][-1],
+            vloss,
+            vauc,
+            time.perf_counter() - start,
+        )
+    model.set_weights(best_weights)
+    return FitResult(
+        model=model,
+        history=hist,
+        best_epoch=best_epoch,
+        best_val_auc=float(best_auc),
+        seconds=time.perf_counter() - start,
+        config={
+            "backbone": backbone,
+            "output_activation": activation,
+            "epochs": epochs,
+            "batch": batch,
+            "lr": lr,
+            "optimizer": "Adam + cosine decay",
+            "subtype_loss_weight": sub_weight,
+            "seed": seed,
+            "augmentation": "random shift +-8 px (reflect), gain 0.85-1.15, bias +-0.15",
+            "class_weights": [float(v) for v in class_w.numpy()],
+            "params": int(model.count_params()),
+            "train_images": int(n),
+        },
+    )
+
+
+def train_gate(
+    x_train: NDArray[Any],
+    y_train: NDArray[Any],
+    x_val: NDArray[Any],
+    y_val: NDArray[Any],
+    *,
+    size: int,
+    epochs: int = 8,
+    batch: int = 32,
+    lr: float = 2e-3,
+    seed: int = 7,
+) -> FitResult:
+    set_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_gate_net(size)
+    n = len(x_train)
+    steps = max(1, n // batch)
+    sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
+    opt = keras.optimizers.Adam(learning_rate=sched)
+    counts = np.bincount(y_train.astype(int), minlength=2).astype(np.float32)
+    class_w = tf.constant(n / (2.0 * np.maximum(counts, 1.0)), tf.float32)
+
+    @tf.function(reduce_retracing=True)
+    def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            p = model(x, training=True)
+            ce = keras.losses.sparse_categorical_crossentropy(y, p)
+            loss = tf.reduce_mean(ce * tf.gather(class_w, y))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        acc = tf.reduce_mean(
+            tf.cast(tf.equal(tf.argmax(p, axis=1, output_type=tf.int32), y), tf.float32)
+        )
+        return loss, acc
+
+    hist: dict[str, list[float]] = {
+        k: [] for k in ("loss", "acc", "val_loss", "val_acc", "val_auc")
+    }
+    best_auc, best_epoch, best_weights = -1.0, 0, model.get_weights()
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        losses, accs = [], []
+        for b in range(steps):
+            idx = order[b * batch : (b + 1) * batch]
+            xb = augment(x_train[idx], rng, shift=4)
+            loss, acc = step(tf.constant(xb), tf.constant(y_train[idx].astype(np.int32)))
+            losses.append(float(loss))
+            accs.append(float(acc))
+        pv = np.clip(predict_gate(model, x_val)[:, 1], 1e-7, 1 - 1e-7)
+        yv = y_val.astype(int)
+        vauc = roc_auc(yv, pv)
+        hist["loss"].append(float(np.mean(losses)))
+        hist["acc"].append(float(np.mean(accs)))
+        hist["val_loss"].append(float(-np.mean(yv * np.log(pv) + (1 - yv) * np.log(1 - pv))))
+        hist["val_acc"].append(float(np.mean((pv >= 0.5) == (yv == 1))))
+        hist["val_auc"].append(vauc)
+        # Ties (AUC 1.0 is common here) go to the lowest val loss.
+        score = vauc - 1e-3 * hist["val_loss"][-1]
+        if score >= best_auc:
+            best_auc, best_epoch, best_weights = score, epoch + 1, model.get_weights()
+        log.info(
+            "gate epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_auc %.4f (%.0f s)",
+            epoch + 1,
+            epochs,
+            hist["loss"][-1],
+            hist["acc"][-1],
+            hist["val_loss"][-1],
+            vauc,
+            time.perf_counter() - start,
+        )
+    model.set_weights(best_weights)
+    return FitResult(
+        model=model,
+        history=hist,
+        best_epoch=best_epoch,
+        best_val_auc=float(hist["val_auc"][best_epoch - 1]),
+        seconds=time.perf_counter() - start,
+        config={
+            "epochs": epochs,
+            "batch": batch,
+            "lr": lr,
+            "seed": seed,
+            "optimizer": "Adam + cosine decay",
+            "augmentation": "random shift +-4 px (reflect), gain 0.85-1.15, bias +-0.15",
+            "params": int(model.count_params()),
+            "train_images": int(n),
+        },
+    )
+
+
+def predict_gate(model: keras.Model, x: NDArray[Any], batch: int = 256) -> NDArray[Any]:
+    outs = [
+        np.asarray(model(tf.constant(x[i : i + batch].astype(np.float32)), training=False))
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(outs)
