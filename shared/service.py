@@ -78,7 +78,12 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if models is not None:
             # Blocking load off the loop; a sha256 mismatch raises here and stops start-up.
-            await ctx.cpu.run(models.load_all)
+            try:
+                await ctx.cpu.run(models.load_all)
+            except Exception as exc:
+                # One short line naming the cause: the traceback after it may be truncated.
+                log.error("model loading failed: %s: %s", type(exc).__name__, exc)
+                raise
         for hook in on_startup or []:
             await hook(ctx)
         log.info("service ready", extra={"service": name})

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
 
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+
+from shared.bodylimit import BodyLimitMiddleware, by_path
 from shared.model import ModelRepository
-from shared.service import create_service_app
+from shared.service import ServiceContext, create_service_app
 from tb_service import __version__
+from tb_service.engine import ChestEngine
+from tb_service.routes import body_limits, build_router
 from tb_service.settings import Settings
+
+log = logging.getLogger("irmi.tb")
+
+DESCRIPTION = """\
+Chest X-ray screening: a validity gate (is this a chest X-ray?) followed by an abnormality
+screen (normal vs abnormal, pneumonia subtype when abnormal) with a class-activation heatmap.
+Screening aid only: every result must be reviewed by a clinician.
+
+Errors use the IRMI envelope `{"error": {"code", "message", "details"}}`. Heatmaps are inline
+base64 RGBA PNGs the size of the uploaded image (colour = evidence for abnormal, alpha =
+strength): decode and draw them over the original.
+"""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -19,11 +37,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         intra_op_threads=settings.onnx_intra_op_threads,
         inter_op_threads=settings.onnx_inter_op_threads,
     )
+
+    async def start_engine(ctx: ServiceContext) -> None:
+        names = (settings.gate_model, settings.abnormality_model)
+        if not all(n in models for n in names):
+            # Only possible when required_models was overridden: serve health/models, and
+            # answer predictions with 503 service_unavailable.
+            log.warning("chest models not loaded: prediction routes unavailable")
+            return
+        engine = ChestEngine(settings, models.get(names[0]), models.get(names[1]), ctx)
+        await engine.start()
+        ctx.extras["chest"] = engine
+        ctx.checks["chest_engine"] = lambda: engine.ready
+
+    async def stop_engine(ctx: ServiceContext) -> None:
+        engine = ctx.extras.pop("chest", None)
+        if isinstance(engine, ChestEngine):
+            await engine.stop()
+
     app = create_service_app(
         name="tb_service",
         title="IRMI chest X-ray service",
         version=__version__,
         settings=settings,
         models=models,
+        on_startup=[start_engine],
+        on_shutdown=[stop_engine],
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "chest", "description": "Chest X-ray screening."},
+            {"name": "legacy", "description": "The original report's API, for old clients."},
+            {"name": "operations", "description": "Health, models and metrics."},
+        ],
+    )
+    app.include_router(build_router(settings))
+    # Innermost middleware (after request ids and metrics), so a 413 is logged and counted.
+    app.user_middleware.append(
+        Middleware(BodyLimitMiddleware, limit_for=by_path(body_limits(settings)))
     )
     return app

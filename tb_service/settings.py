@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -16,5 +17,38 @@ class Settings(ServiceSettings):
 
     port: int = 8001
     models_dir: Path = MODELS_DIR
-    # Models that must load before the service reports ready.
-    required_models: list[str] = []
+    # Models that must load before the service reports ready (JSON list in the environment).
+    required_models: list[str] = ["chest-gate", "chest-abnormality"]
+    gate_model: str = "chest-gate"
+    abnormality_model: str = "chest-abnormality"
+
+    # Dynamic batching: requests arriving together run as one ONNX run.
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    max_wait_ms: float = Field(default=10.0, ge=0, description="Longest wait to fill a batch.")
+    max_queue: int = Field(default=64, ge=1, description="Items waiting for a batch; then 503.")
+    max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="Requests worked on at once (decode to answer); 0 = max_queue + "
+        "2 x max_batch_size. Beyond it: 503 overloaded.",
+    )
+    retry_after_s: int = Field(default=1, ge=1)
+
+    # Request shape limits (the per-image limits are the shared max_upload_bytes & co).
+    max_batch_files: int = Field(default=16, ge=1, description="Files per /v1/predict/batch.")
+    max_batch_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1, description="Whole body of one /v1/predict/batch."
+    )
+
+    # Heatmap: the abnormality model's class-activation map as an RGBA PNG overlay.
+    heatmap: bool = True
+    heatmap_max_alpha: float = Field(default=0.75, gt=0, le=1)
+    heatmap_max_side: int = Field(
+        default=0,
+        ge=0,
+        description="0: the PNG has the original image's size. N > 0: originals larger than N "
+        "px get a PNG of the same aspect with long side N (PngImage.width/height say which).",
+    )
+
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or (self.max_queue + 2 * self.max_batch_size)

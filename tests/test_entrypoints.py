@@ -34,7 +34,8 @@ def test_sha256_mismatch_refuses_to_start(module: str, prefix: str, tmp_path: Pa
     card = json.loads((folder / "card.json").read_text())
     card["sha256"] = "f" * 64
     (folder / "card.json").write_text(json.dumps(card))
-    svc = spawn(module, {f"IRMI_{prefix}_MODELS_DIR": str(tmp_path)})
+    env = {f"IRMI_{prefix}_MODELS_DIR": str(tmp_path), f"IRMI_{prefix}_REQUIRED_MODELS": '["tiny"]'}
+    svc = spawn(module, env)
     deadline = time.monotonic() + 60
     while svc.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -1,0 +1,374 @@
+"""The chest X-ray engine: preprocess → (batched) gate + abnormality model → postprocess.
+
+KServe-style separation: routes never touch ONNX Runtime; they call :meth:`ChestEngine.predict`.
+
+Per request, off the event loop: decode, then the gate's and the abnormality model's
+preprocessing pipelines. The prepared tensors go through one :class:`DynamicBatcher`, whose
+batch function runs the gate on the whole batch in one ONNX run and the abnormality model, in one
+more run, on the items the gate let through. Postprocessing (probabilities, findings, the CAM
+heatmap PNG) runs off the loop again. An image the gate refuses raises ``not_a_chest_xray``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shared.batching import Admission, DynamicBatcher
+from shared.contracts.chest import ChestPrediction, Finding, Validity
+from shared.contracts.common import CropBox, ModelRef, PngImage
+from shared.errors import InvalidImage, IRMIError, NotAChestXray, ServiceUnavailable
+from shared.imaging import ImageLimits, decode_image, encode_png
+from shared.metrics import ServiceMetrics
+from shared.model import ModelCard, OnnxModel
+from shared.service import ServiceContext
+from shared.transforms import Compose, StageTimings
+from tb_service.heatmap import heatmap_png
+from tb_service.settings import Settings
+
+log = logging.getLogger("irmi.tb.engine")
+
+PNEUMONIA_NOTE = (
+    "The screen was trained with pneumonia as its abnormal class (NIH ChestX-ray14 adults and "
+    "Kermany pediatric); other abnormalities, tuberculosis included, may also raise it. The "
+    "bacterial/viral split comes from pediatric data only."
+)
+
+
+def card_threshold(card: ModelCard, key: str, default: float = 0.5) -> float:
+    """The operating threshold in a card: ``{"<key>": t}``, ``{"value": t}`` or a bare number."""
+    thr = card.threshold
+    if isinstance(thr, int | float):
+        return float(thr)
+    if isinstance(thr, dict):
+        for k in (key, "value", "threshold"):
+            value = thr.get(k)
+            if isinstance(value, int | float):
+                return float(value)
+    return default
+
+
+def model_ref(model: OnnxModel) -> ModelRef:
+    return ModelRef(name=model.name, version=model.version, sha256=model.card.sha256)
+
+
+def input_side(model: OnnxModel, fallback: int) -> int:
+    """S of an [N, S, S, 1] input, or ``fallback`` when the axis is dynamic."""
+    side: object = None
+    try:
+        side = model.input_specs()[0][1][1]
+    except Exception:
+        shape = model.card.inputs[0].shape if model.card.inputs else []
+        side = shape[1] if len(shape) > 1 else None
+    return int(side) if isinstance(side, int) and side > 1 else fallback
+
+
+@dataclass
+class Prepared:
+    """One request after decode and preprocessing, ready for the batch."""
+
+    gate_image: NDArray[np.float32]
+    chest: Any | None  # tb_service.preprocess.ChestInput, or None if its pipeline failed
+    chest_error: IRMIError | None
+    original_size: tuple[int, int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Scored:
+    """The batch's raw outputs for one item (batch-level model times, shared by its items)."""
+
+    chest_score: float
+    passed: bool
+    abnormal: NDArray[np.float32] | None = None  # [p_normal, p_abnormal]
+    cam: NDArray[np.float32] | None = None
+    subtype: NDArray[np.float32] | None = None  # [p_bacterial, p_viral]
+    gate_ms: float = 0.0
+    inference_ms: float = 0.0
+
+
+@dataclass
+class Outcome:
+    prediction: ChestPrediction
+    batch_size: int
+
+
+class ChestEngine:
+    """Owns the two models, the pipelines, the batcher and the admission bound."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gate: OnnxModel,
+        abnormality: OnnxModel,
+        ctx: ServiceContext,
+        *,
+        gate_pipeline: Compose[Any] | None = None,
+        chest_pipeline: Compose[Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.abnormality = abnormality
+        self.ctx = ctx
+        self.metrics: ServiceMetrics = ctx.metrics
+        self.limits: ImageLimits = settings.limits()
+        self.gate_threshold = card_threshold(gate.card, "chest")
+        self.abnormal_threshold = card_threshold(abnormality.card, "abnormal")
+        if gate_pipeline is None or chest_pipeline is None:
+            from tb_service import preprocess
+
+            fallback = int(preprocess.INPUT_SIZE)
+            gate_pipeline = gate_pipeline or preprocess.gate_pipeline(input_side(gate, fallback))
+            chest_pipeline = chest_pipeline or preprocess.chest_pipeline(
+                input_side(abnormality, fallback)
+            )
+        self.gate_pipeline: Compose[Any] = gate_pipeline
+        self.chest_pipeline: Compose[Any] = chest_pipeline
+        self.model_refs = [model_ref(gate), model_ref(abnormality)]
+        self.batcher: DynamicBatcher[Prepared, Scored] = DynamicBatcher(
+            "chest",
+            self.run_batch,
+            ctx.cpu,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            retry_after_s=settings.retry_after_s,
+            metrics=ctx.metrics,
+            upstream=lambda: self.preparing,
+        )
+        self.preparing = 0  # requests in decode/preprocessing: batch members on their way
+        self.admission = Admission(
+            settings.in_flight_limit(),
+            "chest-in-flight",
+            retry_after_s=settings.retry_after_s,
+            metrics=ctx.metrics,
+        )
+        self.warmed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.batcher.start()
+        await self.ctx.cpu.run(self.warmup)
+        self.warmed = True
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.warmed and self.batcher.started
+
+    def warmup(self) -> None:
+        """Run a synthetic image through every stage once (first-call costs paid at start-up)."""
+        yy, xx = np.mgrid[0:256, 0:224].astype(np.float32)
+        img = (127 + 60 * np.sin(xx / 17.0) * np.cos(yy / 23.0)).astype(np.uint8)
+        try:
+            prepared = self.prepare(encode_png(img))
+            self.run_batch([prepared])
+        except IRMIError:
+            pass  # a synthetic image may be refused; the point is the warm caches
+
+    # ------------------------------------------------------------------ stages (blocking)
+
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode and preprocess one image (blocking: runs on the CPU pool)."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        decoded = decode_image(data, self.limits)
+        timings["decode"] = _ms(t0)
+        try:
+            gate_input, gate_t = self.gate_pipeline.run(decoded)
+        except IRMIError:
+            raise
+        except Exception as exc:  # a pathological image must give a 4xx, never a 500
+            raise InvalidImage(
+                "The image could not be preprocessed.",
+                details={"reason": "preprocessing_failed", "error": type(exc).__name__},
+            ) from exc
+        _merge(timings, gate_t, prefix="gate.")
+        chest: Any | None = None
+        chest_error: IRMIError | None = None
+        try:
+            chest, chest_t = self.chest_pipeline.run(decoded)
+            _merge(timings, chest_t, prefix="preprocess.")
+        except IRMIError as exc:
+            chest_error = exc
+        except Exception as exc:
+            # The lung-field pipeline could not cope with this image: the gate decides first
+            # (not a chest X-ray → 422 not_a_chest_xray), else invalid_image, never a 500.
+            chest_error = InvalidImage(
+                "The lung fields could not be located in this image.",
+                details={"reason": "preprocessing_failed", "error": type(exc).__name__},
+            )
+        return Prepared(
+            gate_image=np.asarray(gate_input.image, dtype=np.float32),
+            chest=chest,
+            chest_error=chest_error,
+            original_size=(decoded.width, decoded.height),
+            timings=timings,
+        )
+
+    def run_batch(self, items: list[Prepared]) -> Sequence[Scored]:
+        """One gate run over the batch, one abnormality run over what the gate passed."""
+        t0 = time.perf_counter()
+        gate_out = self.gate.run_single_input(np.stack([p.gate_image for p in items]))
+        gate_ms = _ms(t0)
+        probs = np.asarray(gate_out["probs"], dtype=np.float32)
+        # A non-finite score (NaN) fails the gate rather than reaching the response model.
+        scores = [_prob(probs[i, 1], 0.0) for i in range(len(items))]
+        results = [
+            Scored(chest_score=s, passed=s >= self.gate_threshold, gate_ms=gate_ms) for s in scores
+        ]
+        todo = [i for i, p in enumerate(items) if results[i].passed and p.chest is not None]
+        if todo:
+            t1 = time.perf_counter()
+            batch = np.stack([np.asarray(_image(items[i].chest), dtype=np.float32) for i in todo])
+            out = self.abnormality.run_single_input(batch)
+            inference_ms = _ms(t1)
+            abn = np.asarray(out["probs"], dtype=np.float32)
+            cam = np.asarray(out["cam"], dtype=np.float32) if "cam" in out else None
+            sub = np.asarray(out["subtype"], dtype=np.float32) if "subtype" in out else None
+            for j, i in enumerate(todo):
+                r = results[i]
+                r.abnormal = abn[j]
+                r.cam = cam[j] if cam is not None else None
+                r.subtype = sub[j] if sub is not None else None
+                r.inference_ms = inference_ms
+        return results
+
+    def finish(self, prepared: Prepared, scored: Scored, heatmap: bool) -> ChestPrediction:
+        """Probabilities, label, findings and heatmap (blocking: runs on the CPU pool)."""
+        timings = prepared.timings
+        validity = Validity(
+            score=round(scored.chest_score, 6),
+            threshold=self.gate_threshold,
+            passed=scored.passed,
+        )
+        if not scored.passed:
+            raise NotAChestXray(details={"score": validity.score, "threshold": validity.threshold})
+        if prepared.chest_error is not None:
+            raise prepared.chest_error
+        assert scored.abnormal is not None and prepared.chest is not None
+        if not np.isfinite(scored.abnormal[1]):
+            raise InvalidImage(
+                "The model could not score this image.", details={"reason": "non_finite_score"}
+            )
+        p_abn = _prob(scored.abnormal[1], 0.0)
+        p_norm = float(np.clip(1.0 - p_abn, 0.0, 1.0))
+        abnormal = p_abn >= self.abnormal_threshold
+        findings: list[Finding] = []
+        if abnormal:
+            subtypes: dict[str, float] = {}
+            if scored.subtype is not None and scored.subtype.size >= 2:
+                pb, pv = (_prob(v, 0.5) for v in scored.subtype[:2])
+                total = pb + pv
+                if total > 0:
+                    pb, pv = pb / total, pv / total
+                subtypes = {"bacterial": round(pb, 6), "viral": round(pv, 6)}
+            findings.append(
+                Finding(
+                    name="pneumonia",
+                    probability=round(p_abn, 6),
+                    subtypes=subtypes,
+                    note=PNEUMONIA_NOTE,
+                )
+            )
+        chest = prepared.chest
+        box = tuple(int(v) for v in chest.crop_box)
+        size = (int(chest.original_size[0]), int(chest.original_size[1]))
+        png: PngImage | None = None
+        if heatmap and scored.cam is not None:
+            t0 = time.perf_counter()
+            data, width, height = heatmap_png(
+                scored.cam,
+                box,  # type: ignore[arg-type]
+                size,
+                self.settings.heatmap_max_alpha,
+                self.settings.heatmap_max_side,
+            )
+            png = PngImage(
+                width=width, height=height, base64=base64.b64encode(data).decode("ascii")
+            )
+            timings["heatmap"] = _ms(t0)
+        return ChestPrediction(
+            validity=validity,
+            label="abnormal" if abnormal else "normal",
+            probabilities={"normal": round(p_norm, 6), "abnormal": round(p_abn, 6)},
+            score=round(100.0 * p_abn, 2),
+            threshold=self.abnormal_threshold,
+            findings=findings,
+            heatmap=png,
+            crop_box=CropBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+            models=list(self.model_refs),
+            timings_ms={k: round(v, 3) for k, v in timings.items()},
+        )
+
+    # ------------------------------------------------------------------ async API
+
+    async def predict(self, data: bytes, *, heatmap: bool = True) -> Outcome:
+        """The whole path for one image; raises IRMIError subclasses for every refusal."""
+        try:
+            with self.admission.slot():
+                return await self._predict(data, heatmap=heatmap and self.settings.heatmap)
+        except IRMIError as exc:
+            self.metrics.errors.labels(self.metrics.service, exc.code).inc()
+            raise
+
+    async def _predict(self, data: bytes, *, heatmap: bool) -> Outcome:
+        t_start = time.perf_counter()
+        self.preparing += 1
+        try:
+            prepared = await self.ctx.cpu.run(self.prepare, data)
+        finally:
+            self.preparing -= 1
+        batched = await self.batcher.submit(prepared)
+        scored = batched.value
+        prepared.timings["batch_wait"] = batched.wait_ms
+        prepared.timings["gate"] = scored.gate_ms
+        if scored.passed and prepared.chest is not None:
+            prepared.timings["inference"] = scored.inference_ms
+        try:
+            prediction = await self.ctx.cpu.run(self.finish, prepared, scored, heatmap)
+        finally:
+            prepared.timings["total"] = _ms(t_start)
+            for stage, ms in prepared.timings.items():
+                self.metrics.observe_stage(stage, ms)
+        prediction.timings_ms["total"] = round(prepared.timings["total"], 3)
+        return Outcome(prediction, batched.batch_size)
+
+
+def _prob(value: Any, fallback: float) -> float:
+    """A probability in [0, 1]; ``fallback`` for NaN/inf."""
+    v = float(value)
+    return float(min(1.0, max(0.0, v))) if np.isfinite(v) else fallback
+
+
+def _image(chest: Any) -> Any:
+    return chest.image
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _merge(out: dict[str, float], timings: StageTimings, prefix: str) -> None:
+    for stage, ms in timings:
+        out[prefix + stage] = out.get(prefix + stage, 0.0) + ms
+
+
+EngineFactory = Callable[[Settings, ServiceContext], ChestEngine]
+
+
+def unavailable(settings: Settings) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The chest models are not loaded on this instance.",
+        details={"models": [settings.gate_model, settings.abnormality_model]},
+    )

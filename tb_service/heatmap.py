@@ -1,0 +1,122 @@
+"""The abnormality model's class-activation map as an overlay-ready RGBA image.
+
+The CAM covers the model input, i.e. the lung crop resized to S x S. It is upsampled into the
+crop box of the ORIGINAL image, so the PNG has the original's size and lies directly over it:
+colour (jet colour map) = relative evidence for "abnormal", alpha = its strength (transparent
+outside the crop box and where the map is zero).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+
+def normalise_cam(cam: NDArray[Any]) -> NDArray[np.float32]:
+    """Positive evidence only, scaled to [0, 1] by the map's own maximum (NaN/inf → 0)."""
+    arr = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim != 2:
+        raise ValueError(f"a CAM must be 2-D, got shape {arr.shape}")
+    arr = np.maximum(arr, 0.0)
+    top = float(arr.max()) if arr.size else 0.0
+    out: NDArray[np.float32] = (arr / top if top > 0 else arr).astype(np.float32)
+    return out
+
+
+def clip_box(
+    box: tuple[int, int, int, int], size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The box clipped to an image of ``size`` = (w, h); None when nothing of it is left."""
+    w, h = size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, x1 = max(0, min(x0, w)), max(0, min(x1, w))
+    y0, y1 = max(0, min(y0, h)), max(0, min(y1, h))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def _render_bgra(
+    cam: NDArray[Any],
+    crop_box: tuple[int, int, int, int],
+    original_size: tuple[int, int],
+    max_alpha: float,
+) -> NDArray[np.uint8]:
+    """BGRA (OpenCV order) overlay; every full-size step is a vectorised OpenCV call."""
+    w, h = original_size
+    overlay = np.zeros((h, w, 4), dtype=np.uint8)
+    box = clip_box(crop_box, original_size)
+    if box is None:
+        return overlay
+    x0, y0, x1, y1 = box
+    strength = normalise_cam(cam)
+    # Resize to the UNclipped box, then cut the part inside the image, so a box that sticks
+    # out of the image keeps its geometry.
+    bx0, by0, bx1, by1 = (int(v) for v in crop_box)
+    full = cv2.resize(strength, (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
+    part = np.ascontiguousarray(full[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0])
+    level = cv2.convertScaleAbs(part, alpha=255.0)  # saturating round to uint8
+    overlay[y0:y1, x0:x1, :3] = cv2.applyColorMap(level, cv2.COLORMAP_JET)
+    overlay[y0:y1, x0:x1, 3] = cv2.convertScaleAbs(level, alpha=float(max_alpha))
+    return overlay
+
+
+def render_heatmap(
+    cam: NDArray[Any],
+    crop_box: tuple[int, int, int, int],
+    original_size: tuple[int, int],
+    max_alpha: float = 0.75,
+) -> NDArray[np.uint8]:
+    """An (H, W, 4) RGBA uint8 overlay the size of the original image (``original_size`` is
+    (w, h)); the CAM is bilinearly upsampled into ``crop_box`` (x0, y0, x1, y1, x1/y1 exclusive).
+    """
+    bgra = _render_bgra(cam, crop_box, original_size, max_alpha)
+    out: NDArray[np.uint8] = np.ascontiguousarray(bgra[:, :, [2, 1, 0, 3]])
+    return out
+
+
+def heatmap_png(
+    cam: NDArray[Any],
+    crop_box: tuple[int, int, int, int],
+    original_size: tuple[int, int],
+    max_alpha: float = 0.75,
+    max_side: int = 0,
+) -> tuple[bytes, int, int]:
+    """(PNG bytes, width, height) of the RGBA overlay.
+
+    The PNG has the original's size unless ``max_side`` > 0 and the original is larger: then it
+    is rendered at the same aspect ratio with its long side = ``max_side`` (draw it stretched
+    over the image). Fast zlib level 1: the overlay is smooth, so it still compresses well.
+    """
+    w, h = original_size
+    box = crop_box
+    if max_side > 0 and max(w, h) > max_side:
+        f = max_side / float(max(w, h))
+        w, h = max(1, round(w * f)), max(1, round(h * f))
+        box = (
+            int(np.floor(crop_box[0] * f)),
+            int(np.floor(crop_box[1] * f)),
+            int(np.ceil(crop_box[2] * f)),
+            int(np.ceil(crop_box[3] * f)),
+        )
+    bgra = _render_bgra(cam, box, (w, h), max_alpha)
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGRA array
+        raise RuntimeError("PNG encoding failed")
+    return bytes(buf.tobytes()), w, h
+
+
+def peak(cam: NDArray[Any], crop_box: tuple[int, int, int, int]) -> tuple[int, int]:
+    """The CAM's maximum in original-image pixels (x, y): the centre of the hottest cell."""
+    strength = normalise_cam(cam)
+    iy, ix = np.unravel_index(int(np.argmax(strength)), strength.shape)
+    x0, y0, x1, y1 = crop_box
+    ch, cw = strength.shape
+    x = x0 + (ix + 0.5) * (x1 - x0) / cw
+    y = y0 + (iy + 0.5) * (y1 - y0) / ch
+    return int(x), int(y)

@@ -1,0 +1,282 @@
+"""HTTP routes of tb_service: /v1/predict, /v1/predict/batch and the legacy /api/tb."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+
+from shared.contracts.chest import (
+    ChestBatchItem,
+    ChestBatchResponse,
+    ChestPrediction,
+    LegacyTbRequest,
+    LegacyTbResponse,
+)
+from shared.errors import (
+    BadRequest,
+    ImageTooLarge,
+    InvalidImage,
+    IRMIError,
+    NotAChestXray,
+    Overloaded,
+    PayloadTooLarge,
+    ProcessingFailed,
+    ServiceUnavailable,
+    UnsupportedFormat,
+    ValidationFailed,
+    error_responses,
+)
+from shared.service import ServiceContext
+from tb_service.engine import ChestEngine, unavailable
+from tb_service.settings import Settings
+
+log = logging.getLogger("irmi.tb.routes")
+
+BATCH_SIZE_HEADER = "X-IRMI-Batch-Size"
+
+_HEATMAP_EXAMPLE = "iVBORw0KGgoAAAANSUhEUgAA..."
+PREDICTION_EXAMPLE: dict[str, Any] = {
+    "validity": {"score": 0.998, "threshold": 0.5, "passed": True},
+    "label": "abnormal",
+    "probabilities": {"normal": 0.19, "abnormal": 0.81},
+    "score": 81.0,
+    "threshold": 0.32,
+    "findings": [
+        {
+            "name": "pneumonia",
+            "probability": 0.81,
+            "subtypes": {"bacterial": 0.72, "viral": 0.28},
+            "note": "The screen was trained with pneumonia as its abnormal class ...",
+        }
+    ],
+    "heatmap": {
+        "media_type": "image/png",
+        "width": 1024,
+        "height": 1024,
+        "base64": _HEATMAP_EXAMPLE,
+    },
+    "crop_box": {"x0": 96, "y0": 120, "x1": 930, "y1": 900},
+    "models": [
+        {"name": "chest-gate", "version": "1", "sha256": "3f5c...e1"},
+        {"name": "chest-abnormality", "version": "1", "sha256": "9a0b...42"},
+    ],
+    "timings_ms": {
+        "decode": 9.1,
+        "gate.grayscale": 0.4,
+        "preprocess.clahe": 3.2,
+        "batch_wait": 4.8,
+        "gate": 2.1,
+        "inference": 11.7,
+        "heatmap": 6.3,
+        "total": 52.0,
+    },
+    "disclaimer": "Screening aid, not a diagnosis: a clinician must review this image.",
+}
+
+_IMAGE_ERRORS = (
+    UnsupportedFormat,
+    InvalidImage,
+    NotAChestXray,
+    ValidationFailed,
+    ImageTooLarge,
+    PayloadTooLarge,
+    Overloaded,
+    ServiceUnavailable,
+)
+
+
+def _ok(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
+def get_engine(request: Request) -> ChestEngine:
+    ctx: ServiceContext = request.app.state.ctx
+    engine = ctx.extras.get("chest")
+    if not isinstance(engine, ChestEngine) or not engine.ready:
+        assert isinstance(ctx.settings, Settings)
+        raise unavailable(ctx.settings)
+    return engine
+
+
+EngineDep = Annotated[ChestEngine, Depends(get_engine)]
+HeatmapQuery = Annotated[
+    bool,
+    Query(description="Include the CAM heatmap (base64 RGBA PNG) when the service has it on."),
+]
+
+
+async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
+    """The upload's bytes, refusing an oversized part before reading it."""
+    if file.size is not None and file.size > max_bytes:
+        raise ImageTooLarge(
+            f"The file is {file.size} bytes; at most {max_bytes} are accepted.",
+            details={"bytes": file.size, "max_bytes": max_bytes},
+        )
+    data = await file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageTooLarge(
+            f"The file exceeds {max_bytes} bytes.", details={"max_bytes": max_bytes}
+        )
+    return data
+
+
+def decode_base64_image(text: str, max_bytes: int) -> bytes:
+    """Standard or URL-safe base64, optionally a ``data:`` URL, whitespace and padding lenient."""
+    s = text.strip()
+    if s.startswith("data:"):
+        comma = s.find(",")
+        if comma < 0:
+            raise BadRequest(
+                "The image field is a data URL without data.",
+                details={"field": "image", "reason": "invalid_base64"},
+            )
+        s = s[comma + 1 :]
+    s = "".join(s.split())
+    if not s:
+        raise InvalidImage("The image field is empty.", details={"reason": "empty"})
+    if len(s) * 3 // 4 > max_bytes + 3:
+        raise ImageTooLarge(
+            f"The decoded image would exceed {max_bytes} bytes.",
+            details={"max_bytes": max_bytes},
+        )
+    s += "=" * (-len(s) % 4)
+    altchars = b"-_" if ("-" in s or "_" in s) else None
+    try:
+        return base64.b64decode(s, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            "The image field is not valid base64.",
+            details={"field": "image", "reason": "invalid_base64"},
+        ) from None
+
+
+def _error_item(exc: BaseException) -> dict[str, object]:
+    if isinstance(exc, IRMIError):
+        err: IRMIError = exc
+    else:  # a bug, not the client's fault: log it (never the file) and answer 500 for this item
+        log.error("batch item failed: %s", type(exc).__name__, exc_info=exc)
+        err = ProcessingFailed("Processing failed unexpectedly.")
+    body: dict[str, object] = err.envelope().error.model_dump()
+    body["status"] = err.status_code
+    return body
+
+
+def build_router(settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["chest"])
+    max_file = settings.max_upload_bytes
+
+    @router.post(
+        "/v1/predict",
+        response_model=ChestPrediction,
+        summary="Screen one chest X-ray",
+        description=(
+            "Multipart field `file`: a PNG, JPEG or DICOM chest radiograph (format sniffed from "
+            "the bytes). The validity gate runs first: anything that is not a chest X-ray gets "
+            "422 `not_a_chest_xray` with the gate's score. The heatmap is returned inline as "
+            "a base64 RGBA PNG of the original image's size, ready to draw over it. Requests "
+            f"arriving together are batched; the `{BATCH_SIZE_HEADER}` response header says "
+            "how many images shared this one's model run."
+        ),
+        responses={**_ok(PREDICTION_EXAMPLE), **error_responses(*_IMAGE_ERRORS)},
+    )
+    async def predict(
+        engine: EngineDep,
+        response: Response,
+        file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
+        heatmap: HeatmapQuery = True,
+    ) -> ChestPrediction:
+        data = await read_upload(file, max_file)
+        outcome = await engine.predict(data, heatmap=heatmap)
+        response.headers[BATCH_SIZE_HEADER] = str(outcome.batch_size)
+        return outcome.prediction
+
+    @router.post(
+        "/v1/predict/batch",
+        response_model=ChestBatchResponse,
+        summary="Screen several chest X-rays",
+        description=(
+            f"Multipart field `files`, repeated (at most {settings.max_batch_files}). The answer "
+            "keeps the upload order: each item holds a `prediction` or, for a file that was "
+            "refused, the error envelope's `error` object (with its HTTP `status`). Too many "
+            "files → 413 `payload_too_large`."
+        ),
+        responses={
+            **_ok(
+                {
+                    "results": [
+                        {"filename": "a.png", "prediction": PREDICTION_EXAMPLE, "error": None},
+                        {
+                            "filename": "b.gif",
+                            "prediction": None,
+                            "error": {
+                                "code": "unsupported_format",
+                                "message": "Only PNG, JPEG or DICOM images are accepted.",
+                                "details": {"detected": "gif"},
+                                "status": 415,
+                            },
+                        },
+                    ]
+                },
+            ),
+            **error_responses(PayloadTooLarge, ValidationFailed, ServiceUnavailable),
+        },
+    )
+    async def predict_batch(
+        engine: EngineDep,
+        files: Annotated[list[UploadFile], File(description="Chest X-rays (PNG/JPEG/DICOM).")],
+        heatmap: HeatmapQuery = True,
+    ) -> ChestBatchResponse:
+        if len(files) > settings.max_batch_files:
+            raise PayloadTooLarge(
+                f"At most {settings.max_batch_files} files per batch.",
+                details={"files": len(files), "max_files": settings.max_batch_files},
+            )
+
+        async def one(file: UploadFile) -> ChestBatchItem:
+            try:
+                data = await read_upload(file, max_file)
+                outcome = await engine.predict(data, heatmap=heatmap)
+            except Exception as exc:
+                return ChestBatchItem(filename=file.filename, error=_error_item(exc))
+            return ChestBatchItem(filename=file.filename, prediction=outcome.prediction)
+
+        results = await asyncio.gather(*(one(f) for f in files))
+        return ChestBatchResponse(results=list(results))
+
+    @router.post(
+        "/api/tb",
+        response_model=LegacyTbResponse,
+        tags=["legacy"],
+        summary="Legacy endpoint of the original report",
+        description=(
+            'JSON `{"image": "<base64 of a PNG, JPEG or DICOM file>"}` (a `data:` URL works '
+            'too) → `{"prediction": {"abnormal": p, "normal": p}}`. Kept for old clients; new '
+            "clients use `/v1/predict`. Invalid base64 → 400 `bad_request`."
+        ),
+        responses={
+            **_ok({"prediction": {"abnormal": 0.81, "normal": 0.19}}),
+            **error_responses(BadRequest, *_IMAGE_ERRORS),
+        },
+    )
+    async def legacy_tb(engine: EngineDep, body: LegacyTbRequest) -> LegacyTbResponse:
+        data = decode_base64_image(body.image, max_file)
+        outcome = await engine.predict(data, heatmap=False)
+        p = outcome.prediction.probabilities
+        return LegacyTbResponse(prediction={"abnormal": p["abnormal"], "normal": p["normal"]})
+
+    return router
+
+
+def body_limits(settings: Settings) -> dict[str, int]:
+    """Whole-body limits per route, enforced while the body streams in."""
+    overhead = 1024 * 1024  # multipart headers, JSON quoting
+    return {
+        "/v1/predict": settings.max_upload_bytes + overhead,
+        "/v1/predict/batch": settings.max_batch_bytes + overhead,
+        "/api/tb": (settings.max_upload_bytes * 4) // 3 + overhead,
+    }

@@ -1,0 +1,136 @@
+"""The committed chest models through `python -m tb_service` over HTTP, on real images.
+
+Skipped with a reason when the models are not committed yet or ../shared/data is absent.
+Real images come from the `test` splits only. Correctness figures live in the model reports;
+here we check the service serves the real models end to end and behaves sensibly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.settings import default_data_dir
+from tb_service.settings import MODELS_DIR
+from tests.imagegen import pydicom_test_file
+from tests.procs import Service, running
+from tests.tb_service.svc_helpers import b64, decode_heatmap
+
+DATA = default_data_dir()
+REAL_MODELS = ("chest-gate", "chest-abnormality")
+
+pytestmark = [
+    pytest.mark.skipif(
+        not all(any((MODELS_DIR / name).glob("*/model.onnx")) for name in REAL_MODELS),
+        reason=f"real chest models not committed under {MODELS_DIR} yet",
+    ),
+    pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} absent"),
+]
+
+
+def _test_split(dataset: str, prefix: str, n: int) -> list[Path]:
+    splits = DATA / dataset / "splits.csv"
+    if not splits.exists():
+        return []
+    with splits.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    paths = sorted(DATA / dataset / r["path"] for r in rows if r["path"].startswith(prefix))
+    return [p for p in paths if p.exists()][:n]
+
+
+def _mammograms(n: int) -> list[Path]:
+    return sorted((DATA / "mini-mias").glob("mdb*.png"))[:n]
+
+
+@pytest.fixture(scope="module")
+def svc() -> Iterator[Service]:
+    env = {"IRMI_TB_USE_GPU": "false", "IRMI_TB_MAX_WAIT_MS": "20"}
+    with running("tb_service", env, timeout=120) as s:
+        yield s
+
+
+def _predict(svc: Service, path: Path) -> httpx.Response:
+    files = {"file": (path.name, path.read_bytes(), "application/octet-stream")}
+    return httpx.post(svc.url + "/v1/predict", files=files, timeout=120)
+
+
+def test_real_models_are_served(svc: Service) -> None:
+    models = {m["name"]: m for m in httpx.get(svc.url + "/v2/models").json()["models"]}
+    assert set(REAL_MODELS) <= set(models)
+    for name in REAL_MODELS:
+        card = httpx.get(svc.url + f"/v2/models/{name}").json()
+        version_dir = MODELS_DIR / name / card["version"]
+        on_disk = json.loads((version_dir / "card.json").read_text())
+        assert card["sha256"] == on_disk["sha256"]
+        assert card["provider"] in {"CPUExecutionProvider", "CUDAExecutionProvider"}
+
+
+def test_real_chest_xrays_are_screened(svc: Service) -> None:
+    images = (
+        _test_split("nih-cxr14", "no_finding/", 2)
+        + _test_split("nih-cxr14", "pneumonia/", 2)
+        + _test_split("kermany-pediatric", "normal/", 2)
+        + _test_split("kermany-pediatric", "bacterial_pneumonia/", 1)
+        + _test_split("kermany-pediatric", "viral_pneumonia/", 1)
+    )
+    if len(images) < 4:
+        pytest.skip("chest X-ray test splits not found under the data folder")
+    passed = 0
+    for path in images:
+        r = _predict(svc, path)
+        assert r.status_code in (200, 422), r.text
+        if r.status_code == 422:
+            assert r.json()["error"]["code"] == "not_a_chest_xray"
+            continue
+        passed += 1
+        body = r.json()
+        p = body["probabilities"]
+        assert abs(p["normal"] + p["abnormal"] - 1) < 1e-4
+        assert body["label"] == ("abnormal" if p["abnormal"] >= body["threshold"] else "normal")
+        assert [m["name"] for m in body["models"]] == list(REAL_MODELS)
+        if body["label"] == "abnormal":
+            assert body["findings"][0]["name"] == "pneumonia"
+        from PIL import Image
+
+        with Image.open(path) as img:
+            size = img.size
+        rgba = decode_heatmap(body["heatmap"])
+        assert (rgba.shape[1], rgba.shape[0]) == size
+    # The gate must let real chest X-rays through (allowing one miss for a noisy film).
+    assert passed >= len(images) - 1, f"gate refused {len(images) - passed} of {len(images)}"
+
+
+def test_mammograms_and_ct_are_not_chest_xrays(svc: Service) -> None:
+    mammos = _mammograms(3)
+    if not mammos:
+        pytest.skip("mini-mias not found under the data folder")
+    refused = sum(_predict(svc, p).status_code == 422 for p in mammos)
+    assert refused >= len(mammos) - 1
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        r = httpx.post(
+            svc.url + "/v1/predict",
+            files={"file": (name, pydicom_test_file(name), "application/dicom")},
+            timeout=60,
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] in {"not_a_chest_xray", "invalid_image"}
+
+
+def test_real_image_through_legacy_endpoint_and_batch(svc: Service) -> None:
+    images = _test_split("nih-cxr14", "pneumonia/", 2)
+    if not images:
+        pytest.skip("nih-cxr14 test split not found")
+    r = httpx.post(svc.url + "/api/tb", json={"image": b64(images[0].read_bytes())}, timeout=60)
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 200:
+        pred = r.json()["prediction"]
+        assert set(pred) == {"abnormal", "normal"}
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in images]
+    batch = httpx.post(svc.url + "/v1/predict/batch", files=files, timeout=120)
+    assert batch.status_code == 200
+    assert [x["filename"] for x in batch.json()["results"]] == [p.name for p in images]
