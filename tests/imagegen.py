@@ -129,3 +129,45 @@ def pydicom_test_file(name: str) -> bytes:
     assert path is not None, name
     with open(str(path), "rb") as fh:
         return fh.read()
+
+
+def mammo_phantom(
+    h: int = 512,
+    w: int = 416,
+    *,
+    chest_wall: str = "left",
+    view: str = "MLO",
+    lesion: tuple[int, int, int] | None = None,
+    label: bool = True,
+    seed: int = 0,
+) -> np.ndarray:
+    """A synthetic 8-bit mammogram-like image: a textured half-disc (CC) or a tilted breast
+    with a bright pectoral triangle at the top (MLO) against the chest wall, a bright film
+    label in the opposite corner, and an optional bright lesion (x, y, radius). The geometry
+    is drawn with the chest wall on the left and mirrored when ``chest_wall == "right"``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    if view == "CC":
+        inside = ((xx / (0.8 * w)) ** 2 + ((yy - h / 2) / (0.38 * h)) ** 2) <= 1.0
+    else:
+        # MLO: wide from the top edge, nipple in the lower half, pectoral triangle on top.
+        cy = 0.6 * h
+        inside = ((xx / (0.75 * w)) ** 2 + ((yy - cy) / (0.62 * h)) ** 2) <= 1.0
+        inside |= (yy < cy) & (xx < 0.55 * w * (1 - yy / (2.2 * h)))
+    tissue = 90 + 60 * cv2.GaussianBlur(rng.random((h, w)), (0, 0), 6) + rng.normal(0, 6, (h, w))
+    img = np.where(inside, tissue, rng.normal(6, 2, (h, w)))
+    if view == "MLO":
+        pect = (xx < 0.35 * w * (1 - yy / (0.55 * h))) & inside
+        img = np.where(pect, 200 + rng.normal(0, 5, (h, w)), img)
+    if lesion is not None:
+        lx, ly, lr = lesion
+        if chest_wall == "right":
+            lx = w - 1 - lx
+        blob = ((xx - lx) ** 2 + (yy - ly) ** 2) <= lr**2
+        img = np.where(blob & inside, 220.0, img)
+    if chest_wall == "right":
+        img = img[:, ::-1]
+    if label:
+        lx0 = 10 if chest_wall == "right" else w - 50
+        img[12:40, lx0 : lx0 + 36] = 250.0
+    return np.clip(img, 0, 255).astype(np.uint8)

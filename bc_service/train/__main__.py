@@ -1,0 +1,34 @@
+"""``python -m bc_service.train {all,gate,activations,patch,oof,view} [--epochs-scale F]``"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bc_service.train")
+    parser.add_argument("step", choices=["all", "gate", "activations", "patch", "oof", "view"])
+    parser.add_argument("--epochs-scale", type=float, default=1.0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data and 1 epoch: checks the code paths only"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from bc_service.train import steps
+    from shared.settings import default_data_dir
+
+    cfg = steps.Config(data_dir=default_data_dir())
+    for f in ("patch_epochs", "fold_epochs", "act_epochs", "gate_epochs"):
+        setattr(cfg, f, max(1, round(getattr(cfg, f) * args.epochs_scale)))
+    if args.smoke:
+        cfg.per_lesion, cfg.normal_per_image, cfg.max_chest = 2, 1, 20
+        for f in ("patch_epochs", "fold_epochs", "act_epochs", "gate_epochs"):
+            setattr(cfg, f, 1)
+    steps.run(args.step, cfg)
+
+
+if __name__ == "__main__":
+    main()
