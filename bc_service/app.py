@@ -2,28 +2,92 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 
 from bc_service import __version__
+from bc_service.exams import ExamManager, PipelineLike
+from bc_service.routes import EXCHANGE_DOC, exam_urls, router
 from bc_service.settings import Settings
 from shared.model import ModelRepository
-from shared.service import create_service_app
+from shared.service import ServiceContext, create_service_app
+
+PipelineFactory = Callable[[ModelRepository, Settings], PipelineLike]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def default_pipeline(models: ModelRepository, settings: Settings) -> PipelineLike:
+    from bc_service.pipeline import MammoPipeline
+
+    pipeline: PipelineLike = MammoPipeline(
+        models,
+        patch_batch_size=settings.patch_batch_size,
+        heatmaps=settings.heatmaps,
+        gate=settings.mammogram_gate,
+    )
+    return pipeline
+
+
+def _required_models(settings: Settings) -> list[str]:
+    if settings.required_models is not None:
+        return list(settings.required_models)
+    try:
+        from bc_service.pipeline import MammoPipeline
+    except ImportError:  # pragma: no cover - pipeline package missing
+        return []
+    return list(MammoPipeline.required_models)
+
+
+def create_app(
+    settings: Settings | None = None, pipeline_factory: PipelineFactory | None = None
+) -> FastAPI:
     settings = settings or Settings()
+    factory = pipeline_factory or default_pipeline
     models = ModelRepository(
         settings.models_dir,
-        required=settings.required_models,
+        required=_required_models(settings),
         use_gpu=settings.use_gpu,
         intra_op_threads=settings.onnx_intra_op_threads,
         inter_op_threads=settings.onnx_inter_op_threads,
     )
+
+    async def start_exams(ctx: ServiceContext) -> None:
+        pipeline = await ctx.cpu.run(factory, models, settings)
+        manager = ExamManager(
+            pipeline,
+            workers=settings.workers,
+            max_queued=settings.max_queued_exams,
+            ttl_seconds=settings.exam_ttl_seconds,
+            max_exams=settings.max_exams,
+            urls=lambda exam_id: exam_urls(exam_id, settings),
+            metrics=ctx.metrics,
+            stage_delay_s=settings.debug_stage_delay_ms / 1000.0,
+        )
+        manager.start()
+        ctx.extras["exams"] = manager
+        ctx.checks["pipeline"] = lambda: "exams" in ctx.extras
+
+    async def stop_exams(ctx: ServiceContext) -> None:
+        manager = ctx.extras.pop("exams", None)
+        if isinstance(manager, ExamManager):
+            manager.shutdown()
+
     app = create_service_app(
         name="bc_service",
         title="IRMI mammography service",
         version=__version__,
         settings=settings,
         models=models,
+        on_startup=[start_exams],
+        on_shutdown=[stop_exams],
+        description=(
+            "Mammogram screening aid: crop, orientation, enhancement, optimal centers, "
+            "patch-classifier heatmaps and per-view / per-breast / per-exam classification, "
+            "with live progress over server-sent events.\n" + EXCHANGE_DOC
+        ),
+        openapi_tags=[
+            {"name": "mammography", "description": "Exams, their events, one-view prediction."}
+        ],
     )
+    app.include_router(router)
     return app

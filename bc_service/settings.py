@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -16,5 +17,48 @@ class Settings(ServiceSettings):
 
     port: int = 8002
     models_dir: Path = MODELS_DIR
-    # Models that must load before the service reports ready.
-    required_models: list[str] = []
+    # Models that must load before the service starts. None: the pipeline's own list
+    # (mammo-gate, mammo-patch, mammo-view); [] lets it start on heuristic fallbacks (dev).
+    required_models: list[str] | None = None
+
+    # --- exam jobs
+    workers: int = Field(default=2, ge=1, description="Exams (or /v1/predict calls) run at once.")
+    max_queued_exams: int = Field(
+        default=8, ge=0, description="Exams admitted beyond `workers`; more → 503 overloaded."
+    )
+    exam_ttl_seconds: float = Field(
+        default=900.0, gt=0, description="How long a finished exam (and its event log) is kept."
+    )
+    max_exams: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Most exams kept in memory, the oldest finished evicted first (a finished 4-view "
+            "exam with heatmaps holds about 1 MB of JSON)."
+        ),
+    )
+    heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="Interval of SSE comment pings on an idle stream."
+    )
+    max_views: int = Field(default=4, ge=1, le=4)
+    max_request_bytes: int = Field(
+        default=220 * 1024 * 1024, description="Largest multipart body (all views together)."
+    )
+    advertise_url: str = Field(
+        default="",
+        description=(
+            "Absolute base URL of THIS replica (e.g. http://$(POD_IP):8002). When set, the "
+            "status_url/events_url of an exam point straight at the replica that holds it."
+        ),
+    )
+    patch_batch_size: int = Field(default=64, ge=1)
+    heatmaps: bool = True
+    mammogram_gate: bool = Field(
+        default=True,
+        description="Tests/dev only: false skips the mammogram-or-not model (synthetic images).",
+    )
+    debug_stage_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Tests/dev only: sleep this long at every stage boundary of a job.",
+    )

@@ -1,0 +1,522 @@
+"""Exam jobs: admission, a bounded worker pool, per-exam event logs, cancellation, eviction.
+
+Nothing here knows HTTP. An exam is admitted (or refused with :class:`Overloaded`), waits for
+one of ``workers`` slots, then runs its views one after the other through the pipeline in a
+dedicated thread pool, so the event loop never blocks. Every state change appends an event to
+the exam's in-memory log; any number of followers (SSE streams) read that log from any
+position, so a follower that disconnects changes nothing for the job, and one that comes back
+with ``Last-Event-ID`` gets exactly what it missed.
+
+Event log of an exam (ids 1, 2, 3, ... in order):
+
+* ``accepted``: :class:`ExamAccepted` (always id 1: carries the exam id);
+* ``progress``: :class:`ProgressEvent`, ``queued`` first (0 %), then each pipeline stage of
+  each view as it completes (``decode``: the validity gate on the decoded image, ...
+  ``classify``), the views one after the other, then ``combine`` at 100 %;
+* ``error``: the error envelope, only when the exam failed;
+* ``result``: the :class:`Exam` (same model as ``GET /v1/exams/{id}``), exactly once, always
+  last, whatever the final status (``succeeded``, ``failed`` or ``cancelled``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+
+from shared.contracts.mammo import (
+    Exam,
+    ExamAccepted,
+    ExamResult,
+    ExamStatus,
+    ProgressEvent,
+    ViewResult,
+)
+from shared.errors import ErrorEnvelope, IRMIError, Overloaded, ProcessingFailed
+from shared.metrics import ServiceMetrics
+
+log = logging.getLogger("irmi.bc.exams")
+
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+PIPELINE_SHARE = 95.0  # percent of the exam for the views' stages; the rest is `combine`
+
+
+class ViewLike(Protocol):
+    @property
+    def view_id(self) -> str: ...
+
+
+class PipelineLike(Protocol):
+    """What the job machinery needs of :class:`bc_service.pipeline.MammoPipeline`."""
+
+    def run_view(self, view: Any, progress: Callable[[str, float], None]) -> ViewResult: ...
+
+    def combine(self, views: list[ViewResult]) -> ExamResult: ...
+
+
+class ExamCancelled(BaseException):
+    """Raised in the worker thread at a stage boundary once the exam is cancelled.
+
+    A BaseException, so that a pipeline's ``except Exception`` cannot swallow it.
+    """
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    event: str
+    data: str  # JSON text, serialised once
+
+
+@dataclass(eq=False)
+class ExamJob:
+    id: str
+    views: list[Any]
+    decode_ms: dict[str, float]
+    started_mono: float
+    created_at: str = field(default_factory=_now_iso)
+    status: ExamStatus = "queued"
+    finished_at: str | None = None
+    finished_mono: float | None = None
+    run_started_mono: float | None = None
+    result: ExamResult | None = None
+    error: dict[str, object] | None = None
+    # Once finished: the Exam as JSON, kept once (it is also the `result` event's data); the
+    # decoded images and the result model are dropped then, so a finished exam costs ~its JSON.
+    final_json: str | None = None
+    n_views: int = field(init=False, default=0)
+    events: list[StoredEvent] = field(default_factory=list)
+    percent: float = 0.0
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    task: asyncio.Task[None] | None = None
+    holds_admission: bool = True
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.n_views = len(self.views)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started_mono) * 1000.0
+
+    def snapshot(self) -> Exam:
+        if self.final_json is not None:
+            return Exam.model_validate_json(self.final_json)
+        return Exam(
+            id=self.id,
+            status=self.status,
+            created_at=self.created_at,
+            finished_at=self.finished_at,
+            result=self.result,
+            error=self.error,
+        )
+
+    def emit(self, event: str, data: str) -> StoredEvent:
+        """Append to the log and wake every follower. Event-loop thread only."""
+        ev = StoredEvent(id=len(self.events) + 1, event=event, data=data)
+        self.events.append(ev)
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+        return ev
+
+    async def follow(self, after: int = 0) -> AsyncIterator[StoredEvent]:
+        """Events with id > ``after``, live, until the ``result`` event has been yielded."""
+        idx = max(0, after)
+        while True:
+            while idx < len(self.events):
+                ev = self.events[idx]
+                idx += 1
+                yield ev
+            if self.terminal:
+                return
+            await self._wake.wait()
+
+
+class Admission:
+    """A place in the pool, taken before the request body is read and decoded (so that memory
+    spent on uploads is bounded too). Handed over to :meth:`ExamManager.submit` /
+    :meth:`ExamManager.predict`, or released when the request fails before that."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self.held = True
+
+    def transfer(self) -> None:
+        self.held = False
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._release()
+
+
+class ExamManager:
+    """Owns every exam of this replica. Create and use it on the event loop."""
+
+    def __init__(
+        self,
+        pipeline: PipelineLike,
+        *,
+        workers: int = 2,
+        max_queued: int = 8,
+        ttl_seconds: float = 900.0,
+        max_exams: int = 200,
+        urls: Callable[[str], tuple[str, str]] | None = None,
+        metrics: ServiceMetrics | None = None,
+        stage_delay_s: float = 0.0,
+    ) -> None:
+        self.pipeline = pipeline
+        self.workers = max(1, workers)
+        self.max_queued = max(0, max_queued)
+        self.ttl_seconds = ttl_seconds
+        self.max_exams = max(1, max_exams)
+        self.urls = urls or (lambda i: (f"/v1/exams/{i}", f"/v1/exams/{i}/events"))
+        self.metrics = metrics
+        self.stage_delay_s = stage_delay_s
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bc-exam")
+        self._slots = asyncio.Semaphore(self.workers)
+        self._active = 0  # admitted and not finished: queued + running (exams and predicts)
+        self._running = 0
+        self._exams: OrderedDict[str, ExamJob] = OrderedDict()
+        self._avg_seconds = 10.0  # running mean of a job's duration, for Retry-After
+        self._sweeper: asyncio.Task[None] | None = None
+        self._exam_counter: Counter | None = None
+        if metrics is not None:
+            self._exam_counter = Counter(
+                "irmi_bc_exams_total",
+                "Exams by final status.",
+                ["status"],
+                registry=metrics.registry,
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._sweeper is None:
+            interval = max(0.5, min(self.ttl_seconds / 2.0, 30.0))
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(interval))
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for job in self._exams.values():
+            job.cancel_flag.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ admission
+
+    @property
+    def capacity(self) -> int:
+        return self.workers + self.max_queued
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def retry_after(self) -> int:
+        waves = math.ceil((self._active - self.workers + 1) / self.workers)
+        return int(min(120, max(1, math.ceil(self._avg_seconds * max(1, waves)))))
+
+    def reserve(self) -> Admission:
+        """Take a place now or raise :class:`Overloaded` (503 + Retry-After)."""
+        self._admit()
+        return Admission(self._release)
+
+    def check_capacity(self) -> None:
+        """Raise Overloaded when every worker and queue place is taken."""
+        if self._active >= self.capacity:
+            if self.metrics is not None:
+                self.metrics.errors.labels(self.metrics.service, "overloaded").inc()
+            raise Overloaded(
+                details={"active": self._active, "capacity": self.capacity},
+                retry_after=self.retry_after(),
+            )
+
+    def _admit(self) -> None:
+        self.check_capacity()
+        self._active += 1
+        self._gauges()
+
+    def _release(self, job: ExamJob | None = None) -> None:
+        if job is not None:
+            if not job.holds_admission:
+                return
+            job.holds_admission = False
+        self._active -= 1
+        self._gauges()
+
+    def _gauges(self) -> None:
+        if self.metrics is not None:
+            svc = self.metrics.service
+            self.metrics.queue_depth.labels(svc, "exams_waiting").set(self._active - self._running)
+            self.metrics.queue_depth.labels(svc, "exams_running").set(self._running)
+
+    # ------------------------------------------------------------------ exams
+
+    def submit(
+        self,
+        views: list[Any],
+        decode_ms: dict[str, float],
+        started_mono: float | None = None,
+        admission: Admission | None = None,
+    ) -> ExamJob:
+        """Start an exam on a reserved place (or admit it now, or raise Overloaded)."""
+        self.sweep()
+        if admission is None or not admission.held:
+            admission = self.reserve()
+        admission.transfer()  # the job releases it when it ends
+        job = ExamJob(
+            id=uuid.uuid4().hex,
+            views=list(views),
+            decode_ms=dict(decode_ms),
+            started_mono=started_mono if started_mono is not None else time.monotonic(),
+        )
+        self._exams[job.id] = job
+        status_url, events_url = self.urls(job.id)
+        accepted = ExamAccepted(
+            id=job.id, status="queued", status_url=status_url, events_url=events_url
+        )
+        job.emit("accepted", accepted.model_dump_json())
+        self._progress(job, "queued", None, 0.0)
+        job.task = asyncio.get_running_loop().create_task(self._run(job))
+        return job
+
+    def get(self, exam_id: str) -> ExamJob | None:
+        return self._exams.get(exam_id)
+
+    def cancel(self, job: ExamJob) -> None:
+        """Cancel now: the exam turns `cancelled` at once; a running pipeline stops at its next
+        stage boundary and its output is dropped."""
+        if job.terminal:
+            return
+        job.cancel_flag.set()
+        if job.status == "queued" and job.task is not None:
+            # Still waiting for a slot: nothing runs in a thread yet, free its place now.
+            job.task.cancel()
+            self._release(job)
+        self._finish(job, "cancelled")
+
+    def forget(self, job: ExamJob) -> None:
+        self._exams.pop(job.id, None)
+
+    def sweep(self) -> int:
+        """Evict finished exams past their TTL, then the oldest finished beyond ``max_exams``."""
+        now = time.monotonic()
+        gone = [
+            j.id
+            for j in self._exams.values()
+            if j.finished_mono is not None and now - j.finished_mono > self.ttl_seconds
+        ]
+        for exam_id in gone:
+            del self._exams[exam_id]
+        excess = len(self._exams) - self.max_exams
+        if excess > 0:
+            finished = [j for j in self._exams.values() if j.terminal]
+            finished.sort(key=lambda j: j.finished_mono or 0.0)
+            for j in finished[:excess]:
+                del self._exams[j.id]
+                gone.append(j.id)
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._exams)
+
+    # ------------------------------------------------------------------ running
+
+    def _progress(self, job: ExamJob, stage: str, view: str | None, percent: float) -> None:
+        if job.terminal:
+            return
+        job.percent = max(job.percent, min(100.0, percent))
+        ev = ProgressEvent(stage=stage, view=view, percent=job.percent, elapsed_ms=job.elapsed_ms())
+        job.emit("progress", ev.model_dump_json())
+
+    def _on_view_progress(
+        self, job: ExamJob, index: int, view_id: str, stage: str, fraction: float
+    ) -> None:
+        n = max(1, job.n_views)
+        done = index + min(1.0, max(0.0, fraction))
+        self._progress(job, stage, view_id, PIPELINE_SHARE * done / n)
+
+    def _work(self, job: ExamJob, loop: asyncio.AbstractEventLoop) -> ExamResult | None:
+        """Worker thread: every view through the pipeline, then combine. None if cancelled."""
+        try:
+            results: list[ViewResult] = []
+            for index, view in enumerate(job.views):
+                self._check(job)
+                view_id = str(view.view_id)
+
+                def progress(
+                    stage: str, fraction: float, _i: int = index, _v: str = view_id
+                ) -> None:
+                    if self.stage_delay_s:
+                        time.sleep(self.stage_delay_s)
+                    loop.call_soon_threadsafe(
+                        self._on_view_progress, job, _i, _v, stage, float(fraction)
+                    )
+                    self._check(job)
+
+                result = self.pipeline.run_view(view, progress)
+                self._check(job)
+                add_decode_time(result, job.decode_ms.get(view_id))
+                results.append(result)
+            t0 = time.perf_counter()
+            exam = self.pipeline.combine(results)
+            combine_ms = (time.perf_counter() - t0) * 1000.0
+            self._check(job)
+            exam.timings_ms.setdefault("combine", round(combine_ms, 3))
+            return exam
+        except ExamCancelled:
+            return None
+
+    @staticmethod
+    def _check(job: ExamJob) -> None:
+        if job.cancel_flag.is_set():
+            raise ExamCancelled
+
+    async def _run(self, job: ExamJob) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._slots:
+                if job.terminal:
+                    return
+                job.status = "running"
+                job.run_started_mono = time.monotonic()
+                self._running += 1
+                self._gauges()
+                try:
+                    exam = await loop.run_in_executor(self._executor, self._work, job, loop)
+                finally:
+                    self._running -= 1
+                    self._note_duration(time.monotonic() - job.run_started_mono)
+            if job.terminal:
+                return  # cancelled while its last stage ran
+            if exam is None:
+                self._finish(job, "cancelled")
+                return
+            self._record_timings(job, exam)
+            self._progress(job, "combine", None, 100.0)
+            self._finish(job, "succeeded", result=exam)
+        except asyncio.CancelledError:
+            if not job.terminal:
+                self._finish(job, "cancelled")
+        except IRMIError as exc:
+            self._finish(job, "failed", error=exc.envelope())
+        except Exception:
+            log.exception("exam failed unexpectedly", extra={"exam_id": job.id})
+            self._finish(job, "failed", error=ProcessingFailed().envelope())
+        finally:
+            self._release(job)
+
+    def _note_duration(self, seconds: float) -> None:
+        self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * max(0.01, seconds)
+
+    def _record_timings(self, job: ExamJob, exam: ExamResult) -> None:
+        run_start = job.run_started_mono or job.started_mono
+        exam.timings_ms.setdefault("queue_wait", round((run_start - job.started_mono) * 1e3, 3))
+        exam.timings_ms["total"] = round(job.elapsed_ms(), 3)
+        if self.metrics is None:
+            return
+        for view in exam.views:
+            for stage, ms in view.timings_ms.items():
+                self.metrics.observe_stage(stage, ms)
+        for stage in ("combine", "queue_wait", "total"):
+            if stage in exam.timings_ms:
+                name = "exam_total" if stage == "total" else stage
+                self.metrics.observe_stage(name, exam.timings_ms[stage])
+
+    def _finish(
+        self,
+        job: ExamJob,
+        status: ExamStatus,
+        *,
+        result: ExamResult | None = None,
+        error: ErrorEnvelope | None = None,
+    ) -> None:
+        if job.terminal:
+            return
+        job.status = status
+        job.result = result
+        job.finished_at = _now_iso()
+        job.finished_mono = time.monotonic()
+        if error is not None:
+            job.error = error.error.model_dump()
+            job.emit("error", error.model_dump_json())
+            if self.metrics is not None:
+                self.metrics.errors.labels(self.metrics.service, error.error.code).inc()
+        job.final_json = job.snapshot().model_dump_json()
+        job.emit("result", job.final_json)
+        job.result = None
+        job.views = []
+        if self._exam_counter is not None:
+            self._exam_counter.labels(status).inc()
+        log.info(
+            "exam finished",
+            extra={"exam_id": job.id, "status": status, "views": job.n_views},
+        )
+
+    # ------------------------------------------------------------------ one view, synchronous
+
+    async def predict(self, view: Any, admission: Admission | None = None) -> ViewResult:
+        """One view through the pipeline in the same bounded pool (admission included)."""
+        if admission is None or not admission.held:
+            admission = self.reserve()
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._slots:
+                self._running += 1
+                self._gauges()
+                t0 = time.monotonic()
+                try:
+                    result: ViewResult = await loop.run_in_executor(
+                        self._executor, self.pipeline.run_view, view, _no_progress
+                    )
+                finally:
+                    self._running -= 1
+                    self._note_duration(time.monotonic() - t0)
+        finally:
+            admission.release()
+        if self.metrics is not None:
+            for stage, ms in result.timings_ms.items():
+                self.metrics.observe_stage(stage, ms)
+        return result
+
+
+def _no_progress(stage: str, fraction: float) -> None:
+    return None
+
+
+def add_decode_time(result: ViewResult, file_decode_ms: float | None) -> None:
+    """The `decode` stage = decoding the file (done by the service before accepting) + what the
+    pipeline's decode stage did (validity gate)."""
+    if file_decode_ms is None:
+        return
+    timings = dict(result.timings_ms)
+    timings["decode"] = round(timings.get("decode", 0.0) + file_decode_ms, 3)
+    result.timings_ms = {"decode": timings.pop("decode"), **timings}

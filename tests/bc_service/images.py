@@ -1,0 +1,45 @@
+"""Images for the bc_service HTTP tests: real mini-mias mammograms when ../shared/data is
+present (the trained mammogram gate accepts them), else synthetic phantoms with the gate off;
+and things that are not mammograms."""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+
+import cv2
+import numpy as np
+
+from shared.settings import default_data_dir
+from tests.imagegen import mammo_phantom, png_bytes
+
+SIDE = 512  # mini-mias is 1024 x 1024; half of it is the pipeline's working height
+MIAS = default_data_dir() / "mini-mias"
+HAVE_MIAS = (MIAS / "splits.csv").exists()
+
+
+@cache
+def _test_rows() -> list[dict[str, str]]:
+    with (MIAS / "splits.csv").open() as fh:
+        test = {r["path"] for r in csv.DictReader(fh) if r["split"] == "test"}
+    with (MIAS / "labels.csv").open() as fh:
+        return [r for r in csv.DictReader(fh) if r["path"] in test]
+
+
+@cache
+def mammogram(right: bool = False, seed: int = 0) -> bytes:
+    """A normal mini-mias test mammogram (the ``seed``-th of its side), downscaled; or a
+    phantom when the data is absent."""
+    if not HAVE_MIAS:
+        return png_bytes(mammo_phantom(chest_wall="right" if right else "left", seed=seed))
+    side = "R" if right else "L"
+    rows = [r for r in _test_rows() if r["label"] == "normal" and r["laterality"] == side]
+    gray = cv2.imread(str(MIAS / rows[seed % len(rows)]["path"]), cv2.IMREAD_GRAYSCALE)
+    return png_bytes(cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA))
+
+
+def not_a_mammogram() -> bytes:
+    """A flat gray picture: the pipeline's decode stage refuses it (``not_a_mammogram``)
+    whatever the gate model says, so the service's error path is tested deterministically.
+    (Whether the trained gate refuses chest X-rays is tested with the models.)"""
+    return png_bytes(np.full((256, 256), 128, np.uint8))

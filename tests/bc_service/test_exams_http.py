@@ -1,0 +1,184 @@
+"""bc_service over real HTTP (``python -m bc_service``, real pipeline and models): submitting
+exams, status, cancel, overload, one-view predict, and every bad input."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.bc_service.images import mammogram, not_a_mammogram
+from tests.bc_service.sseclient import read_all, wait_status
+from tests.imagegen import dicom_bytes, gradient, pillow_bytes, png_bytes
+
+PNG = "image/png"
+
+
+def submit(client: httpx.Client, files: list[tuple[str, tuple[str, bytes, str]]]) -> httpx.Response:
+    return client.post("/v1/exams", files=files)
+
+
+def test_exam_accepted_then_succeeds(client: httpx.Client) -> None:
+    files = [
+        ("L-MLO", ("l.png", mammogram(), PNG)),
+        ("files", ("r.png", mammogram(right=True), PNG)),
+    ]
+    r = submit(client, files)
+    assert r.status_code == 202, r.text[:500]
+    body = r.json()
+    assert body["status"] == "queued"
+    assert body["status_url"] == f"/v1/exams/{body['id']}"
+    assert body["events_url"] == f"/v1/exams/{body['id']}/events"
+    assert r.headers["location"] == body["status_url"]
+    exam = wait_status(client, body["status_url"])
+    assert exam["status"] == "succeeded", exam
+    result = exam["result"]
+    views = {v["view_id"]: v for v in result["views"]}
+    assert set(views) == {"view-0", "view-1"}
+    assert views["view-0"]["given_tag"] == "L-MLO" and views["view-1"]["given_tag"] is None
+    for view in views.values():
+        assert 0 <= view["probabilities"]["malignant"] <= 1
+        assert "decode" in view["timings_ms"] and len(view["timings_ms"]) > 2
+    assert result["breasts"] and result["label"] in {"normal", "benign", "malignant"}
+    assert {"combine", "queue_wait", "total"} <= set(result["timings_ms"])
+    # the same exam, the same answer; the events end with that very model
+    assert client.get(body["status_url"]).json() == exam
+    events, _ = read_all(client, "GET", body["events_url"])
+    assert events[-1].event == "result" and events[-1].json() == exam
+    metrics = client.get("/metrics").text
+    assert 'irmi_bc_exams_total{status="succeeded"}' in metrics
+    assert 'stage="heatmaps"' in metrics or 'stage="classify"' in metrics
+
+
+def test_unknown_exam_is_404(client: httpx.Client) -> None:
+    for method, path in [
+        ("GET", "/v1/exams/nope"),
+        ("DELETE", "/v1/exams/nope"),
+        ("GET", "/v1/exams/nope/events"),
+    ]:
+        r = client.request(method, path)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_cancel_a_running_exam(client: httpx.Client) -> None:
+    files = [("files", (f"{i}.png", mammogram(seed=i), PNG)) for i in range(2)]
+    body = submit(client, files).json()
+    with client.stream("GET", body["events_url"]) as stream:
+        from tests.bc_service.sseclient import Stream
+
+        events = Stream(stream).events()
+        for ev in events:
+            if ev.event == "progress" and ev.json()["stage"] not in {"queued", "decode"}:
+                break  # the pipeline is running
+        deleted = client.delete(body["status_url"])
+        assert deleted.status_code == 200 and deleted.json()["status"] == "cancelled"
+        rest = list(events)
+    assert rest[-1].event == "result" and rest[-1].json()["status"] == "cancelled"
+    assert client.get(body["status_url"]).json()["status"] == "cancelled"
+    # a finished exam: DELETE forgets it
+    assert client.delete(body["status_url"]).status_code == 200
+    assert client.get(body["status_url"]).status_code == 404
+
+
+def test_overload_is_503_with_retry_after(client: httpx.Client) -> None:
+    # IRMI_BC_WORKERS=1, IRMI_BC_MAX_QUEUED_EXAMS=1: a third exam finds no place.
+    files = [("files", ("a.png", mammogram(), PNG))] * 2
+    first = submit(client, files).json()
+    second = submit(client, files).json()
+    third = submit(client, files)
+    assert third.status_code == 503, third.text[:500]
+    assert third.json()["error"]["code"] == "overloaded"
+    assert int(third.headers["retry-after"]) >= 1
+    busy_predict = client.post("/v1/predict", files={"file": ("a.png", mammogram(), PNG)})
+    assert busy_predict.status_code == 503
+    assert client.get(second["status_url"]).json()["status"] == "queued"
+    for exam in (second, first):
+        assert client.delete(exam["status_url"]).json()["status"] == "cancelled"
+
+
+def test_predict_one_view(client: httpx.Client) -> None:
+    r = client.post(
+        "/v1/predict", files={"file": ("a.png", mammogram(), PNG)}, data={"view": "L-MLO"}
+    )
+    assert r.status_code == 200, r.text[:500]
+    view = r.json()
+    assert view["given_tag"] == "L-MLO" and view["label"] in {"normal", "benign", "malignant"}
+    assert "decode" in view["timings_ms"]
+    assert set(view["heatmaps"]) == {"benign", "malignant"}
+    bad = client.post(
+        "/v1/predict", files={"file": ("a.png", mammogram(), PNG)}, data={"view": "X-CC"}
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_view"
+
+
+def test_predict_refuses_a_non_mammogram(client: httpx.Client) -> None:
+    photo_r = client.post("/v1/predict", files={"file": ("p", not_a_mammogram(), "image/*")})
+    assert photo_r.status_code == 422, photo_r.text[:500]
+    assert photo_r.json()["error"]["code"] == "not_a_mammogram"
+
+
+GIF = pillow_bytes(__import__("PIL.Image", fromlist=["Image"]).fromarray(gradient()), "GIF")
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "code"),
+    [
+        ([("files", ("empty.png", b"", PNG))], 422, "invalid_image"),
+        ([("files", ("x.gif", GIF, "image/gif"))], 415, "unsupported_format"),
+        ([("files", ("t.png", png_bytes(gradient())[:60], PNG))], 422, "invalid_image"),
+        ([("files", (f"{i}.png", b"x", PNG)) for i in range(5)], 422, "invalid_view"),
+        ([("X-CC", ("a.png", b"x", PNG))], 422, "invalid_view"),
+        ([("L-CC", ("a.png", b"x", PNG)), ("L-CC", ("b.png", b"x", PNG))], 422, "invalid_view"),
+        (
+            [("files", ("ct.dcm", dicom_bytes(gradient(64, 64, np.uint16), modality="CT"), "a"))],
+            422,
+            "not_a_mammogram",
+        ),
+    ],
+    ids=["zero-bytes", "gif", "truncated", "five-views", "bad-tag", "dup-tag", "ct"],
+)
+def test_bad_inputs_refused_before_accepting(
+    client: httpx.Client, files: list, status: int, code: str
+) -> None:
+    r = submit(client, files)
+    assert r.status_code == status, r.text[:500]
+    assert r.json()["error"]["code"] == code
+
+
+def test_tag_as_text_and_non_multipart(client: httpx.Client) -> None:
+    r = client.post("/v1/exams", data={"L-CC": "not a file"}, files={"x": ("a", b"", PNG)})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_view"
+    empty = client.post(
+        "/v1/exams",
+        content=b'--b0\r\nContent-Disposition: form-data; name="note"\r\n\r\nx\r\n--b0--\r\n',
+        headers={"Content-Type": "multipart/form-data; boundary=b0"},
+    )
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "invalid_view"
+    r = client.post("/v1/exams", json={"views": []})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+
+
+def test_non_mammogram_exam_fails_with_error_event(client: httpx.Client) -> None:
+    events, _ = read_all(
+        client,
+        "POST",
+        "/v1/exams?stream=true",
+        files=[("files", ("p", not_a_mammogram(), "image/*"))],
+    )
+    kinds = [e.event for e in events]
+    assert kinds[-2:] == ["error", "result"], kinds
+    assert events[-2].json()["error"]["code"] == "not_a_mammogram"
+    final = events[-1].json()
+    assert final["status"] == "failed" and final["error"]["code"] == "not_a_mammogram"
+
+
+def test_openapi_documents_the_exchange(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"]["/v1/exams"]["post"]
+    props = post["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert set(props) == {"L-CC", "R-CC", "L-MLO", "R-MLO", "files"}
+    assert any(p["name"] == "stream" for p in post["parameters"])
+    assert "text/event-stream" in post["responses"]["200"]["content"]
+    assert "round-robin" in post["description"]
+    assert "503" in post["responses"] and "202" in post["responses"]
+    assert "/v1/exams/{exam_id}/events" in spec["paths"] and "/v1/predict" in spec["paths"]
