@@ -2,20 +2,160 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
+from gateway.db import create_engine, migrate, ping, session_factory
+from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from gateway.relay import stop_relays
+from gateway.routes import auth, care, predict, studies
 from gateway.settings import Settings
-from shared.service import create_service_app
+from gateway.state import GatewayState, SlidingWindowLimiter
+from gateway.store import create_store
+from gateway.upstream import Upstreams
+from shared.service import ServiceContext, create_service_app
+
+log = logging.getLogger("irmi.gateway")
+
+TAGS: list[dict[str, Any]] = [
+    {"name": "auth", "description": "Sign-up, login, refresh-token rotation, logout."},
+    {"name": "users", "description": "The logged-in user."},
+    {"name": "api-keys", "description": "Keys for integrators, sent as `X-API-Key`."},
+    {"name": "studies", "description": "Uploads, history, results, images, events."},
+    {"name": "predict", "description": "Stateless predictions for integrators."},
+    {"name": "doctors", "description": "Doctors by specialty, best rated first."},
+    {"name": "consultations", "description": "A patient asks a doctor about a study."},
+    {"name": "operations", "description": "Health and readiness."},
+]
+
+DESCRIPTION = """Intelligent Remote Medical Imaging: **a screening aid, not a diagnosis.**
+
+Authenticate with `Authorization: Bearer <access token>` (from `POST /v1/auth/login`,
+renewed with `POST /v1/auth/refresh`) or, for integrators, `X-API-Key: <key>`.
+Every error is `{"error": {"code", "message", "details"}}`.
+"""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    holder: dict[str, GatewayState] = {}
+    monitor: dict[str, asyncio.Task[None]] = {}
+
+    async def startup(ctx: ServiceContext) -> None:
+        engine = create_engine(settings.database_url, settings.database_echo)
+        if settings.migrate_on_startup:
+            await migrate(engine)
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+        state = GatewayState(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            store=create_store(settings),
+            upstreams=Upstreams(settings),
+            login_limiter=SlidingWindowLimiter(settings.login_rate_per_minute),
+            jwt_secret=secret,
+        )
+        state.db_ok = await ping(engine)
+        state.store_ok = await state.store.ping()
+        holder["state"] = state
+        app.state.gw = state
+        ctx.checks["database"] = lambda: state.db_ok
+        ctx.checks["image_store"] = lambda: state.store_ok
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(2)
+                state.db_ok = await ping(engine)
+                state.store_ok = await state.store.ping()
+
+        monitor["task"] = asyncio.create_task(watch())
+
+    async def shutdown(_: ServiceContext) -> None:
+        task = monitor.pop("task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        state = holder.pop("state", None)
+        if state is None:
+            return
+        await stop_relays(state)
+        await state.upstreams.close()
+        await state.store.close()
+        await state.engine.dispose()
+
     app = create_service_app(
         name="gateway",
         title="IRMI API",
         version=__version__,
         settings=settings,
-        description="Intelligent Remote Medical Imaging: a screening aid, not a diagnosis.",
+        description=DESCRIPTION,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        openapi_tags=TAGS,
     )
+    app.include_router(auth.router)
+    app.include_router(auth.keys_router)
+    app.include_router(studies.router)
+    app.include_router(predict.router)
+    app.include_router(care.doctors)
+    app.include_router(care.consultations)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-API-Key",
+            "X-Request-ID",
+            "Last-Event-ID",
+        ],
+        expose_headers=["X-Request-ID", "Retry-After", "Location"],
+        max_age=600,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.hsts)
+    _envelope_validation_errors(app)
     return app
+
+
+def _envelope_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents request-validation failures as ``HTTPValidationError``; the gateway
+    answers them with the error envelope (code ``validation_error``), so document that."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = original()
+        envelope = {
+            "description": "Error envelope; code validation_error",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+            },
+        }
+        for methods in doc.get("paths", {}).values():
+            for op in methods.values():
+                resp = op.get("responses", {}).get("422")
+                if resp and "HTTPValidationError" in json.dumps(resp):
+                    op["responses"]["422"] = envelope
+        schemas = doc.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in json.dumps(doc.get("paths", {})):
+            schemas.pop("HTTPValidationError", None)
+            if "ValidationError" not in json.dumps(doc.get("paths", {})).replace(
+                "HTTPValidationError", ""
+            ):
+                schemas.pop("ValidationError", None)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

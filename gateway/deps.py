@@ -1,0 +1,158 @@
+"""FastAPI dependencies: database session, the caller (user token or API key), role checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.models import ApiKey, AuditEvent, AuthSession, User
+from gateway.security import decode_access_token, hashes_equal, parse_api_key, sha256_hex
+from gateway.state import GatewayState
+from shared.errors import Forbidden, Unauthorized
+from shared.logs import request_id_var
+
+bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /v1/auth/login.")
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Integrator key from /v1/api-keys."
+)
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gw
+    return state
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@dataclass
+class Principal:
+    """Who is calling: a user with a session token, or a user's API key with its scopes."""
+
+    user: User
+    api_key: ApiKey | None = None
+
+    @property
+    def scopes(self) -> set[str] | None:
+        return None if self.api_key is None else set(self.api_key.scopes)
+
+    @property
+    def is_patient(self) -> bool:
+        return self.user.role == "patient"
+
+    @property
+    def is_doctor(self) -> bool:
+        return self.user.role == "doctor"
+
+
+async def get_principal(
+    state: StateDep,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    if bearer is not None and bearer.credentials:
+        claims = decode_access_token(
+            state.jwt_secret, state.settings.jwt_issuer, bearer.credentials
+        )
+        row = await session.execute(
+            select(User, AuthSession)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
+        )
+        found = row.first()
+        if found is None:
+            raise Unauthorized("The access token is invalid.", details={"reason": "invalid"})
+        user, auth_session = found
+        if auth_session.revoked_at is not None:
+            raise Unauthorized(
+                "This session has ended; log in again.", details={"reason": "revoked"}
+            )
+        return Principal(user=user)
+    if api_key:
+        prefix = parse_api_key(api_key)
+        if prefix is not None:
+            key_row = (
+                await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))
+            ).scalar_one_or_none()
+            if key_row is not None and hashes_equal(key_row.key_hash, sha256_hex(api_key)):
+                if key_row.revoked_at is not None:
+                    raise Unauthorized("This API key was revoked.", details={"reason": "revoked"})
+                owner = await session.get(User, key_row.user_id)
+                if owner is not None:
+                    key_row.last_used_at = datetime.now(UTC)
+                    await session.commit()
+                    return Principal(user=owner, api_key=key_row)
+        raise Unauthorized("The API key is invalid.", details={"reason": "invalid"})
+    raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_scope(scope: str) -> object:
+    async def dependency(principal: PrincipalDep) -> Principal:
+        scopes = principal.scopes
+        if scopes is not None and scope not in scopes:
+            raise Forbidden(
+                f"This API key lacks the '{scope}' scope.", details={"required_scope": scope}
+            )
+        return principal
+
+    return Depends(dependency)
+
+
+async def get_user(principal: PrincipalDep) -> User:
+    """Routes that only a logged-in user (not an API key) may call."""
+    if principal.api_key is not None:
+        raise Forbidden("API keys may not call this route; log in as a user.")
+    return principal.user
+
+
+UserDep = Annotated[User, Depends(get_user)]
+StudiesPrincipal = Annotated[Principal, require_scope("studies")]
+PredictPrincipal = Annotated[Principal, require_scope("predict")]
+
+
+async def get_patient(user: UserDep) -> User:
+    if user.role != "patient":
+        raise Forbidden("Only patients may do this.", details={"required_role": "patient"})
+    return user
+
+
+async def get_doctor(user: UserDep) -> User:
+    if user.role != "doctor":
+        raise Forbidden("Only doctors may do this.", details={"required_role": "doctor"})
+    return user
+
+
+PatientDep = Annotated[User, Depends(get_patient)]
+DoctorDep = Annotated[User, Depends(get_doctor)]
+
+
+def audit(session: AsyncSession, principal: Principal, action: str, study_id: str | None) -> None:
+    """Add an audit row to the session (committed with the request's unit of work)."""
+    session.add(
+        AuditEvent(
+            user_id=principal.user.id,
+            api_key_id=principal.api_key.id if principal.api_key else None,
+            action=action,
+            study_id=study_id,
+            request_id=request_id_var.get(),
+        )
+    )

@@ -1,0 +1,42 @@
+"""Alembic environment: runs on a connection handed in by the gateway (``gateway.db.migrate``),
+or, from the command line, on ``IRMI_GATEWAY_DATABASE_URL`` / the gateway's default."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from gateway.models import Base
+
+target_metadata = Base.metadata
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    from gateway.db import create_engine
+    from gateway.settings import Settings
+
+    url = context.config.get_main_option("sqlalchemy.url") or Settings(dev_mode=True).database_url
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(_run)
+    await engine.dispose()
+
+
+connection = context.config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    asyncio.run(_run_async())

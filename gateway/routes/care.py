@@ -1,0 +1,266 @@
+"""Doctors by specialty (sorted by rating) and consultations: a patient shares a study with a
+doctor and asks a question; that doctor (and no other) sees the study and replies; the patient
+rates the doctor once per consultation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import func, select
+
+from gateway.deps import DoctorDep, PatientDep, SessionDep, UserDep
+from gateway.models import Consultation, Study, User
+from gateway.schemas import (
+    SPECIALTIES,
+    ConsultationCreate,
+    ConsultationList,
+    ConsultationPublic,
+    DoctorList,
+    DoctorPublic,
+    PersonRef,
+    RatingRequest,
+    ReplyRequest,
+    Specialty,
+    SpecialtyList,
+)
+from gateway.studies import now
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+    error_responses,
+)
+
+doctors = APIRouter(prefix="/v1", tags=["doctors"])
+consultations = APIRouter(prefix="/v1/consultations", tags=["consultations"])
+
+ERR = error_responses(Unauthorized, Forbidden, NotFound)
+
+
+def _rating_stats() -> tuple[Any, Any]:
+    return (
+        func.avg(Consultation.rating).label("rating"),
+        func.count(Consultation.rating).label("ratings_count"),
+    )
+
+
+async def _doctor_rows(
+    session: SessionDep, specialty: str | None, doctor_id: str | None
+) -> list[DoctorPublic]:
+    avg, count = _rating_stats()
+    query = (
+        select(User, avg, count)
+        .outerjoin(Consultation, Consultation.doctor_id == User.id)
+        .where(User.role == "doctor")
+        .group_by(User.id)
+    )
+    if specialty is not None:
+        query = query.where(User.specialty == specialty)
+    if doctor_id is not None:
+        query = query.where(User.id == doctor_id)
+    out = []
+    for user, rating, ratings_count in (await session.execute(query)).all():
+        out.append(
+            DoctorPublic(
+                id=user.id,
+                full_name=user.full_name,
+                specialty=user.specialty,
+                licence_number=user.licence_number,
+                rating=round(float(rating), 2) if rating is not None else None,
+                ratings_count=int(ratings_count or 0),
+            )
+        )
+    # Best rated first; unrated doctors last; then by the number of ratings and by name.
+    out.sort(key=lambda d: (d.rating is None, -(d.rating or 0), -d.ratings_count, d.full_name))
+    return out
+
+
+@doctors.get(
+    "/specialties",
+    response_model=SpecialtyList,
+    summary="The fixed list of doctors' specialties",
+)
+async def list_specialties() -> SpecialtyList:
+    return SpecialtyList(items=SPECIALTIES)
+
+
+@doctors.get(
+    "/doctors",
+    response_model=DoctorList,
+    summary="Doctors, optionally of one specialty, best rated first",
+    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+)
+async def list_doctors(
+    _: UserDep, session: SessionDep, specialty: Specialty | None = None
+) -> DoctorList:
+    return DoctorList(items=await _doctor_rows(session, specialty, None))
+
+
+@doctors.get(
+    "/doctors/{doctor_id}",
+    response_model=DoctorPublic,
+    summary="One doctor",
+    responses=ERR,
+)
+async def get_doctor(doctor_id: str, _: UserDep, session: SessionDep) -> DoctorPublic:
+    rows = await _doctor_rows(session, None, doctor_id)
+    if not rows:
+        raise NotFound("No such doctor.")
+    return rows[0]
+
+
+async def _public(session: SessionDep, rows: list[Consultation]) -> list[ConsultationPublic]:
+    if not rows:
+        return []
+    ids = {r.patient_id for r in rows} | {r.doctor_id for r in rows}
+    users = {
+        u.id: u for u in (await session.execute(select(User).where(User.id.in_(ids)))).scalars()
+    }
+    study_rows = await session.execute(
+        select(Study.id, Study.kind).where(Study.id.in_({r.study_id for r in rows}))
+    )
+    kinds = {sid: kind for sid, kind in study_rows.all()}
+    out = []
+    for r in rows:
+        patient, doctor = users[r.patient_id], users[r.doctor_id]
+        out.append(
+            ConsultationPublic(
+                id=r.id,
+                study_id=r.study_id,
+                study_kind=kinds.get(r.study_id, "chest"),
+                patient=PersonRef(id=patient.id, full_name=patient.full_name),
+                doctor=PersonRef(
+                    id=doctor.id,
+                    full_name=doctor.full_name,
+                    specialty=doctor.specialty,
+                ),
+                question=r.question,
+                answer=r.answer,
+                status=r.status,
+                rating=r.rating,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+                answered_at=r.answered_at,
+            )
+        )
+    return out
+
+
+async def _load(session: SessionDep, user: UserDep, consultation_id: str) -> Consultation:
+    row = await session.get(Consultation, consultation_id)
+    if row is None or user.id not in {row.patient_id, row.doctor_id}:
+        raise NotFound("No such consultation.")
+    return row
+
+
+@consultations.post(
+    "",
+    response_model=ConsultationPublic,
+    status_code=201,
+    summary="Share one of my studies with a doctor, with a question",
+    responses=error_responses(Unauthorized, Forbidden, NotFound, ValidationFailed),
+)
+async def ask(
+    body: ConsultationCreate, patient: PatientDep, session: SessionDep
+) -> ConsultationPublic:
+    study = await session.get(Study, body.study_id)
+    if study is None or study.owner_id != patient.id:
+        raise NotFound("No such study.")
+    doctor = await session.get(User, body.doctor_id)
+    if doctor is None or doctor.role != "doctor":
+        raise NotFound("No such doctor.")
+    row = Consultation(
+        study_id=study.id, patient_id=patient.id, doctor_id=doctor.id, question=body.question
+    )
+    session.add(row)
+    await session.commit()
+    return (await _public(session, [row]))[0]
+
+
+@consultations.get(
+    "",
+    response_model=ConsultationList,
+    summary="My consultations (patients: asked; doctors: addressed to me), latest change first",
+    description="Poll this list to see the other side's status changes.",
+    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+)
+async def list_consultations(
+    user: UserDep,
+    session: SessionDep,
+    status: Literal["open", "answered"] | None = None,
+    study_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ConsultationList:
+    mine = Consultation.doctor_id if user.role == "doctor" else Consultation.patient_id
+    query = select(Consultation).where(mine == user.id)
+    if status is not None:
+        query = query.where(Consultation.status == status)
+    if study_id is not None:
+        query = query.where(Consultation.study_id == study_id)
+    rows = list(
+        (
+            await session.execute(
+                query.order_by(Consultation.updated_at.desc(), Consultation.id).limit(limit)
+            )
+        ).scalars()
+    )
+    return ConsultationList(items=await _public(session, rows))
+
+
+@consultations.get(
+    "/{consultation_id}",
+    response_model=ConsultationPublic,
+    summary="One consultation",
+    responses=ERR,
+)
+async def get_consultation(
+    consultation_id: str, user: UserDep, session: SessionDep
+) -> ConsultationPublic:
+    return (await _public(session, [await _load(session, user, consultation_id)]))[0]
+
+
+@consultations.post(
+    "/{consultation_id}/reply",
+    response_model=ConsultationPublic,
+    summary="The doctor's answer (once)",
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, ValidationFailed),
+)
+async def reply(
+    consultation_id: str, body: ReplyRequest, doctor: DoctorDep, session: SessionDep
+) -> ConsultationPublic:
+    row = await _load(session, doctor, consultation_id)
+    if row.doctor_id != doctor.id:
+        raise NotFound("No such consultation.")
+    if row.answer is not None:
+        raise Conflict("This consultation is already answered.")
+    ts = now()
+    row.answer = body.answer
+    row.status = "answered"
+    row.answered_at = row.updated_at = ts
+    await session.commit()
+    return (await _public(session, [row]))[0]
+
+
+@consultations.post(
+    "/{consultation_id}/rating",
+    response_model=ConsultationPublic,
+    summary="Rate the doctor 1-5, once, after the answer",
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, ValidationFailed),
+)
+async def rate(
+    consultation_id: str, body: RatingRequest, patient: PatientDep, session: SessionDep
+) -> ConsultationPublic:
+    row = await _load(session, patient, consultation_id)
+    if row.patient_id != patient.id:
+        raise NotFound("No such consultation.")
+    if row.status != "answered":
+        raise Conflict("A consultation can be rated once it is answered.")
+    if row.rating is not None:
+        raise Conflict("This consultation is already rated.")
+    row.rating = body.rating
+    row.rated_at = row.updated_at = now()
+    await session.commit()
+    return (await _public(session, [row]))[0]

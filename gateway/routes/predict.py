@@ -1,0 +1,105 @@
+"""Stateless predict routes for integrators: nothing is stored, heatmaps come back inline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, File, UploadFile
+
+from gateway.deps import PredictPrincipal, StateDep
+from gateway.relay import _error_of
+from gateway.studies import read_upload
+from gateway.upstream import UploadPart, UpstreamError, iter_sse, status_for_code
+from shared.contracts.chest import ChestPrediction
+from shared.contracts.mammo import Exam
+from shared.errors import (
+    Forbidden,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidView,
+    NotAChestXray,
+    NotAMammogram,
+    PayloadTooLarge,
+    ProcessingFailed,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedFormat,
+    ValidationFailed,
+    error_responses,
+)
+
+router = APIRouter(prefix="/v1/predict", tags=["predict"])
+_COMMON = (
+    Unauthorized,
+    Forbidden,
+    PayloadTooLarge,
+    ImageTooLarge,
+    UnsupportedFormat,
+    InvalidImage,
+    ValidationFailed,
+    ServiceUnavailable,
+    ProcessingFailed,
+)
+
+
+@router.post(
+    "/chest",
+    response_model=ChestPrediction,
+    summary="Chest X-ray prediction (stateless; API key scope `predict`)",
+    responses=error_responses(*_COMMON, NotAChestXray),
+)
+async def predict_chest(
+    _: PredictPrincipal,
+    state: StateDep,
+    file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
+) -> Any:
+    data, media_type = await read_upload(file, state.settings.max_upload_bytes)
+    body = await state.upstreams.predict_chest("image", data, media_type)
+    try:
+        return ChestPrediction.model_validate(body)
+    except ValueError as exc:
+        raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
+
+
+@router.post(
+    "/mammogram",
+    response_model=Exam,
+    summary="Mammography exam, synchronous (stateless; API key scope `predict`)",
+    description="Same parts as `POST /v1/studies/mammography`; waits for the result.",
+    responses=error_responses(*_COMMON, InvalidView, NotAMammogram),
+)
+async def predict_mammogram(
+    _: PredictPrincipal,
+    state: StateDep,
+    l_cc: Annotated[UploadFile | None, File(alias="L-CC")] = None,
+    r_cc: Annotated[UploadFile | None, File(alias="R-CC")] = None,
+    l_mlo: Annotated[UploadFile | None, File(alias="L-MLO")] = None,
+    r_mlo: Annotated[UploadFile | None, File(alias="R-MLO")] = None,
+    files: Annotated[list[UploadFile] | None, File(description="Untagged views.")] = None,
+) -> Any:
+    tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
+    uploads = [(t, f) for t, f in tagged if f is not None] + [(None, f) for f in files or []]
+    if not uploads or len(uploads) > state.settings.max_views:
+        raise ValidationFailed(f"Send between 1 and {state.settings.max_views} mammogram views.")
+    parts: list[UploadPart] = []
+    for i, (tag, upload) in enumerate(uploads):
+        data, media_type = await read_upload(upload, state.settings.max_upload_bytes)
+        parts.append((tag or "files", (f"view-{i}", data, media_type)))
+    resp = await state.upstreams.open_exam_stream(parts)
+    try:
+        async for ev in iter_sse(resp):
+            if ev.event == "result":
+                exam = Exam.model_validate(ev.json())
+                if exam.status != "succeeded":
+                    code, message, details = _error_of(exam.error or {})
+                    raise UpstreamError(status_for_code(code), code, message, details)
+                return exam
+            if ev.event == "error":
+                code, message, details = _error_of(ev.json())
+                raise UpstreamError(status_for_code(code), code, message, details)
+    except httpx.HTTPError as exc:
+        raise state.upstreams.unavailable("bc_service", exc) from exc
+    finally:
+        await resp.aclose()
+    raise state.upstreams.unavailable("bc_service", RuntimeError("stream ended"))

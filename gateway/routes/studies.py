@@ -1,0 +1,432 @@
+"""Studies: upload (chest: synchronous result; mammography: 202 + events), history, detail,
+original images, heatmaps, the SSE event stream and delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+from sqlalchemy import func, select
+
+from gateway.deps import SessionDep, StateDep, StudiesPrincipal, audit
+from gateway.models import Consultation, Study, StudyEvent, StudyFile, new_id
+from gateway.relay import start_relay
+from gateway.schemas import (
+    ChestResult,
+    FileRef,
+    StudyAccepted,
+    StudyDetail,
+    StudyPage,
+)
+from gateway.studies import (
+    TERMINAL,
+    add_event,
+    decode_png_b64,
+    delete_study,
+    detail,
+    expire_if_stale,
+    heatmap_url,
+    load_readable,
+    now,
+    read_upload,
+    study_url,
+    summary,
+)
+from gateway.upstream import UploadPart
+from shared.contracts.chest import ChestPrediction
+from shared.errors import (
+    Forbidden,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidView,
+    NotAChestXray,
+    NotAMammogram,
+    NotFound,
+    PayloadTooLarge,
+    ProcessingFailed,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedFormat,
+    ValidationFailed,
+    error_responses,
+)
+
+router = APIRouter(prefix="/v1/studies", tags=["studies"])
+
+READ_ERRORS = error_responses(Unauthorized, Forbidden, NotFound)
+_UPLOAD = (Unauthorized, Forbidden, PayloadTooLarge, UnsupportedFormat, ImageTooLarge)
+CHEST_ERRORS = error_responses(
+    *_UPLOAD, InvalidImage, NotAChestXray, ValidationFailed, ServiceUnavailable, ProcessingFailed
+)
+MAMMO_ERRORS = error_responses(
+    *_UPLOAD, InvalidImage, InvalidView, NotAMammogram, ValidationFailed, ServiceUnavailable
+)
+_NO_STORE = {"Cache-Control": "private, no-store"}
+
+
+def _require_patient(principal: Any) -> None:
+    if principal.user.role != "patient":
+        raise Forbidden("Only patients upload studies.", details={"required_role": "patient"})
+
+
+@router.post(
+    "/chest",
+    response_model=StudyDetail,
+    status_code=201,
+    summary="Upload a chest X-ray: the study and its result",
+    responses=CHEST_ERRORS,
+)
+async def upload_chest(
+    principal: StudiesPrincipal,
+    state: StateDep,
+    session: SessionDep,
+    file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
+) -> StudyDetail:
+    _require_patient(principal)
+    data, media_type = await read_upload(file, state.settings.max_upload_bytes)
+    body = await state.upstreams.predict_chest("image", data, media_type)
+    try:
+        prediction = ChestPrediction.model_validate(body)
+    except ValueError as exc:
+        raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
+    study_id = new_id()
+    original_key = await state.store.put(data)
+    files = [
+        StudyFile(
+            study_id=study_id,
+            role="original",
+            name="image",
+            blob_key=original_key,
+            media_type=media_type,
+            size=len(data),
+        )
+    ]
+    heatmap: FileRef | None = None
+    if prediction.heatmap is not None:
+        png = decode_png_b64(prediction.heatmap.base64)
+        files.append(
+            StudyFile(
+                study_id=study_id,
+                role="heatmap",
+                name="abnormal",
+                blob_key=await state.store.put(png),
+                media_type="image/png",
+                size=len(png),
+            )
+        )
+        heatmap = FileRef(
+            url=heatmap_url(study_id, "abnormal"),
+            width=prediction.heatmap.width,
+            height=prediction.heatmap.height,
+        )
+    result = ChestResult.model_validate(
+        {**prediction.model_dump(exclude={"heatmap"}), "heatmap": heatmap}
+    ).model_dump(mode="json")
+    ts = now()
+    study = Study(
+        id=study_id,
+        owner_id=principal.user.id,
+        kind="chest",
+        status="succeeded",
+        created_at=ts,
+        updated_at=ts,
+        finished_at=ts,
+        result=result,
+    )
+    session.add(study)
+    await session.flush()
+    session.add_all(files)
+    await add_event(
+        session,
+        study_id,
+        "result",
+        {"study_id": study_id, "status": "succeeded", "chest_result": result},
+    )
+    audit(session, principal, "create", study_id)
+    await session.commit()
+    return detail(study, files)
+
+
+@router.post(
+    "/mammography",
+    response_model=StudyAccepted,
+    status_code=202,
+    summary="Upload 1-4 mammogram views: 202, then follow the events",
+    description="Send each view as a part named by its tag (`L-CC`, `R-CC`, `L-MLO`, `R-MLO`), "
+    "or untagged ones as repeated `files` parts (the service detects the view). The analysis "
+    "runs in the background; progress and the result are stored as they arrive and served by "
+    "`GET /v1/studies/{id}/events` (SSE) and `GET /v1/studies/{id}`.",
+    responses=MAMMO_ERRORS,
+)
+async def upload_mammography(
+    principal: StudiesPrincipal,
+    state: StateDep,
+    session: SessionDep,
+    l_cc: Annotated[UploadFile | None, File(alias="L-CC")] = None,
+    r_cc: Annotated[UploadFile | None, File(alias="R-CC")] = None,
+    l_mlo: Annotated[UploadFile | None, File(alias="L-MLO")] = None,
+    r_mlo: Annotated[UploadFile | None, File(alias="R-MLO")] = None,
+    files: Annotated[list[UploadFile] | None, File(description="Untagged views.")] = None,
+) -> Response:
+    _require_patient(principal)
+    tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
+    uploads: list[tuple[str | None, UploadFile]] = [(t, f) for t, f in tagged if f is not None]
+    uploads += [(None, f) for f in files or []]
+    if not uploads or len(uploads) > state.settings.max_views:
+        raise ValidationFailed(
+            f"Send between 1 and {state.settings.max_views} mammogram views.",
+            details={"views": len(uploads)},
+        )
+    parts: list[UploadPart] = []
+    study_id = new_id()
+    rows: list[StudyFile] = []
+    blobs: list[bytes] = []
+    for i, (tag, upload) in enumerate(uploads):
+        data, media_type = await read_upload(upload, state.settings.max_upload_bytes)
+        parts.append((tag or "files", (f"view-{i}", data, media_type)))
+        blobs.append(data)
+        rows.append(
+            StudyFile(
+                study_id=study_id,
+                role="original",
+                name=tag or f"view-{i}",
+                blob_key="",
+                media_type=media_type,
+                size=len(data),
+                position=i,
+            )
+        )
+    resp = await state.upstreams.open_exam_stream(parts)
+    try:
+        for row, data in zip(rows, blobs, strict=True):
+            row.blob_key = await state.store.put(data)
+        ts = now()
+        session.add(
+            Study(
+                id=study_id,
+                owner_id=principal.user.id,
+                kind="mammography",
+                status="queued",
+                created_at=ts,
+                updated_at=ts,
+            )
+        )
+        await session.flush()
+        session.add_all(rows)
+        audit(session, principal, "create", study_id)
+        await session.commit()
+    except BaseException:
+        await resp.aclose()
+        raise
+    start_relay(state, study_id, resp)
+    body = StudyAccepted(
+        id=study_id,
+        status="queued",
+        study_url=study_url(study_id),
+        events_url=f"{study_url(study_id)}/events",
+    )
+    return Response(
+        body.model_dump_json(),
+        status_code=202,
+        media_type="application/json",
+        headers={"Location": study_url(study_id)},
+    )
+
+
+@router.get(
+    "",
+    response_model=StudyPage,
+    summary="History: my studies (patients) or the studies shared with me (doctors)",
+    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+)
+async def history(
+    principal: StudiesPrincipal,
+    session: SessionDep,
+    kind: Literal["chest", "mammography"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StudyPage:
+    user = principal.user
+    query = select(Study)
+    if user.role == "doctor":
+        shared = select(Consultation.study_id).where(Consultation.doctor_id == user.id)
+        query = query.where(Study.id.in_(shared))
+    else:
+        query = query.where(Study.owner_id == user.id)
+    if kind is not None:
+        query = query.where(Study.kind == kind)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.execute(
+        query.order_by(Study.created_at.desc(), Study.id.desc()).limit(limit).offset(offset)
+    )
+    return StudyPage(
+        items=[summary(s) for s in rows.scalars()],
+        total=int(total or 0),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/{study_id}",
+    response_model=StudyDetail,
+    summary="A study with its system result",
+    responses=READ_ERRORS,
+)
+async def get_study(
+    study_id: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
+) -> StudyDetail:
+    study = await load_readable(session, principal, study_id)
+    await expire_if_stale(state, session, study)
+    files = list(
+        (await session.execute(select(StudyFile).where(StudyFile.study_id == study.id))).scalars()
+    )
+    audit(session, principal, "read", study.id)
+    await session.commit()
+    return detail(study, files)
+
+
+async def _file_response(
+    state: StateDep, session: SessionDep, principal: Any, study_id: str, role: str, key: str
+) -> Response:
+    study = await load_readable(session, principal, study_id)
+    column = StudyFile.id if role == "original" else StudyFile.name
+    row = (
+        await session.execute(
+            select(StudyFile).where(
+                StudyFile.study_id == study.id, StudyFile.role == role, column == key
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound("No such file in this study.")
+    data = await state.store.get(row.blob_key)
+    audit(session, principal, "read_image" if role == "original" else "read_heatmap", study.id)
+    await session.commit()
+    return Response(data, media_type=row.media_type, headers=_NO_STORE)
+
+
+_BINARY: dict[str, Any] = {"content": {"image/png": {}, "image/jpeg": {}, "application/dicom": {}}}
+
+
+@router.get(
+    "/{study_id}/images/{image_id}",
+    summary="An original image of the study (as uploaded)",
+    response_class=Response,
+    responses={200: {"description": "The file as uploaded.", **_BINARY}, **READ_ERRORS},
+)
+async def get_image(
+    study_id: str, image_id: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
+) -> Response:
+    return await _file_response(state, session, principal, study_id, "original", image_id)
+
+
+@router.get(
+    "/{study_id}/heatmaps/{name}",
+    summary="A heatmap PNG (RGBA, the size of the original; draw it over the image)",
+    response_class=Response,
+    responses={200: {"description": "RGBA PNG.", "content": {"image/png": {}}}, **READ_ERRORS},
+)
+async def get_heatmap(
+    study_id: str, name: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
+) -> Response:
+    return await _file_response(state, session, principal, study_id, "heatmap", name)
+
+
+def _sse(seq: int, event: str, data: dict[str, Any]) -> str:
+    return f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.get(
+    "/{study_id}/events",
+    summary="Server-sent events of a study: progress, then one result or error",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "text/event-stream. Events: `progress` (ProgressEvent), `result` "
+            "({study_id, status, chest_result | mammography_result}), `error` ({study_id, "
+            "error}). Each has an `id`; reconnect with `Last-Event-ID` to resume. The stream "
+            "ends after `result` or `error`.",
+            "content": {"text/event-stream": {}},
+        },
+        **READ_ERRORS,
+    },
+)
+async def study_events(
+    study_id: str,
+    request: Request,
+    principal: StudiesPrincipal,
+    state: StateDep,
+    session: SessionDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+) -> StreamingResponse:
+    study = await load_readable(session, principal, study_id)
+    audit(session, principal, "read_events", study.id)
+    await session.commit()
+    start = after or 0
+    if last_event_id and last_event_id.strip().isdigit():
+        start = int(last_event_id.strip())
+    poll = state.settings.events_poll_s
+
+    async def stream() -> AsyncIterator[str]:
+        last = start
+        yield "retry: 2000\n\n"
+        keepalive = time.monotonic()
+        while True:
+            async with state.sessions() as s:
+                current = await s.get(Study, study_id)
+                if current is None:
+                    return
+                await expire_if_stale(state, s, current)
+                terminal = current.status in TERMINAL
+                events = (
+                    await s.execute(
+                        select(StudyEvent)
+                        .where(StudyEvent.study_id == study_id, StudyEvent.seq > last)
+                        .order_by(StudyEvent.seq)
+                        .limit(200)
+                    )
+                ).scalars()
+                batch = [(e.seq, e.event, e.data) for e in events]
+            for seq, event, data in batch:
+                yield _sse(seq, event, data)
+                last = seq
+            if terminal and not batch:
+                return
+            if batch:
+                continue
+            if await request.is_disconnected():
+                return
+            if time.monotonic() - keepalive > 15:
+                keepalive = time.monotonic()
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(poll)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.delete(
+    "/{study_id}",
+    status_code=204,
+    summary="Delete a study, its images, heatmaps, events and consultations",
+    responses=READ_ERRORS,
+)
+async def remove_study(
+    study_id: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
+) -> Response:
+    study = await load_readable(session, principal, study_id)
+    if study.owner_id != principal.user.id:
+        raise Forbidden("Only the patient who uploaded a study may delete it.")
+    audit(session, principal, "delete", study.id)
+    await delete_study(state, session, study)
+    return Response(status_code=204)

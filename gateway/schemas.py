@@ -1,0 +1,274 @@
+"""Public (wire) models of the gateway: ``XCreate`` in, ``XPublic`` out; never ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.contracts.chest import ChestPrediction
+from shared.contracts.mammo import ExamResult, ProgressEvent, ViewResult
+from shared.errors import ErrorBody
+
+Role = Literal["patient", "doctor"]
+Specialty = Literal["radiology", "pulmonology", "oncology", "breast_surgery", "general_practice"]
+SPECIALTIES: list[str] = list(Specialty.__args__)  # type: ignore[attr-defined]
+Scope = Literal["predict", "studies"]
+StudyKind = Literal["chest", "mammography"]
+StudyStatus = Literal["queued", "running", "succeeded", "failed"]
+ConsultationStatus = Literal["open", "answered"]
+
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        to_lower=True,
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    ),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+# ----------------------------------------------------------------------------- accounts
+class SignupRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.org",
+                    "password": "correct-horse-42",
+                    "full_name": "Ada Patient",
+                    "role": "patient",
+                },
+                {
+                    "email": "grace@clinic.example",
+                    "password": "radiology-rocks-7",
+                    "full_name": "Dr Grace Hopper",
+                    "role": "doctor",
+                    "specialty": "radiology",
+                    "licence_number": "GMC-1234567",
+                },
+            ]
+        }
+    )
+
+    email: Email
+    password: str = Field(min_length=1, max_length=1024, description="Rules: see the 422.")
+    full_name: Name
+    role: Role = "patient"
+    specialty: Specialty | None = Field(default=None, description="Required for doctors.")
+    licence_number: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64)] | None
+    ) = Field(default=None, description="Required for doctors.")
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@example.org", "password": "correct-horse-42"}]
+        }
+    )
+
+    email: Email
+    password: str = Field(max_length=1024)
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(max_length=200)
+
+
+class UserPublic(BaseModel):
+    id: str
+    email: str
+    full_name: str
+    role: Role
+    specialty: Specialty | None = None
+    licence_number: str | None = None
+    created_at: datetime
+
+
+class TokenPair(BaseModel):
+    access_token: str = Field(description="JWT; send as `Authorization: Bearer <token>`.")
+    refresh_token: str = Field(
+        description="Opaque; single use: POST it to /v1/auth/refresh for a new pair."
+    )
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    user: UserPublic
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "hospital PACS bridge", "scopes": ["predict"]}]}
+    )
+
+    name: Name
+    scopes: list[Scope] = Field(
+        min_length=1,
+        description="`predict`: the stateless /v1/predict routes; `studies`: the key owner's "
+        "studies (upload, history, detail, images).",
+    )
+
+
+class ApiKeyPublic(BaseModel):
+    id: str
+    name: str
+    scopes: list[Scope]
+    prefix: str = Field(description="First characters of the key, to recognise it.")
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The key itself. Shown once: store it now; send as X-API-Key.")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyPublic]
+
+
+# ----------------------------------------------------------------------------- studies
+class FileRef(BaseModel):
+    """A stored PNG served by the gateway (authorization checked on every read)."""
+
+    url: str = Field(examples=["/v1/studies/3f2a.../heatmaps/abnormal"])
+    media_type: str = "image/png"
+    width: int | None = None
+    height: int | None = None
+
+
+class ChestResult(ChestPrediction):
+    """tb_service's prediction, its inline heatmap replaced by the gateway's URL."""
+
+    heatmap: FileRef | None = None  # type: ignore[assignment]
+
+
+class ViewResultPublic(ViewResult):
+    heatmaps: dict[str, FileRef] = Field(default_factory=dict)  # type: ignore[assignment]
+
+
+class ExamResultPublic(ExamResult):
+    """bc_service's exam result, its inline heatmaps replaced by the gateway's URLs."""
+
+    views: list[ViewResultPublic]  # type: ignore[assignment]
+
+
+class StudyImage(BaseModel):
+    id: str
+    name: str = Field(description="View tag (L-CC, ...), 'view-N' when untagged, or 'image'.")
+    media_type: str
+    size: int
+    url: str
+
+
+class StudySummary(BaseModel):
+    id: str
+    kind: StudyKind
+    status: StudyStatus
+    label: str | None = Field(default=None, description="The system's label once succeeded.")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class StudyDetail(StudySummary):
+    owner_id: str
+    images: list[StudyImage]
+    chest_result: ChestResult | None = None
+    mammography_result: ExamResultPublic | None = None
+    error: ErrorBody | None = None
+    progress: ProgressEvent | None = Field(
+        default=None, description="Latest progress of a running mammography study."
+    )
+    events_url: str | None = Field(default=None, description="SSE stream (mammography).")
+
+
+class StudyPage(BaseModel):
+    items: list[StudySummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class StudyAccepted(BaseModel):
+    """202 body of a mammography upload: follow ``events_url`` (SSE) or poll ``study_url``."""
+
+    id: str
+    status: StudyStatus
+    study_url: str
+    events_url: str
+
+
+# ----------------------------------------------------------------------------- doctors
+class DoctorPublic(BaseModel):
+    id: str
+    full_name: str
+    specialty: Specialty
+    licence_number: str | None = None
+    rating: float | None = Field(default=None, description="Mean of patients' ratings, 1-5.")
+    ratings_count: int = 0
+
+
+class DoctorList(BaseModel):
+    items: list[DoctorPublic]
+
+
+class SpecialtyList(BaseModel):
+    items: list[Specialty]
+
+
+# ----------------------------------------------------------------------------- consultations
+class ConsultationCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "study_id": "6b1f0c...",
+                    "doctor_id": "9a7e2d...",
+                    "question": "Should I worry about the highlighted area?",
+                }
+            ]
+        }
+    )
+
+    study_id: str = Field(max_length=64)
+    doctor_id: str = Field(max_length=64)
+    question: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)
+    ]
+
+
+class ReplyRequest(BaseModel):
+    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000)]
+
+
+class RatingRequest(BaseModel):
+    rating: int = Field(ge=1, le=5)
+
+
+class PersonRef(BaseModel):
+    id: str
+    full_name: str
+    specialty: Specialty | None = None
+
+
+class ConsultationPublic(BaseModel):
+    id: str
+    study_id: str
+    study_kind: StudyKind
+    patient: PersonRef
+    doctor: PersonRef
+    question: str
+    answer: str | None = None
+    status: ConsultationStatus
+    rating: int | None = None
+    created_at: datetime
+    updated_at: datetime
+    answered_at: datetime | None = None
+
+
+class ConsultationList(BaseModel):
+    items: list[ConsultationPublic]

@@ -1,0 +1,188 @@
+"""Routing to the inference services: one ``httpx.AsyncClient`` per upstream.
+
+An upstream that is down or too slow becomes 503 ``service_unavailable`` with Retry-After;
+its 4xx errors are passed on with their status and envelope; the request id travels along.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.settings import Settings
+from shared.errors import IRMIError, ServiceUnavailable
+from shared.logs import request_id_var
+
+log = logging.getLogger("irmi.gateway.upstream")
+
+UploadPart = tuple[str, tuple[str, bytes, str]]  # (field, (filename, bytes, media type))
+
+
+class UpstreamError(IRMIError):
+    """An error envelope received from an inference service, passed on as it came."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, details=details, headers=headers)
+        self.status_code = status_code  # type: ignore[misc]
+        self.code = code  # type: ignore[misc]
+
+
+def status_for_code(code: str) -> int:
+    """The HTTP status of an envelope code (for errors that arrive inside an event stream)."""
+    pending: list[type[IRMIError]] = [IRMIError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code and cls is not IRMIError:
+            return 502 if cls.status_code == 500 else cls.status_code
+        pending.extend(cls.__subclasses__())
+    return 502
+
+
+def _headers() -> dict[str, str]:
+    rid = request_id_var.get()
+    return {"X-Request-ID": rid} if rid and rid != "-" else {}
+
+
+def envelope_error(service: str, resp: httpx.Response, retry_after: int) -> IRMIError:
+    """Turn an upstream error response into the exception that carries it on."""
+    try:
+        body = resp.json()
+        err = body["error"]
+        code, message = str(err["code"]), str(err.get("message", ""))
+        details = err.get("details") or {}
+    except Exception:
+        code, message, details = "processing_failed", f"{service} failed.", {}
+    if resp.status_code == 503 or resp.status_code == 429:
+        ra = resp.headers.get("Retry-After") or str(retry_after)
+        return UpstreamError(resp.status_code, code, message, details, {"Retry-After": ra})
+    if 400 <= resp.status_code < 500:
+        return UpstreamError(resp.status_code, code, message, details)
+    log.warning("upstream error", extra={"upstream": service, "status": resp.status_code})
+    return UpstreamError(
+        502, "processing_failed", f"{service} failed to process the request.", {"upstream": service}
+    )
+
+
+@dataclass
+class SseEvent:
+    event: str
+    data: str
+    id: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data) if self.data else None
+
+
+async def iter_sse(resp: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Parse a text/event-stream body into events (comments and keep-alives skipped)."""
+    event: str = "message"
+    data: list[str] = []
+    eid: str | None = None
+    async for line in resp.aiter_lines():
+        if line == "":
+            if data:
+                yield SseEvent(event, "\n".join(data), eid)
+            event, data, eid = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            eid = value
+    if data:
+        yield SseEvent(event, "\n".join(data), eid)
+
+
+class Upstreams:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        limits = httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=max(10, settings.upstream_max_connections // 4),
+        )
+        connect = settings.upstream_connect_timeout_s
+        self.tb = httpx.AsyncClient(
+            base_url=settings.tb_url.rstrip("/"),
+            timeout=httpx.Timeout(settings.tb_timeout_s, connect=connect, pool=connect),
+            limits=limits,
+        )
+        self.bc = httpx.AsyncClient(
+            base_url=settings.bc_url.rstrip("/"),
+            timeout=httpx.Timeout(settings.bc_timeout_s, connect=connect, pool=connect),
+            limits=limits,
+        )
+
+    async def close(self) -> None:
+        await self.tb.aclose()
+        await self.bc.aclose()
+
+    def unavailable(self, service: str, exc: Exception) -> ServiceUnavailable:
+        log.warning(
+            "upstream unavailable", extra={"upstream": service, "error": type(exc).__name__}
+        )
+        return ServiceUnavailable(
+            f"The {service} inference service is unavailable or too slow; retry shortly.",
+            retry_after=self.settings.upstream_retry_after_s,
+            details={"upstream": service},
+        )
+
+    async def predict_chest(self, filename: str, data: bytes, media_type: str) -> dict[str, Any]:
+        try:
+            resp = await self.tb.post(
+                "/v1/predict", files={"file": (filename, data, media_type)}, headers=_headers()
+            )
+        except httpx.HTTPError as exc:
+            raise self.unavailable("tb_service", exc) from exc
+        if resp.status_code != 200:
+            raise envelope_error("tb_service", resp, self.settings.upstream_retry_after_s)
+        try:
+            body: dict[str, Any] = resp.json()
+        except ValueError as exc:
+            raise self.unavailable("tb_service", exc) from exc
+        return body
+
+    async def open_exam_stream(self, parts: Sequence[UploadPart]) -> httpx.Response:
+        """Submit an exam in stream mode; the caller owns (and must close) the response."""
+        request = self.bc.build_request(
+            "POST",
+            "/v1/exams",
+            params={"stream": "true"},
+            files=list(parts),
+            headers={**_headers(), "Accept": "text/event-stream"},
+        )
+        try:
+            resp = await self.bc.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self.unavailable("bc_service", exc) from exc
+        if resp.status_code >= 300:
+            try:
+                await resp.aread()
+            except httpx.HTTPError as exc:
+                raise self.unavailable("bc_service", exc) from exc
+            finally:
+                await resp.aclose()
+            raise envelope_error("bc_service", resp, self.settings.upstream_retry_after_s)
+        return resp
+
+    async def ready(self, client: httpx.AsyncClient) -> bool:
+        try:
+            return (await client.get("/v2/health/ready", timeout=2)).status_code == 200
+        except httpx.HTTPError:
+            return False

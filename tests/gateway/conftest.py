@@ -1,0 +1,234 @@
+"""Fixtures for gateway tests: a real gateway process (``python -m gateway``) on loopback,
+its database (SQLite file, and PostgreSQL when a server can be started), and upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.procs import REPO, Service, free_port, spawn, wait_ready
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    which = shutil.which("pg_ctl")
+    return Path(which).parent if which else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port; yields its base URL."""
+    if os.environ.get("IRMI_TEST_POSTGRES_URL"):
+        yield os.environ["IRMI_TEST_POSTGRES_URL"]
+        return
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and no 'postgres' user to run the server as")
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser")
+    root = Path(tempfile.mkdtemp(prefix="irmi-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", free_port()
+    try:
+        subprocess.run(
+            _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "irmi", "-A", "trust"]),
+            check=True,
+            capture_output=True,
+        )
+        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(root / "log"),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        out = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"could not start PostgreSQL: {out.decode(errors='replace')[-300:]}")
+    try:
+        yield f"postgresql+asyncpg://irmi@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_pg_database(base_url: str) -> str:
+    import asyncpg
+
+    name = f"irmi_{uuid.uuid4().hex[:12]}"
+    dsn = base_url.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    return f"{base_url}/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs twice: on a SQLite file and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    base = request.getfixturevalue("postgres_server")
+    return create_pg_database(base)
+
+
+# ----------------------------------------------------------------------------- processes
+def gateway_env(
+    tmp: Path, database_url: str, tb_url: str, bc_url: str, **extra: str
+) -> dict[str, str]:
+    env = {
+        "IRMI_GATEWAY_DATABASE_URL": database_url,
+        "IRMI_GATEWAY_STORE_DIR": str(tmp / "images"),
+        "IRMI_GATEWAY_TB_URL": tb_url,
+        "IRMI_GATEWAY_BC_URL": bc_url,
+        "IRMI_GATEWAY_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
+        "IRMI_GATEWAY_LOGIN_RATE_PER_MINUTE": "1000",
+        "IRMI_GATEWAY_EVENTS_POLL_S": "0.1",
+        "IRMI_GATEWAY_CPU_WORKERS": "1",
+    }
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def run_gateway(env: dict[str, str], log_dir: Path) -> Iterator[Service]:
+    svc = spawn("gateway", env, log_dir=log_dir)
+    try:
+        wait_ready(svc, timeout=90)
+        yield svc
+    finally:
+        svc.stop()
+
+
+@contextlib.contextmanager
+def run_fake(mode: str, log_dir: Path) -> Iterator[Service]:
+    svc = spawn("tests.gateway.fake_upstream", {"FAKE_MODE": mode}, log_dir=log_dir)
+    try:
+        wait_ready(svc, timeout=60)
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="module")
+def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service]]:
+    logs = tmp_path_factory.mktemp("fake-logs")
+    with run_fake("ok", logs) as ok:
+        yield {"ok": ok}
+
+
+# ----------------------------------------------------------------------------- API helper
+class Api:
+    """A thin httpx wrapper: base URL, an optional bearer token or API key."""
+
+    def __init__(self, base: str, token: str | None = None, key: str | None = None) -> None:
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if key:
+            headers["X-API-Key"] = key
+        self.base = base
+        self.client = httpx.Client(base_url=base, headers=headers, timeout=60)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def as_token(self, token: str) -> Api:
+        return Api(self.base, token=token)
+
+    def as_key(self, key: str) -> Api:
+        return Api(self.base, key=key)
+
+
+def signup_login(api: Api, email: str, role: str = "patient", **extra: Any) -> dict[str, Any]:
+    body = {
+        "email": email,
+        "password": "s3cure-password",
+        "full_name": email.split("@")[0],
+        "role": role,
+    }
+    body.update(extra)
+    r = api.post("/v1/auth/signup", json=body)
+    assert r.status_code == 201, r.text
+    r = api.post("/v1/auth/login", json={"email": email, "password": "s3cure-password"})
+    assert r.status_code == 200, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+@pytest.fixture(scope="module")
+def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The REAL inference services on loopback. tb_service runs tiny rigged ONNX models with the
+    real models' I/O (tests/onnxgen.py) unless real models are committed; bc_service runs its
+    pipeline as shipped."""
+    from tests.onnxgen import chest_model_folders
+
+    logs = tmp_path_factory.mktemp("upstream-logs")
+    tb_env = {"IRMI_TB_USE_GPU": "false", "IRMI_TB_ONNX_INTRA_OP_THREADS": "1"}
+    if not (REPO / "tb_service" / "models" / "chest-abnormality").is_dir():
+        tb_env["IRMI_TB_MODELS_DIR"] = str(
+            chest_model_folders(tmp_path_factory.mktemp("tb-models"))
+        )
+    bc_env = {"IRMI_BC_WORKERS": "1", "IRMI_BC_CPU_WORKERS": "1", "IRMI_BC_USE_GPU": "false"}
+    if not any((REPO / "bc_service" / "models").glob("*/*/model.onnx")):
+        bc_env["IRMI_BC_REQUIRED_MODELS"] = "[]"  # no committed models yet: heuristic fallbacks
+    tb = spawn("tb_service", tb_env, log_dir=logs)
+    bc = spawn("bc_service", bc_env, log_dir=logs)
+    try:
+        wait_ready(tb, timeout=180)
+        wait_ready(bc, timeout=180)
+        yield {"tb": tb.url, "bc": bc.url}
+    finally:
+        tb.stop()
+        bc.stop()

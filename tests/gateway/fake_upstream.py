@@ -1,0 +1,148 @@
+"""A stand-in inference service speaking the tb/bc wire contracts, for failure-mode tests only
+(a service that dies mid-exam, one that hangs). The happy-path flow tests use the real
+services. ``FAKE_MODE``: ``ok`` | ``die`` (exit mid-exam) | ``hang`` (never answer)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import cv2
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+MODE = os.environ.get("FAKE_MODE", "ok")
+app = FastAPI()
+REQUEST_IDS: list[str] = []
+
+
+@app.get("/_debug/request-ids")
+async def request_ids() -> list[str]:
+    return REQUEST_IDS
+
+
+def _png(w: int = 32, h: int = 32) -> dict[str, object]:
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    data = cv2.imencode(".png", rgba)[1].tobytes()
+    return {
+        "media_type": "image/png",
+        "width": w,
+        "height": h,
+        "base64": base64.b64encode(data).decode(),
+    }
+
+
+@app.get("/v2/health/ready")
+async def ready() -> dict[str, bool]:
+    return {"ready": True}
+
+
+@app.post("/v1/predict")
+async def predict(request: Request) -> JSONResponse:
+    if MODE == "hang":
+        await asyncio.sleep(3600)
+    REQUEST_IDS.append(request.headers.get("x-request-id", ""))
+    form = await request.form()
+    upload = form["file"]
+    data = await upload.read()  # type: ignore[union-attr]
+    if len(data) < 100:
+        return JSONResponse(
+            {"error": {"code": "not_a_chest_xray", "message": "Not a chest X-ray.", "details": {}}},
+            status_code=422,
+        )
+    body = {
+        "validity": {"score": 0.9, "threshold": 0.5, "passed": True},
+        "label": "abnormal",
+        "probabilities": {"normal": 0.3, "abnormal": 0.7},
+        "score": 70.0,
+        "threshold": 0.5,
+        "findings": [],
+        "heatmap": _png(),
+        "models": [{"name": "fake", "version": "0", "sha256": "0" * 64}],
+        "timings_ms": {"total": 1.0},
+    }
+    return JSONResponse(body)
+
+
+def _sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@app.post("/v1/exams")
+async def exams(request: Request) -> StreamingResponse:
+    form = await request.form()
+    views = [(k, v) for k, v in form.multi_items()]
+    exam_id = uuid.uuid4().hex
+
+    async def stream() -> AsyncIterator[str]:
+        yield _sse("accepted", {"id": exam_id, "status": "queued"})
+        for i, stage in enumerate(["decode", "crop", "heatmaps", "classify"]):
+            await asyncio.sleep(0.05)
+            yield _sse(
+                "progress",
+                {"stage": stage, "view": None, "percent": 20.0 * (i + 1), "elapsed_ms": 1.0},
+            )
+            if MODE == "die" and i == 1:
+                await asyncio.sleep(0.2)
+                os._exit(1)
+            if MODE == "hang" and i == 1:
+                await asyncio.sleep(3600)
+        results = []
+        for i, (tag, _) in enumerate(views):
+            t = tag if tag in {"L-CC", "R-CC", "L-MLO", "R-MLO"} else "L-CC"
+            results.append(
+                {
+                    "view_id": f"view-{i}",
+                    "given_tag": t if tag != "files" else None,
+                    "tag": t,
+                    "laterality": t[0],
+                    "view": t[2:],
+                    "detected_laterality": t[0],
+                    "detected_view": t[2:],
+                    "detection_confidence": 0.9,
+                    "flipped": False,
+                    "crop_box": {"x0": 0, "y0": 0, "x1": 32, "y1": 32},
+                    "probabilities": {"benign": 0.2, "malignant": 0.1},
+                    "label": "normal",
+                    "heatmaps": {"benign": _png(), "malignant": _png()},
+                }
+            )
+        exam = {
+            "id": exam_id,
+            "status": "succeeded",
+            "created_at": "2026-01-01T00:00:00Z",
+            "finished_at": "2026-01-01T00:00:01Z",
+            "result": {
+                "views": results,
+                "breasts": [
+                    {
+                        "laterality": "L",
+                        "views": ["view-0"],
+                        "probabilities": {"benign": 0.2, "malignant": 0.1},
+                        "label": "normal",
+                    }
+                ],
+                "probabilities": {"benign": 0.2, "malignant": 0.1},
+                "label": "normal",
+            },
+        }
+        yield _sse("result", exam)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -1,0 +1,164 @@
+"""Failure modes over real HTTP: upstream down or too slow -> 503 with Retry-After; a
+bc_service that dies mid-exam -> the study ends failed (never stuck running); oversize
+uploads -> 413 before the body is read; bad formats -> 415; request ids travel upstream."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.gateway.conftest import Api, gateway_env, run_fake, run_gateway, signup_login
+from tests.imagegen import gradient, pillow_bytes, png_bytes
+from tests.procs import free_port
+from tests.tb_service.svc_helpers import chest_png
+
+
+def _patient(gw_url: str) -> Api:
+    anon = Api(gw_url)
+    return anon.as_token(signup_login(anon, "p@example.org")["access_token"])
+
+
+def _wait_terminal(api: Api, url: str, limit_s: float = 60) -> dict:
+    deadline = time.monotonic() + limit_s
+    while True:
+        body = api.get(url).json()
+        if body["status"] in {"succeeded", "failed"}:
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+MAMMO = [("L-CC", ("a.png", png_bytes(gradient(128, 96)), "image/png"))]
+
+
+def test_upstream_down_is_503_and_oversize_is_413(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = gateway_env(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
+        dead,
+        dead,
+        IRMI_GATEWAY_MAX_UPLOAD_BYTES="65536",
+        IRMI_GATEWAY_UPSTREAM_RETRY_AFTER_S="7",
+    )
+    with run_gateway(env, tmp_path) as gw:
+        p = _patient(gw.url)
+        xray = chest_png(64, 64)
+        for path, files in [
+            ("/v1/studies/chest", {"file": ("x.png", xray, "image/png")}),
+            ("/v1/predict/chest", {"file": ("x.png", xray, "image/png")}),
+            ("/v1/studies/mammography", MAMMO),
+            ("/v1/predict/mammogram", MAMMO),
+        ]:
+            r = p.post(path, files=files)
+            assert r.status_code == 503, (path, r.text)
+            assert r.json()["error"]["code"] == "service_unavailable"
+            assert r.headers["retry-after"] == "7"
+        assert p.get("/v1/studies").json()["total"] == 0  # nothing half-created
+
+        # one file over the per-file limit
+        big = b"\x89PNG\r\n\x1a\n" + b"\0" * 70_000
+        r = p.post("/v1/studies/chest", files={"file": ("x.png", big, "image/png")})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+        # a declared body far over the request limit: refused from the headers alone
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/studies/chest HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 10000000000\r\n\r\n"
+            )
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+            reply = raw.decode(errors="replace")
+        assert reply.startswith("HTTP/1.1 413"), reply[:200]
+        assert "payload_too_large" in reply
+
+        # a chunked body (no Content-Length) is cut as soon as it passes the limit
+        def chunks() -> Iterator[bytes]:
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
+            for _ in range(100):
+                yield b"\0" * 65536
+
+        try:
+            r = httpx.post(
+                gw.url + "/v1/studies/chest",
+                content=chunks(),
+                headers={
+                    "Content-Type": "multipart/form-data; boundary=b",
+                    "Authorization": p.client.headers["Authorization"],
+                },
+                timeout=30,
+            )
+            assert r.status_code == 413, r.text
+        except httpx.TransportError:
+            pass  # the server may close the connection while the client is still sending
+        # a GIF is refused by format before any upstream call
+        gif = pillow_bytes(__import__("PIL.Image", fromlist=["Image"]).new("L", (32, 32)), "GIF")
+        r = p.post("/v1/studies/chest", files={"file": ("x.gif", gif, "image/gif")})
+        assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_format"
+        # readiness is about the database, not the upstreams
+        assert httpx.get(gw.url + "/v2/health/ready").status_code == 200
+    assert "<" not in gw.logs() or "PNG" not in gw.logs()  # no image bytes in the logs
+
+
+def test_slow_upstream_is_503_and_silent_stream_fails_the_study(tmp_path: Path) -> None:
+    with run_fake("hang", tmp_path) as hang:
+        env = gateway_env(
+            tmp_path,
+            f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
+            hang.url,
+            hang.url,
+            IRMI_GATEWAY_TB_TIMEOUT_S="1",
+            IRMI_GATEWAY_BC_TIMEOUT_S="1",
+        )
+        with run_gateway(env, tmp_path) as gw:
+            p = _patient(gw.url)
+            r = p.post(
+                "/v1/studies/chest", files={"file": ("x.png", chest_png(64, 64), "image/png")}
+            )
+            assert r.status_code == 503 and r.json()["error"]["code"] == "service_unavailable"
+            assert "retry-after" in r.headers
+            r = p.post("/v1/studies/mammography", files=MAMMO)
+            assert r.status_code == 202
+            study = _wait_terminal(p, r.json()["study_url"])
+            assert study["status"] == "failed"
+            assert study["error"]["code"] == "service_unavailable"
+
+
+def test_bc_dying_mid_exam_fails_the_study(tmp_path: Path) -> None:
+    with run_fake("die", tmp_path) as dying, run_fake("ok", tmp_path) as ok:
+        env = gateway_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", ok.url, dying.url)
+        with run_gateway(env, tmp_path) as gw:
+            p = _patient(gw.url)
+            r = p.post("/v1/studies/mammography", files=MAMMO)
+            assert r.status_code == 202, r.text
+            accepted = r.json()
+            # the event stream (served from the database) ends with the error event
+            events = []
+            with p.stream("GET", accepted["events_url"], timeout=60) as resp:
+                for line in resp.iter_lines():
+                    if line.startswith("event:"):
+                        events.append(line.split(":", 1)[1].strip())
+            assert "progress" in events and events[-1] == "error", events
+            study = p.get(accepted["study_url"]).json()
+            assert study["status"] == "failed", study
+            assert study["error"]["code"] == "service_unavailable"
+            assert "mammography service" in study["error"]["message"]
+            # request ids travel to the upstream
+            r = p.post(
+                "/v1/studies/chest",
+                files={"file": ("x.png", chest_png(64, 64), "image/png")},
+                headers={"X-Request-ID": "trace-me-42"},
+            )
+            assert r.status_code == 201 and r.headers["x-request-id"] == "trace-me-42"
+            assert "trace-me-42" in httpx.get(ok.url + "/_debug/request-ids").json()
+    for line in gw.logs().splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            assert "p@example.org" not in json.dumps(rec)
