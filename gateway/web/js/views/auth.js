@@ -1,0 +1,167 @@
+// Log in and sign up (patient or doctor; a doctor also gives a specialty and a licence number).
+
+import * as api from "../api.js";
+import { alertBox, field, h, showError } from "../dom.js";
+
+function afterLogin(user) {
+  const next = sessionStorage.getItem("irmi.next");
+  sessionStorage.removeItem("irmi.next");
+  location.hash = next && next !== "#/login" ? next : user.role === "doctor" ? "#/consultations" : "#/upload";
+}
+
+function busy(button, on, text) {
+  button.disabled = on;
+  if (text) button.textContent = text;
+}
+
+export function renderLogin(el) {
+  const err = alertBox();
+  const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true });
+  const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
+  const submit = h("button", { type: "submit", class: "btn block" }, "Log in");
+  const form = h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        if (!email.value.trim() || !password.value) {
+          showError(err, "Enter your e-mail address and your password.");
+          (email.value.trim() ? password : email).focus();
+          return;
+        }
+        busy(submit, true, "Logging in…");
+        try {
+          afterLogin(await api.login(email.value.trim(), password.value));
+        } catch (ex) {
+          showError(err, ex.status === 401 ? "Wrong e-mail or password." : api.friendly(ex));
+          password.value = "";
+          password.focus();
+        } finally {
+          busy(submit, false, "Log in");
+        }
+      },
+    },
+    err,
+    field("E-mail", email),
+    field("Password", password),
+    submit,
+  );
+  el.append(
+    h(
+      "div",
+      { class: "narrow" },
+      h("h1", {}, "Log in to IRMI"),
+      h("p", { class: "muted" }, "Chest X-ray and mammogram screening, reviewed with your doctor."),
+      form,
+      h("p", {}, "New here? ", h("a", { href: "#/signup" }, "Create an account")),
+    ),
+  );
+}
+
+export function renderSignup(el) {
+  const err = alertBox();
+  const roleChoice = (value, text, checked) =>
+    h("label", { class: "choice" }, h("input", { type: "radio", name: "role", value, checked }), text);
+  const roles = h(
+    "fieldset",
+    {},
+    h("legend", {}, "I am a"),
+    h("div", { class: "choices" }, roleChoice("patient", "Patient", true), roleChoice("doctor", "Doctor", false)),
+  );
+  const name = h("input", { type: "text", name: "full_name", autocomplete: "name", required: true });
+  const email = h("input", { type: "email", name: "email", autocomplete: "email", required: true });
+  const password = h("input", {
+    type: "password",
+    name: "password",
+    autocomplete: "new-password",
+    required: true,
+    minlength: "10",
+  });
+  const specialty = h(
+    "select",
+    { name: "specialty" },
+    h("option", { value: "" }, "Choose your specialty"),
+    api.SPECIALTIES.map(([v, t]) => h("option", { value: v }, t)),
+  );
+  const licence = h("input", { type: "text", name: "licence_number", autocomplete: "off" });
+  const doctorFields = h(
+    "div",
+    { hidden: true },
+    field("Specialty", specialty),
+    field("Licence number", licence, "Your medical registration number, e.g. GMC-1234567."),
+  );
+  const isDoctor = () => roles.querySelector("input:checked")?.value === "doctor";
+  roles.addEventListener("change", () => {
+    doctorFields.hidden = !isDoctor();
+    specialty.required = isDoctor();
+    licence.required = isDoctor();
+  });
+  const submit = h("button", { type: "submit", class: "btn block" }, "Create account");
+
+  const invalid = (input, message) => {
+    input.setAttribute("aria-invalid", "true");
+    showError(err, message);
+    input.focus();
+  };
+
+  const form = h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        for (const i of form.querySelectorAll("[aria-invalid]")) i.removeAttribute("aria-invalid");
+        const doctor = isDoctor();
+        if (!name.value.trim()) return invalid(name, "Enter your full name.");
+        if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email.value.trim())) return invalid(email, "Enter a valid e-mail address.");
+        if (password.value.length < 10 || !/[A-Za-z]/.test(password.value) || !/\d/.test(password.value)) {
+          return invalid(password, "The password needs at least 10 characters, with at least one letter and one digit.");
+        }
+        if (doctor && !specialty.value) return invalid(specialty, "Choose your specialty.");
+        if (doctor && licence.value.trim().length < 3) return invalid(licence, "Enter your licence number.");
+        const data = {
+          role: doctor ? "doctor" : "patient",
+          full_name: name.value.trim(),
+          email: email.value.trim(),
+          password: password.value,
+        };
+        if (doctor) {
+          data.specialty = specialty.value;
+          data.licence_number = licence.value.trim();
+        }
+        busy(submit, true, "Creating account…");
+        try {
+          await api.signup(data);
+          afterLogin(await api.login(data.email, data.password));
+        } catch (ex) {
+          const f = ex.details?.field;
+          if (f === "password") password.setAttribute("aria-invalid", "true");
+          showError(err, ex.code === "conflict" ? "An account with this e-mail already exists. Log in instead." : api.friendly(ex));
+        } finally {
+          busy(submit, false, "Create account");
+        }
+      },
+    },
+    err,
+    roles,
+    field("Full name", name),
+    field("E-mail", email),
+    field("Password", password, "At least 10 characters, with a letter and a digit."),
+    doctorFields,
+    submit,
+  );
+  el.append(
+    h(
+      "div",
+      { class: "narrow" },
+      h("h1", {}, "Create your IRMI account"),
+      form,
+      h("p", {}, "Already registered? ", h("a", { href: "#/login" }, "Log in")),
+    ),
+  );
+}

@@ -1,0 +1,315 @@
+// Consultations: a patient asks a doctor about a study; the doctor reads it in the inbox and
+// replies; the patient reads the reply and rates the doctor (1-5, once).
+
+import * as api from "../api.js";
+import { alertBox, announce, backLink, clear, field, fill, formatDate, h, newId, showError, stars } from "../dom.js";
+import { kindName, labelBadge } from "../components.js";
+import { resultSection } from "./study.js";
+
+const POLL_MS = 15000;
+
+function statusBadge(c) {
+  if (c.status === "answered") return h("span", { class: "badge answered" }, c.rating ? `Answered · rated ${c.rating}/5` : "Answered");
+  return h("span", { class: "badge open" }, "Waiting for reply");
+}
+
+// ---------------------------------------------------------------------------- share (ask)
+export async function renderShare(el, [studyId], ctx) {
+  const err = alertBox();
+  const study = await api.getStudy(studyId);
+  if (!ctx.isCurrent()) return;
+  const specialty = h(
+    "select",
+    { id: "share-specialty" },
+    h("option", { value: "" }, "All specialties"),
+    api.SPECIALTIES.map(([v, t]) => h("option", { value: v, selected: v === (study.kind === "mammography" ? "breast_surgery" : "") }, t)),
+  );
+  if (study.kind === "mammography") specialty.value = "";
+  const doctorsBox = h("div", { class: "stack" });
+  const fieldset = h("fieldset", {}, h("legend", {}, "Choose a doctor"), doctorsBox);
+  const question = h("textarea", { name: "question", maxlength: "4000", required: true });
+  const submit = h("button", { type: "submit", class: "btn" }, "Send question");
+
+  const loadDoctors = async () => {
+    const page = await api.listDoctors(specialty.value || undefined);
+    if (!ctx.isCurrent()) return;
+    clear(doctorsBox);
+    const items = page.items || page;
+    if (!items.length) doctorsBox.append(h("p", { class: "empty" }, "No doctors in this specialty yet."));
+    for (const d of items) {
+      const id = newId("doc");
+      doctorsBox.append(
+        h(
+          "label",
+          { class: "choice", for: id },
+          h("input", { type: "radio", name: "doctor", value: d.id, id }),
+          h(
+            "span",
+            {},
+            h("strong", {}, d.full_name),
+            h("span", { class: "muted small" }, ` · ${api.specialtyName(d.specialty)} `),
+            stars(d.rating, d.ratings_count),
+          ),
+        ),
+      );
+    }
+  };
+  specialty.addEventListener("change", loadDoctors);
+
+  const form = h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        const chosen = doctorsBox.querySelector("input[name=doctor]:checked");
+        if (!chosen) {
+          showError(err, "Choose a doctor to send your question to.");
+          doctorsBox.querySelector("input")?.focus();
+          return;
+        }
+        if (!question.value.trim()) {
+          question.setAttribute("aria-invalid", "true");
+          showError(err, "Write your question for the doctor.");
+          question.focus();
+          return;
+        }
+        submit.disabled = true;
+        try {
+          const c = await api.askDoctor(study.id, chosen.value, question.value.trim());
+          announce(`Your question was sent to ${c.doctor?.full_name || "the doctor"}.`);
+          location.hash = `#/consultations/${c.id}`;
+        } catch (ex) {
+          showError(err, api.friendly(ex));
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    err,
+    h("div", { class: "field" }, h("label", { for: "share-specialty" }, "Specialty"), specialty),
+    fieldset,
+    field("Your question", question, "The doctor sees this study, its images and the system's result."),
+    submit,
+  );
+  fill(el,
+    backLink(`#/studies/${study.id}`, "Back to the study"),
+    h("h1", {}, "Ask a doctor"),
+    h(
+      "p",
+      { class: "row" },
+      `${kindName(study.kind)} of ${formatDate(study.created_at)}`,
+      study.label ? labelBadge(study.label) : null,
+    ),
+    form,
+  );
+  await loadDoctors();
+}
+
+// ---------------------------------------------------------------------------- list / inbox
+export async function renderList(el, _params, ctx) {
+  const user = api.currentUser();
+  const doctor = user.role === "doctor";
+  const list = h("ul", { class: "list", "aria-label": doctor ? "Consultations" : "My questions" });
+  const updated = h("p", { class: "small muted", "aria-live": "polite" });
+  const load = async () => {
+    const page = await api.listConsultations();
+    if (!ctx.isCurrent()) return;
+    const items = [...(page.items || page)];
+    if (doctor) items.sort((a, b) => (a.status === "open" ? 0 : 1) - (b.status === "open" ? 0 : 1));
+    clear(list);
+    if (!items.length) {
+      list.append(
+        h(
+          "li",
+          { class: "empty" },
+          doctor ? "No questions from patients yet." : "You have not asked a doctor yet. Open a study and choose “Ask a doctor”.",
+        ),
+      );
+    }
+    for (const c of items) {
+      const who = doctor ? c.patient.full_name : `${c.doctor.full_name} (${api.specialtyName(c.doctor.specialty)})`;
+      const href = `#/consultations/${c.id}`;
+      list.append(
+        h(
+          "li",
+          { class: "doctor-item" },
+          h(
+            "div",
+            {},
+            h("a", { class: "title", href }, h("strong", {}, who)),
+            h("p", { class: "small muted" }, `${kindName(c.study_kind)} · asked ${formatDate(c.created_at)}`),
+            h("p", { class: "quote" }, c.question.length > 160 ? `${c.question.slice(0, 160)}…` : c.question),
+            statusBadge(c),
+          ),
+          h(
+            "a",
+            { class: "btn secondary", href },
+            doctor && c.status === "open" ? "Review and reply" : "Open",
+            h("span", { class: "visually-hidden" }, ` (consultation with ${who})`),
+          ),
+        ),
+      );
+    }
+    const open = items.filter((c) => c.status === "open").length;
+    updated.textContent = doctor ? `${open} waiting for your reply.` : "";
+  };
+  fill(el,
+    h("h1", {}, doctor ? "Inbox" : "My questions"),
+    doctor ? h("p", { class: "muted" }, "Studies patients shared with you. Open one to see the images and the system's result, then reply.") : null,
+    updated,
+    list,
+  );
+  await load();
+  // Each side sees the other's status changes: poll while this screen is shown.
+  const timer = setInterval(() => load().catch(() => {}), POLL_MS);
+  return () => clearInterval(timer);
+}
+
+// ---------------------------------------------------------------------------- detail
+async function fetchConsultation(id) {
+  try {
+    return await api.getConsultation(id);
+  } catch (ex) {
+    if (ex.status !== 404 && ex.status !== 405) throw ex;
+    const page = await api.listConsultations();
+    const found = (page.items || page).find((c) => c.id === id);
+    if (!found) throw ex;
+    return found;
+  }
+}
+
+function ratingForm(c, onDone) {
+  const err = alertBox();
+  const name = newId("rate");
+  const group = h(
+    "div",
+    { class: "rating-group" },
+    [1, 2, 3, 4, 5].map((n) =>
+      h(
+        "label",
+        {},
+        h("input", { type: "radio", name, value: String(n), "aria-label": `${n} out of 5` }),
+        h("span", { "aria-hidden": "true" }, `${n}★`),
+      ),
+    ),
+  );
+  const submit = h("button", { type: "submit", class: "btn" }, "Rate");
+  return h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const chosen = group.querySelector("input:checked");
+        if (!chosen) {
+          showError(err, "Choose a rating from 1 to 5.");
+          group.querySelector("input").focus();
+          return;
+        }
+        submit.disabled = true;
+        try {
+          await api.rate(c.id, Number(chosen.value));
+          announce("Thank you for your rating.");
+          onDone();
+        } catch (ex) {
+          showError(err, api.friendly(ex));
+          submit.disabled = false;
+        }
+      },
+    },
+    h("fieldset", {}, h("legend", {}, `How helpful was ${c.doctor.full_name}?`), err, group),
+    submit,
+  );
+}
+
+function replyForm(c, onDone) {
+  const err = alertBox();
+  const answer = h("textarea", { name: "answer", maxlength: "8000", required: true });
+  const submit = h("button", { type: "submit", class: "btn" }, "Send reply");
+  return h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        if (!answer.value.trim()) {
+          answer.setAttribute("aria-invalid", "true");
+          showError(err, "Write your reply to the patient.");
+          answer.focus();
+          return;
+        }
+        submit.disabled = true;
+        try {
+          await api.reply(c.id, answer.value.trim());
+          announce("Your reply was sent.");
+          onDone();
+        } catch (ex) {
+          showError(err, api.friendly(ex));
+          submit.disabled = false;
+        }
+      },
+    },
+    h("h2", {}, "Your reply"),
+    err,
+    field("Reply to the patient", answer, "Plain language helps. The patient reads it in IRMI and may rate your answer."),
+    submit,
+  );
+}
+
+export async function renderDetail(el, [id], ctx) {
+  const user = api.currentUser();
+  const doctor = user.role === "doctor";
+  let timer = null;
+
+  const draw = async () => {
+    const c = await fetchConsultation(id);
+    if (!ctx.isCurrent()) return;
+    const conversation = h(
+      "section",
+      { class: "card", "aria-labelledby": "q-h" },
+      h("h2", { id: "q-h" }, "Question"),
+      h("p", { class: "small muted" }, `${c.patient.full_name} asked on ${formatDate(c.created_at)}`),
+      h("p", { class: "quote" }, c.question),
+      c.answer
+        ? [
+            h("h2", {}, "Reply"),
+            h("p", { class: "small muted" }, `${c.doctor.full_name} replied on ${formatDate(c.answered_at)}`),
+            h("p", { class: "quote reply", "data-testid": "reply" }, c.answer),
+          ]
+        : h("p", { class: "muted" }, doctor ? "Not answered yet." : `Waiting for ${c.doctor.full_name} to reply.`),
+      c.rating ? h("p", {}, "Rating: ", stars(c.rating, 1)) : null,
+    );
+    const parts = [
+      backLink("#/consultations", doctor ? "Back to the inbox" : "Back to my questions"),
+      h("h1", {}, doctor ? `Consultation with ${c.patient.full_name}` : `Your question to ${c.doctor.full_name}`),
+      h("p", { class: "row" }, statusBadge(c), h("span", { class: "muted" }, kindName(c.study_kind))),
+      conversation,
+    ];
+    if (!doctor && c.status === "answered" && !c.rating) parts.push(ratingForm(c, () => draw()));
+    if (!doctor) parts.push(h("p", {}, h("a", { href: `#/studies/${c.study_id}` }, "Open the study and its result")));
+    const studyBox = h("section", { "aria-labelledby": "s-h" }, h("h2", { id: "s-h" }, "The study and the system's result"));
+    if (doctor) parts.push(studyBox);
+    // The doctor reviews the images and the system's result first, then replies below them.
+    if (doctor && c.status === "open") parts.push(replyForm(c, () => draw()));
+    const focused = document.activeElement;
+    fill(el, ...parts);
+    if (focused && !el.contains(focused)) el.querySelector("h1")?.focus();
+    if (doctor) {
+      try {
+        const study = await api.getStudy(c.study_id);
+        if (ctx.isCurrent()) studyBox.append(resultSection(study));
+      } catch (ex) {
+        studyBox.append(h("div", { class: "alert error", role: "alert" }, api.friendly(ex)));
+      }
+    }
+    clearInterval(timer);
+    if (c.status === "open" && !doctor) timer = setInterval(() => draw().catch(() => {}), POLL_MS);
+  };
+  await draw();
+  return () => clearInterval(timer);
+}

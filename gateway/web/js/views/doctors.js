@@ -1,0 +1,49 @@
+// Doctors by specialty, best rated first.
+
+import * as api from "../api.js";
+import { clear, fill, h, stars } from "../dom.js";
+
+export function doctorCard(d, action) {
+  return h(
+    "li",
+    { class: "doctor-item" },
+    h(
+      "div",
+      {},
+      h("p", { class: "title" }, h("strong", {}, d.full_name)),
+      h("p", { class: "small muted" }, api.specialtyName(d.specialty), d.licence_number ? ` · Licence ${d.licence_number}` : ""),
+      stars(d.rating, d.ratings_count),
+    ),
+    action || null,
+  );
+}
+
+export async function render(el, _params, ctx) {
+  const select = h(
+    "select",
+    { id: "specialty-filter" },
+    h("option", { value: "" }, "All specialties"),
+    api.SPECIALTIES.map(([v, t]) => h("option", { value: v }, t)),
+  );
+  const list = h("ul", { class: "list", "aria-label": "Doctors", "aria-live": "polite" });
+  const load = async () => {
+    const page = await api.listDoctors(select.value || undefined);
+    if (!ctx.isCurrent()) return;
+    clear(list);
+    const items = page.items || page;
+    if (!items.length) list.append(h("li", { class: "empty" }, "No doctors in this specialty yet."));
+    for (const d of items) list.append(doctorCard(d));
+  };
+  select.addEventListener("change", load);
+  fill(el,
+    h("h1", {}, "Doctors"),
+    h(
+      "p",
+      { class: "muted" },
+      "Doctors who review IRMI studies, best rated first. To ask one of them about a result, open the study and choose “Ask a doctor”.",
+    ),
+    h("div", { class: "field" }, h("label", { for: "specialty-filter" }, "Specialty"), select),
+    list,
+  );
+  await load();
+}

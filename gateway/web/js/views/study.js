@@ -1,0 +1,279 @@
+// One study: live progress (mammography, over SSE), then the result with its heatmaps.
+
+import * as api from "../api.js";
+import { backLink, capitalize, clear, fill, formatDate, h, newId, percent } from "../dom.js";
+import { follow } from "../sse.js";
+import { STAGES, disclaimer, kindName, labelBadge, probBars, statusBadge, viewer } from "../components.js";
+
+function modelLine(models) {
+  if (!models?.length) return null;
+  return h(
+    "p",
+    { class: "small muted" },
+    models.length > 1 ? "Models: " : "Model: ",
+    models.map((m, i) => [
+      i ? ", " : "",
+      h("strong", {}, m.name),
+      ` version ${m.version}`,
+      m.sha256 ? h("span", { title: m.sha256 }, ` (sha256 ${m.sha256.slice(0, 12)}…)`) : "",
+    ]),
+  );
+}
+
+function chestResult(study) {
+  const r = study.chest_result;
+  const image = study.images?.[0];
+  const heatmaps = r.heatmap ? [{ key: "abnormal", label: "Evidence for abnormal", ref: r.heatmap }] : [];
+  const summary =
+    r.label === "abnormal"
+      ? "The model found patterns that may need a doctor's attention."
+      : "The model found no sign that needs attention.";
+  const facts = h(
+    "dl",
+    { class: "facts" },
+    h("dt", {}, "Score"),
+    h("dd", {}, h("strong", {}, `${Math.round(r.score)} / 100`), " (higher = more likely abnormal)"),
+    h("dt", {}, "Operating threshold"),
+    h("dd", {}, percent(r.threshold)),
+    h("dt", {}, "Chest X-ray check"),
+    h("dd", {}, r.validity?.passed ? "Passed" : "Not passed", r.validity ? ` (${percent(r.validity.score)})` : ""),
+  );
+  const findings = r.findings?.length
+    ? [
+        h("h3", {}, "Findings"),
+        h(
+          "ul",
+          {},
+          r.findings.map((f) =>
+            h(
+              "li",
+              {},
+              `${capitalize(f.name)}: ${percent(f.probability)}`,
+              Object.keys(f.subtypes || {}).length
+                ? ` (${Object.entries(f.subtypes)
+                    .map(([k, v]) => `${k} ${percent(v)}`)
+                    .join(", ")})`
+                : "",
+              f.note ? h("span", { class: "muted small" }, ` ${f.note}`) : "",
+            ),
+          ),
+        ),
+      ]
+    : [];
+  return h(
+    "div",
+    { class: "grid-2" },
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "img-h" },
+      h("h2", { id: "img-h" }, "Image and heatmap"),
+      viewer({ image, heatmaps, cropBox: r.crop_box, alt: "Uploaded chest X-ray" }),
+      h("p", { class: "small muted" }, "Red and yellow show where the model saw evidence for an abnormality; blue, little."),
+    ),
+    h(
+      "section",
+      { class: "card result-card", "aria-labelledby": "res-h" },
+      h("h2", { id: "res-h" }, "Result"),
+      h("p", { class: `result-label ${r.label}`, "data-testid": "result-label" }, capitalize(r.label)),
+      h("p", {}, summary),
+      probBars(r.probabilities, "Probabilities"),
+      facts,
+      findings,
+      modelLine(r.models),
+      disclaimer(r.disclaimer),
+    ),
+  );
+}
+
+function viewImage(study, v) {
+  const n = Number(String(v.view_id).replace(/\D+/g, ""));
+  const images = study.images || [];
+  return images.find((i) => i.name === v.view_id) || images.find((i) => i.name === v.given_tag) || images[n] || images[0];
+}
+
+function viewName(study, viewId) {
+  const n = Number(String(viewId).replace(/\D+/g, ""));
+  const img = (study.images || [])[n];
+  if (img && /^[LR]-(CC|MLO)$/.test(img.name)) return img.name;
+  return Number.isFinite(n) ? `view ${n + 1}` : String(viewId);
+}
+
+function mammoResult(study) {
+  const r = study.mammography_result;
+  const breasts = h(
+    "table",
+    { class: "data" },
+    h("caption", { class: "visually-hidden" }, "Result per breast"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Breast"), h("th", { scope: "col" }, "Result"), h("th", { scope: "col" }, "Benign"), h("th", { scope: "col" }, "Malignant"))),
+    h(
+      "tbody",
+      {},
+      (r.breasts || []).map((b) =>
+        h(
+          "tr",
+          {},
+          h("th", { scope: "row" }, b.laterality === "L" ? "Left" : "Right"),
+          h("td", {}, labelBadge(b.label)),
+          h("td", {}, percent(b.probabilities.benign)),
+          h("td", {}, percent(b.probabilities.malignant)),
+        ),
+      ),
+    ),
+  );
+  const views = (r.views || []).map((v) => {
+    const heatmaps = ["malignant", "benign"]
+      .filter((k) => v.heatmaps?.[k])
+      .map((k) => ({ key: k, label: `${capitalize(k)} evidence`, ref: v.heatmaps[k], ramp: k }));
+    const hid = newId("vh");
+    return h(
+      "section",
+      { class: "card", "aria-labelledby": hid },
+      h("h3", { id: hid }, `${v.tag}`, " ", labelBadge(v.label)),
+      v.given_tag
+        ? null
+        : h("p", { class: "small muted" }, `View detected automatically (${percent(v.detection_confidence, 0)} confidence).`),
+      v.tag_conflict ? h("p", { class: "alert info small" }, v.tag_conflict) : null,
+      viewer({ image: viewImage(study, v), heatmaps, cropBox: v.crop_box, alt: `Mammogram view ${v.tag}` }),
+      probBars(v.probabilities, `Probabilities for ${v.tag}`),
+    );
+  });
+  return [
+    h(
+      "div",
+      { class: "grid-2" },
+      h(
+        "section",
+        { class: "card result-card", "aria-labelledby": "res-h" },
+        h("h2", { id: "res-h" }, "Result"),
+        h("p", { class: `result-label ${r.label}`, "data-testid": "result-label" }, capitalize(r.label)),
+        probBars(r.probabilities, "Exam probabilities (the more concerning breast)"),
+        modelLine(r.models),
+      ),
+      h("section", { class: "card", "aria-labelledby": "br-h" }, h("h2", { id: "br-h" }, "Per breast"), breasts, disclaimer(r.disclaimer)),
+    ),
+    h("h2", {}, "Views"),
+    h("div", { class: "views-grid" }, views),
+  ];
+}
+
+function progressSection() {
+  const id = newId("prog");
+  const bar = h("progress", { id, max: "100", value: "0", "data-testid": "analysis-progress" });
+  const text = h("p", { class: "progress-text", "aria-live": "polite" }, "Connecting…");
+  const section = h(
+    "section",
+    { class: "card progress-wrap", "aria-labelledby": `${id}-l` },
+    h("label", { for: id, id: `${id}-l` }, "Analysis progress"),
+    bar,
+    text,
+  );
+  return {
+    section,
+    set(pct, message) {
+      if (pct !== undefined && pct !== null) {
+        bar.value = Math.max(0, Math.min(100, Number(pct) || 0));
+        bar.setAttribute("aria-valuetext", `${Math.round(bar.value)}%`);
+      }
+      if (message) text.textContent = message;
+    },
+  };
+}
+
+/** The result part of a study (also embedded in the doctor's consultation view). */
+export function resultSection(study) {
+  if (study.status === "failed") {
+    const code = study.error?.code;
+    return h(
+      "div",
+      { class: "alert error", role: "alert" },
+      h("strong", {}, "The analysis failed"),
+      code ? api.friendly(new api.ApiError(0, code, study.error.message)) : "Please upload the images again.",
+    );
+  }
+  if (study.kind === "chest" && study.chest_result) return h("div", {}, chestResult(study));
+  if (study.kind === "mammography" && study.mammography_result) return h("div", {}, mammoResult(study));
+  return h("p", { class: "muted" }, "The analysis is still running.");
+}
+
+export async function render(el, [id], ctx) {
+  const user = api.currentUser();
+  const head = h("div", {});
+  const body = h("div", {});
+  fill(el, head, body);
+  let stop = null;
+
+  const draw = (study) => {
+    fill(head,
+      user.role === "doctor" ? backLink("#/consultations", "Back to the inbox") : backLink("#/studies", "Back to my studies"),
+      h("h1", {}, `${kindName(study.kind)} study`),
+      h("p", { class: "row" }, statusBadge(study.status), h("span", { class: "muted" }, formatDate(study.created_at))),
+    );
+    if (user.role === "patient") {
+      head.append(
+        h(
+          "div",
+          { class: "row study-actions" },
+          study.status === "succeeded" ? h("a", { class: "btn", href: `#/studies/${study.id}/share` }, "Ask a doctor about this study") : null,
+          h(
+            "button",
+            {
+              type: "button",
+              class: "btn danger",
+              onclick: async () => {
+                if (!window.confirm("Delete this study and its images? This cannot be undone.")) return;
+                try {
+                  await api.deleteStudy(study.id);
+                  location.hash = "#/studies";
+                } catch (ex) {
+                  body.prepend(h("div", { class: "alert error", role: "alert" }, api.friendly(ex)));
+                }
+              },
+            },
+            "Delete study",
+          ),
+        ),
+      );
+    }
+  };
+
+  const showResult = (study, progress) => {
+    clear(body);
+    if (progress) body.append(progress.section);
+    body.append(resultSection(study));
+  };
+  const study = await api.getStudy(id);
+  if (!ctx.isCurrent()) return null;
+  draw(study);
+  if (study.status === "queued" || study.status === "running") {
+    const progress = progressSection();
+    body.append(progress.section);
+    if (study.progress) progress.set(study.progress.percent, `${STAGES[study.progress.stage] || study.progress.stage}…`);
+    const finish = async () => {
+      const done = await api.getStudy(id);
+      if (!ctx.isCurrent()) return;
+      draw(done);
+      if (done.status === "succeeded") progress.set(100, "Analysis complete: 100%.");
+      showResult(done, progress);
+    };
+    stop = follow(study.events_url || api.studyEventsPath(id), {
+      progress: (p) => {
+        const stage = STAGES[p.stage] || p.stage;
+        const view = p.view ? ` (${viewName(study, p.view)})` : "";
+        progress.set(p.percent, `${stage}${view}: ${Math.round(p.percent)}%`);
+      },
+      result: () => {
+        progress.set(100, "Analysis complete: 100%.");
+        finish();
+      },
+      error: () => {
+        progress.set(undefined, "The analysis failed.");
+        finish();
+      },
+      reconnecting: () => progress.set(undefined, "Connection lost; reconnecting…"),
+      failure: () => finish(),
+    });
+  } else {
+    showResult(study, null);
+  }
+  return () => stop?.();
+}

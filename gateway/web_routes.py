@@ -1,0 +1,53 @@
+"""The web UI: static files under ``gateway/web`` served by the gateway itself.
+
+Nothing comes from a CDN (clinics are often offline): ``/`` is the single page and
+``/web/...`` its modules, stylesheet and icons. Navigation is hash-based (``/#/studies``), so
+no server-side fallback route is needed. The API stays under ``/v1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+# The page runs only its own modules and styles. Images come from the page itself or are blob:
+# URLs: study images need the bearer token, so they are fetched and shown as object URLs.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# Revalidate every time (ETag/Last-Modified make that cheap): a new release is seen at once.
+_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP}
+
+
+class _WebFiles(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(_HEADERS)
+        return response
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def index() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=_HEADERS)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> RedirectResponse:
+    return RedirectResponse("/web/icon.svg", status_code=308)
+
+
+def include_web(app: FastAPI) -> None:
+    """Serve the web UI at ``/`` (one line in :func:`gateway.app.create_app`)."""
+    app.include_router(router)
+    app.mount("/web", _WebFiles(directory=WEB_DIR), name="web")

@@ -1,0 +1,65 @@
+"""The web UI's files and routes, without a browser: served by the gateway, nothing external."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from fastapi import FastAPI
+
+from gateway.web_routes import CSP, WEB_DIR, include_web
+
+
+def client() -> httpx.AsyncClient:
+    app = FastAPI()
+    include_web(app)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://irmi.test")
+
+
+async def test_index_is_served_at_root_with_a_strict_csp() -> None:
+    async with client() as c:
+        resp = await c.get("/")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    assert resp.headers["content-security-policy"] == CSP
+    assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
+    assert '<script type="module" src="/web/js/app.js">' in resp.text
+    assert "screening aid, not a diagnosis" in resp.text
+
+
+async def test_assets_are_served_with_their_types() -> None:
+    async with client() as c:
+        js = await c.get("/web/js/app.js")
+        assert js.status_code == 200
+        assert "javascript" in js.headers["content-type"]
+        assert js.headers["cache-control"] == "no-cache"
+        css = await c.get("/web/css/app.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        svg = await c.get("/web/icon.svg")
+        assert svg.headers["content-type"].startswith("image/svg")
+        fav = await c.get("/favicon.ico", follow_redirects=False)
+        assert fav.headers["location"] == "/web/icon.svg"
+        assert (await c.get("/web/%2e%2e/app.py")).status_code == 404
+
+
+def test_nothing_is_loaded_from_outside_the_gateway() -> None:
+    """Clinics are often offline: no CDN, no external font, no absolute URL in any asset."""
+    files = [p for p in WEB_DIR.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        text = path.read_text()
+        external = re.findall(r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}[/"' )]""", text, re.I)
+        # The SVG namespace is an identifier, not a download.
+        external = [u for u in external if "www.w3.org" not in u]
+        assert not external, f"{path.relative_to(WEB_DIR)} refers to {external}"
+
+
+def test_every_module_import_resolves() -> None:
+    """ES module imports are relative paths to files that exist (no bundler to catch typos)."""
+    for path in (WEB_DIR / "js").rglob("*.js"):
+        for spec in re.findall(r"""^import .* from "([^"]+)";""", path.read_text(), re.M):
+            assert spec.startswith("."), f"{path.name}: bare import {spec!r}"
+            assert (path.parent / spec).resolve().is_file(), f"{path.name}: {spec} missing"
+    index = (WEB_DIR / "index.html").read_text()
+    for ref in re.findall(r"""(?:src|href)="/web/([^"]+)\"""", index):
+        assert (WEB_DIR / ref).is_file(), ref
