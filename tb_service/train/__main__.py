@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         if gate:
             write_gate(run.MODELS / run.GATE_NAME / run.VERSION, gate)
         abn = run.load_json("abnormality")
+        if abn and (run.MODELS / run.ABN_NAME / run.VERSION / "model.onnx").exists():
+            run.cmd_tbx_diagnostics(args.data_dir)
         if abn:
             write_abnormality(run.MODELS / run.ABN_NAME / run.VERSION, abn)
     log.info("%s done in %.0f s", cmd, time.perf_counter() - start)

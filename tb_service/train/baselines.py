@@ -34,6 +34,28 @@ def _hog(raw: NDArray[np.uint8]) -> NDArray[np.float32]:
     )
 
 
+def raw_thumbnails(c: ChestCache, side: int = 128) -> NDArray[np.uint8]:
+    """Raw (un-preprocessed) squashed thumbnails, re-read in the cache's row order."""
+    import cv2
+
+    from shared.imaging import decode_image, to_uint8
+    from tb_service.train.cache import chest_records
+
+    recs = chest_records()
+    if [f"{r.dataset}/{r.path.name}" for r in recs] != [str(p) for p in c.path]:
+        raise RuntimeError("records and cache disagree; rebuild the cache")
+    return np.stack(
+        [
+            cv2.resize(
+                to_uint8(decode_image(r.path.read_bytes())),
+                (side, side),
+                interpolation=cv2.INTER_AREA,
+            )
+            for r in recs
+        ]
+    )
+
+
 def _logreg(xtr: NDArray[Any], ytr: NDArray[Any], xte: NDArray[Any]) -> NDArray[np.float64]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -87,6 +109,12 @@ def shortcut_baselines(c: ChestCache) -> dict[str, Any]:
             y[te], _logreg(hist_in[tr], y[tr], hist_in[te])
         )
         res[f"{key}_hog_logreg"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+    # A finer HOG (128 px thumbnails, 8 px cells: 8,100 features).
+    hog128 = _hog(raw_thumbnails(c, 128))
+    for ds in (NIH, KER):
+        tr, te = m("train", [ds]), m("test", [ds])
+        key = "nih" if ds == NIH else "kermany"
+        res[f"{key}_hog128_logreg"] = auc_ci(y[te], _logreg(hog128[tr], y[tr], hog128[te]))
     both = [NIH, KER]
     tr, te = m("train", both), m("test", both)
     res["both_hog_logreg"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))

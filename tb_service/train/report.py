@@ -336,6 +336,7 @@ def write_abnormality(folder: Path, res: dict[str, Any]) -> None:
             k: v for k, v in res["calibration"].items() if k != "reliability_test_after"
         },
         "tbx11k": tbx,
+        "tbx11k_cam_diagnostics": _load_json("tbx_diagnostics") or "not run",
         "shortcut_baselines_test": base,
         "cross_dataset": exp.get("cross_dataset", "not run"),
         "backbone_comparison_val": res["backbone_comparison"],
@@ -472,6 +473,9 @@ def _abn_report(res: dict[str, Any], base: dict[str, Any], exp: dict[str, Any]) 
         "",
         "## Beside the shortcut baselines (same test splits)",
         "",
+        "HOG + LR = 64 px raw thumbnail, 8 px cells (1,764 features), logistic regression "
+        "(C = 0.1) fitted on `train`; feature scores take their sign from `train`.",
+        "",
         "| test set | model AUC | shortcut | shortcut AUC |",
         "|---|---|---|---|",
     ]
@@ -486,6 +490,7 @@ def _abn_report(res: dict[str, Any], base: dict[str, Any], exp: dict[str, Any]) 
         ("Kermany", "test_kermany", "aspect ratio", "kermany_aspect_ratio"),
         ("Kermany", "test_kermany", "raw 16-bin histogram + LR", "kermany_raw_histogram16_logreg"),
         ("Kermany", "test_kermany", "HOG + LR", "kermany_hog_logreg"),
+        ("Kermany", "test_kermany", "HOG (128 px, 8,100 features) + LR", "kermany_hog128_logreg"),
         (
             "Kermany",
             "test_kermany",
@@ -494,6 +499,7 @@ def _abn_report(res: dict[str, Any], base: dict[str, Any], exp: dict[str, Any]) 
         ),
         ("NIH", "test_nih", "raw 16-bin histogram + LR", "nih_raw_histogram16_logreg"),
         ("NIH", "test_nih", "HOG + LR", "nih_hog_logreg"),
+        ("NIH", "test_nih", "HOG (128 px, 8,100 features) + LR", "nih_hog128_logreg"),
         (
             "NIH",
             "test_nih",
@@ -546,6 +552,16 @@ def _abn_report(res: dict[str, Any], base: dict[str, Any], exp: dict[str, Any]) 
             f"{tbx['chance_level_random_peak_in_crop']:.3f}.",
             f"- For comparison, a HOG + LR trained on the chest train sets flags "
             f"{base.get('hog_tbx11k_flagged_share_at_0.5', float('nan')):.3f} of TBX11K at 0.5.",
+        ]
+    diag = _load_json("tbx_diagnostics")
+    if tbx and diag:
+        L += [
+            f"- Where the CAM peaks (committed ONNX model, {tbx['n']} films): on a border cell "
+            f"of the {INPUT_SIZE // 16}x{INPUT_SIZE // 16} grid in "
+            f"{diag['peak_on_border_cell_share']:.3f} of films; all-zero CAM in "
+            f"{diag['all_zero_cam_share']:.3f}; peak rows top->bottom "
+            f"{diag['peak_row_histogram_top_to_bottom']}, columns left->right "
+            f"{diag['peak_col_histogram_left_to_right']}.",
         ]
     L += ["", "## Calibration (temperature scaling fitted on val)", ""]
     cal = res["calibration"]

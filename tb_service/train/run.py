@@ -395,3 +395,39 @@ def sha(path: Path) -> str:
 def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     return fn(*args, **kw), time.perf_counter() - start
+
+
+def cmd_tbx_diagnostics(data_dir: Path | None = None) -> dict[str, Any]:
+    """Where the shipped ONNX model's CAM peaks fall on TBX11K (runs the committed artifact)."""
+    import onnxruntime as ort
+
+    c = build_chest_cache(data_dir)
+    sess = ort.InferenceSession(
+        str(MODELS / ABN_NAME / VERSION / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    x = c.x.astype(np.float32)
+    cams, probs = [], []
+    for i in range(0, len(x), 64):
+        p, cam = sess.run(["probs", "cam"], {"image": x[i : i + 64]})
+        probs.append(p[:, 1])
+        cams.append(cam)
+    cam_all = np.concatenate(cams)
+    hits, chance, has = tbx_localisation(c, cam_all, data_dir)
+    tb = c.dataset == "tbx11k"
+    cam = cam_all[tb]
+    n, hh, hw = cam.shape
+    flat = cam.reshape(n, -1).argmax(axis=1)
+    py, px = flat // hw, flat % hw
+    border = (py == 0) | (py == hh - 1) | (px == 0) | (px == hw - 1)
+    zero = cam.reshape(n, -1).max(axis=1) <= 0
+    res = {
+        "model": "committed model.onnx",
+        "heatmap_peak_in_lesion_box": M.proportion_ci(hits[has]),
+        "chance_level_random_peak_in_crop": float(round(float(chance[has].mean()), 4)),
+        "peak_on_border_cell_share": float(round(float(border.mean()), 4)),
+        "all_zero_cam_share": float(round(float(zero.mean()), 4)),
+        "peak_row_histogram_top_to_bottom": np.bincount(py, minlength=hh).tolist(),
+        "peak_col_histogram_left_to_right": np.bincount(px, minlength=hw).tolist(),
+    }
+    save_json("tbx_diagnostics", res)
+    return res
