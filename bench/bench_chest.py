@@ -99,7 +99,29 @@ def _summary(latencies_ms: list[float], wall_s: float) -> dict[str, float]:
     }
 
 
-def _load(n: int, concurrency: int, call: Callable[[int], None]) -> dict[str, float]:
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _load(
+    n: int, concurrency: int, call: Callable[[int], None], cpu_pid: int | None = None
+) -> dict[str, float]:
+    """Latency/throughput of ``n`` calls from ``concurrency`` threads, plus the CPU time per
+    call that process ``cpu_pid`` spent (wall figures suffer on a shared machine; CPU ms
+    per image does much less)."""
+    pid = cpu_pid or os.getpid()
+    cpu0 = _proc_cpu_s(pid)
+    out = _load_wall(n, concurrency, call)
+    out["cpu_ms_per_image"] = round((_proc_cpu_s(pid) - cpu0) / n * 1000.0, 2)
+    return out
+
+
+def _load_wall(n: int, concurrency: int, call: Callable[[int], None]) -> dict[str, float]:
     latencies: list[float] = []
 
     def one(i: int) -> None:
@@ -197,9 +219,9 @@ def main() -> None:
                 service(i)
                 raw(i)
             for c in levels:
-                svc = _load(n_req, c, service)
-                svc_plain = _load(n_req, c, service_no_heatmap)
-                bare = _load(n_req, c, raw)
+                svc = _load(n_req, c, service, proc.pid)
+                svc_plain = _load(n_req, c, service_no_heatmap, proc.pid)
+                bare = _load(n_req, c, raw)  # this process (includes its idle threads)
                 rows.append(
                     {
                         "concurrency": c,
@@ -250,7 +272,15 @@ def main() -> None:
         "p50 x = svc p50 / raw p50 (latency cost of HTTP + decode + preprocessing + batching + "
         "heatmap); thr x = raw img/s / svc img/s."
     )
+    print("CPU ms per image (service process / this process for raw), less load-sensitive:")
+    for r in rows:
+        print(
+            f"  conc {r['concurrency']:>2}: service {r['service']['cpu_ms_per_image']}, "
+            f"no heatmap {r['service_no_heatmap']['cpu_ms_per_image']}, "
+            f"raw {r['raw_onnxruntime']['cpu_ms_per_image']}"
+        )
     print(f"mean service batch size over the run: {mean_batch}")
+    print(f"load average at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     out = {
         "models": models_note,
         "models_dir": str(models_dir),
@@ -259,6 +289,7 @@ def main() -> None:
         "requests_per_level": n_req,
         "cpu_count": os.cpu_count(),
         "mean_batch_size": mean_batch,
+        "load_average_end": os.getloadavg(),
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,24 @@ def input_side(model: OnnxModel, fallback: int) -> int:
     return int(side) if isinstance(side, int) and side > 1 else fallback
 
 
+class PreprocessingMismatch(RuntimeError):
+    """The model card's preprocessing differs from the pipeline this code builds: the model
+    would see inputs unlike those it was trained on (train/serve skew). Refuse to serve."""
+
+
+def check_preprocessing(model: OnnxModel, pipeline: Compose[Any]) -> None:
+    """Compare the card's recorded steps (name + parameters) with the serving pipeline."""
+    recorded = model.card.preprocessing.get("steps")
+    if recorded is None:
+        return  # the card records no steps (test fixtures): nothing to compare
+    actual = pipeline.describe()
+    if recorded != actual:
+        raise PreprocessingMismatch(
+            f"{model.name} v{model.version}: card preprocessing {recorded} != serving pipeline "
+            f"{actual}; retrain/export the model or restore the preprocessing it was trained with"
+        )
+
+
 @dataclass
 class Prepared:
     """One request after decode and preprocessing, ready for the batch."""
@@ -131,6 +149,9 @@ class ChestEngine:
             )
         self.gate_pipeline: Compose[Any] = gate_pipeline
         self.chest_pipeline: Compose[Any] = chest_pipeline
+        if settings.strict_preprocessing:
+            check_preprocessing(gate, gate_pipeline)
+            check_preprocessing(abnormality, chest_pipeline)
         self.model_refs = [model_ref(gate), model_ref(abnormality)]
         self.batcher: DynamicBatcher[Prepared, Scored] = DynamicBatcher(
             "chest",
@@ -155,6 +176,10 @@ class ChestEngine:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if self.settings.opencv_threads > 0:
+            import cv2
+
+            cv2.setNumThreads(self.settings.opencv_threads)
         await self.batcher.start()
         await self.ctx.cpu.run(self.warmup)
         self.warmed = True

@@ -21,6 +21,8 @@ class Settings(ServiceSettings):
     required_models: list[str] = ["chest-gate", "chest-abnormality"]
     gate_model: str = "chest-gate"
     abnormality_model: str = "chest-abnormality"
+    # Refuse to start when a card's recorded preprocessing steps differ from the code's.
+    strict_preprocessing: bool = True
 
     # Dynamic batching: requests arriving together run as one ONNX run.
     max_batch_size: int = Field(default=8, ge=1, le=256)
@@ -38,6 +40,13 @@ class Settings(ServiceSettings):
     max_batch_files: int = Field(default=16, ge=1, description="Files per /v1/predict/batch.")
     max_batch_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1, description="Whole body of one /v1/predict/batch."
+    )
+
+    opencv_threads: int = Field(
+        default=1,
+        ge=0,
+        description="OpenCV's own threads per call (0 = OpenCV's default). Requests already run "
+        "in parallel on the CPU pool; nested OpenCV threads only oversubscribe the cores.",
     )
 
     # Heatmap: the abnormality model's class-activation map as an RGBA PNG overlay.

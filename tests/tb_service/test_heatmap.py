@@ -65,3 +65,23 @@ def test_heatmap_png_full_size_and_capped() -> None:
     assert (w, h) == (400, 600)
     with Image.open(io.BytesIO(data)) as img:
         assert img.size == (400, 600)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (17, 5), (64, 48)])
+def test_encode_rgba_png_round_trips(shape: tuple[int, int]) -> None:
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from tb_service.heatmap import encode_rgba_png
+
+    rgba = np.random.default_rng(1).integers(0, 256, (*shape, 4), dtype=np.uint8)
+    data = encode_rgba_png(rgba)
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        assert img.mode == "RGBA" and np.array_equal(np.asarray(img), rgba)
+    bgra = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(bgra[:, :, [2, 1, 0, 3]], rgba)
+    with pytest.raises(ValueError):
+        encode_rgba_png(rgba[:, :, :3])

@@ -412,3 +412,24 @@ async def test_a_bug_in_one_batch_item_fails_only_that_item(models_dir: Path) ->
         assert ok["prediction"] is not None
         assert bug["error"]["code"] == "processing_failed" and bug["error"]["status"] == 500
         assert "simulated" not in r.text
+
+
+async def test_preprocessing_skew_refuses_to_start(tmp_path: Path) -> None:
+    from tb_service import preprocess
+    from tb_service.engine import PreprocessingMismatch
+
+    root = chest_model_folders(tmp_path)
+    card_path = root / "chest-abnormality" / "1" / "card.json"
+    card = json.loads(card_path.read_text())
+    steps = preprocess.chest_pipeline(preprocess.INPUT_SIZE).describe()
+    card["preprocessing"] = {"steps": steps}
+    card_path.write_text(json.dumps(card))
+    async with client_for(settings_for(root)) as (_, c):  # matching steps: starts
+        assert (await c.get("/v2/health/ready")).status_code == 200
+    steps[-1]["params"]["mode"] = "unit"  # trained with another normalisation
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(PreprocessingMismatch):
+        async with client_for(settings_for(root)):
+            pass
+    async with client_for(settings_for(root, strict_preprocessing=False)) as (_, c):
+        assert (await c.get("/v2/health/ready")).status_code == 200

@@ -134,3 +134,36 @@ def test_real_image_through_legacy_endpoint_and_batch(svc: Service) -> None:
     batch = httpx.post(svc.url + "/v1/predict/batch", files=files, timeout=120)
     assert batch.status_code == 200
     assert [x["filename"] for x in batch.json()["results"]] == [p.name for p in images]
+
+
+def test_service_matches_the_bare_model(svc: Service) -> None:
+    """No train/serve skew inside the service: its probabilities equal ONNX Runtime's on the
+    shared preprocessing of the same file."""
+    from shared.imaging import decode_image
+    from shared.model import OnnxModel
+    from tb_service import preprocess
+
+    images = _test_split("kermany-pediatric", "viral_pneumonia/", 1) + _test_split(
+        "nih-cxr14", "no_finding/", 1
+    )
+    if not images:
+        pytest.skip("test splits not found")
+    gate = OnnxModel(MODELS_DIR / "chest-gate" / "1", use_gpu=False)
+    abn = OnnxModel(MODELS_DIR / "chest-abnormality" / "1", use_gpu=False)
+    gate.load()
+    abn.load()
+    for path in images:
+        decoded = decode_image(path.read_bytes())
+        g = preprocess.gate_pipeline()(decoded)
+        c = preprocess.chest_pipeline()(decoded)
+        p_chest = float(gate.run_single_input(g.image[None])["probs"][0, 1])
+        p_abn = float(abn.run_single_input(c.image[None])["probs"][0, 1])
+        r = _predict(svc, path)
+        if r.status_code == 422:
+            assert p_chest < r.json()["error"]["details"]["threshold"]
+            continue
+        body = r.json()
+        assert body["validity"]["score"] == pytest.approx(p_chest, abs=1e-5)
+        assert body["probabilities"]["abnormal"] == pytest.approx(p_abn, abs=1e-5)
+        box = body["crop_box"]
+        assert (box["x0"], box["y0"], box["x1"], box["y1"]) == tuple(c.crop_box)
