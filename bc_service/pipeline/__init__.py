@@ -103,12 +103,17 @@ def heatmap_png(heat: NDArray[np.float32], colour: tuple[int, int, int]) -> PngI
     """RGBA overlay: the class colour, alpha proportional to the probability (0 below 0.05)."""
     h = np.clip(heat, 0.0, 1.0)
     alpha = np.where(h < 0.05, 0.0, 40.0 + 200.0 * h).astype(np.uint8)
-    rgba = np.empty((*h.shape, 4), np.uint8)
-    rgba[..., 0], rgba[..., 1], rgba[..., 2] = colour
-    rgba[..., 3] = alpha
-    ok, buf = cv2.imencode(
-        ".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    )
+    bgra = np.zeros((*h.shape, 4), np.uint8)
+    on = alpha > 0
+    bgra[on, 0], bgra[on, 1], bgra[on, 2] = colour[2], colour[1], colour[0]
+    bgra[..., 3] = alpha
+    params = [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        1,
+        cv2.IMWRITE_PNG_STRATEGY,
+        cv2.IMWRITE_PNG_STRATEGY_RLE,
+    ]
+    ok, buf = cv2.imencode(".png", bgra, params)
     if not ok:  # pragma: no cover - OpenCV always encodes a uint8 RGBA array
         raise RuntimeError("PNG encoding failed")
     return PngImage(

@@ -105,8 +105,8 @@ def sample_patches(
     augment: bool,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Lesion patches (centre jittered inside the lesion) labelled by severity, and normal
-    tissue patches from breast pixels away from every lesion (images with spread, unlocated
-    calcifications give no normal patches). Returns (N, 64, 64, 1) float32 and labels."""
+    tissue patches from breast pixels away from every lesion, half of them drawn towards dense
+    tissue (images with spread, unlocated calcifications give no normal patches). Returns (N, 64, 64, 1) float32 and labels."""
     rng = np.random.default_rng(seed)
     xs: list[NDArray[np.float32]] = []
     ys: list[int] = []
@@ -131,7 +131,14 @@ def sample_patches(
         idx = np.flatnonzero(far)
         if idx.size == 0:
             continue
-        pick = rng.choice(idx, size=min(normal_per_image, idx.size), replace=False)
+        # Half uniform over the breast, half weighted towards dense (bright) tissue: the hard
+        # negatives that otherwise light up the malignant heatmap of every dense breast.
+        n_uni = min(normal_per_image - normal_per_image // 2, idx.size)
+        uni = rng.choice(idx, size=n_uni, replace=False)
+        bright = it.enhanced[yy[idx], xx[idx]].astype(np.float64) ** 3 + 1.0
+        n_hard = min(normal_per_image // 2, idx.size)
+        hard = rng.choice(idx, size=n_hard, replace=False, p=bright / bright.sum())
+        pick = np.concatenate([uni, hard])
         c = np.stack([yy[pick], xx[pick]], axis=1).astype(np.int64)
         xs.append(patches_at(it.enhanced, c))
         ys += [0] * len(c)

@@ -19,11 +19,11 @@ from bc_service.pipeline.features import GATE_SIZE, PATCH_SIZE
 def _conv_stack(x: Any, widths: list[int]) -> Any:
     # Stem: a stride-2 convolution halves the resolution at once (cheap on CPU).
     x = keras.layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.Activation("relu")(x)
     for w in widths[1:]:
         x = keras.layers.Conv2D(w, 3, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D(2)(x)
     return x

@@ -109,3 +109,16 @@ def test_chest_xray_refused(pipeline: MammoPipeline) -> None:
         except NotAMammogram:
             refused += 1
     assert refused >= 2
+
+
+def test_phantom_through_trained_models_without_gate(repo: ModelRepository) -> None:
+    from tests.imagegen import mammo_phantom
+
+    pipe = MammoPipeline(repo, gate=False)
+    img = mammo_phantom(chest_wall="right", view="CC", lesion=(120, 250, 12))
+    res = pipe.run_view(
+        ViewInput("view-0", decode_image(png_bytes(img)), "R-CC"), lambda a, b: None
+    )
+    assert res.tag == "R-CC" and res.detected_laterality == "R" and res.flipped
+    assert res.tag_conflict is None
+    assert {m.name for m in pipe.combine([res]).models} == {"mammo-patch", "mammo-view"}

@@ -194,3 +194,19 @@ def test_mias_run_view_end_to_end() -> None:
     assert seen == STAGES
     assert res.laterality == "R" and res.view == "MLO" and res.flipped
     assert res.heatmaps["benign"].width == 1024
+
+
+def test_heatmap_png_is_rgba_overlay() -> None:
+    import base64
+
+    import cv2
+
+    from bc_service.pipeline import heatmap_png
+
+    h = np.zeros((50, 60), np.float32)
+    h[10:20, 10:20] = 0.8
+    png = heatmap_png(h, (230, 0, 0))
+    arr = cv2.imdecode(np.frombuffer(base64.b64decode(png.base64), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert (png.width, png.height) == (60, 50) and arr.shape == (50, 60, 4)
+    assert tuple(arr[15, 15]) == (0, 0, 230, 200)  # BGRA: red, mostly opaque
+    assert arr[0, 0, 3] == 0  # transparent where the probability is negligible
