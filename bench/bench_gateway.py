@@ -1,8 +1,9 @@
 """Gateway overhead on a chest predict: the same image posted straight to tb_service
 (``POST /v1/predict``) and through the gateway (``POST /v1/predict/chest`` with an API key;
 ``POST /v1/studies/chest`` with a bearer token, which also stores the image, heatmap and
-study), in the same run, alternating, sequential requests. Prints medians / p95 and the
-gateway's added latency; writes bench/results/bench_gateway.json.
+study), in the same run, alternating, sequential requests, on a real NIH test image when
+../shared/data is there. Prints medians / p95 and the gateway's added latency; writes
+bench/results/bench_gateway.json.
 
 tb_service runs its committed models when present, otherwise tiny rigged test models with
 the real models' I/O (tests/onnxgen.py), which makes inference itself nearly free: the
@@ -17,9 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import httpx
-import numpy as np
 
 from tests.procs import REPO, spawn, wait_ready
 
@@ -27,13 +26,24 @@ N = int(os.environ.get("IRMI_BENCH_N", "60"))
 WARMUP = 5
 
 
-def _chest_png(side: int = 1024) -> bytes:
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-    img = 90 + 80 * np.exp(-(((xx - 0.3) ** 2) + (yy - 0.5) ** 2) / 0.05)
-    img += 80 * np.exp(-(((xx - 0.7) ** 2) + (yy - 0.5) ** 2) / 0.05)
-    img += rng.normal(0, 6, img.shape)
-    return cv2.imencode(".png", np.clip(img, 0, 255).astype(np.uint8))[1].tobytes()
+def _chest_image() -> tuple[bytes, str]:
+    """A real NIH test-split radiograph (1024x1024) when ../shared/data is there, else a
+    synthetic one of the same size."""
+    import csv
+
+    from shared.settings import default_data_dir
+
+    root = default_data_dir() / "nih-cxr14"
+    if (root / "splits.csv").exists():
+        with (root / "splits.csv").open() as fh:
+            for row in csv.DictReader(fh):
+                if row.get("split") == "test":
+                    path = root / row["path"]
+                    if path.exists():
+                        return path.read_bytes(), f"NIH test image {path.name}"
+    from tests.tb_service.svc_helpers import chest_png
+
+    return chest_png(1024, 1024), "synthetic 1024x1024 PNG"
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -80,7 +90,7 @@ def main() -> None:
         key = client.post(
             gw.url + "/v1/api-keys", json={"name": "bench", "scopes": ["predict"]}, headers=bearer
         ).json()["key"]
-        image = _chest_png()
+        image, image_kind = _chest_image()
         targets = {
             "direct tb_service /v1/predict": (tb.url + "/v1/predict", {}),
             "gateway /v1/predict/chest (API key)": (
@@ -101,7 +111,7 @@ def main() -> None:
                     times[name].append(elapsed)
         rows = {name: _stats(ms) for name, ms in times.items()}
         direct = rows["direct tb_service /v1/predict"]["median_ms"]
-        print(f"chest predict, {N} sequential requests each, 1024x1024 PNG, {model_kind}")
+        print(f"chest predict, {N} sequential requests each, {image_kind}, {model_kind}")
         print(f"{'path':40}{'median ms':>11}{'p95 ms':>9}{'added ms':>10}")
         for name, row in rows.items():
             added = row["median_ms"] - direct

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import importlib.util
 import json
 import logging
 from typing import Any
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(care.doctors)
     app.include_router(care.consultations)
+    _mount_web_ui(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(
         CORSMiddleware,
@@ -128,6 +131,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _envelope_validation_errors(app)
     include_web(app)
     return app
+
+
+def _mount_web_ui(app: FastAPI) -> None:
+    """The web UI lives in ``gateway/web`` (a package exposing ``mount(app)``) and is served
+    at ``/``; the API is complete without it."""
+    if importlib.util.find_spec("gateway.web") is None:
+        return
+    web = importlib.import_module("gateway.web")
+    mount = getattr(web, "mount", None)
+    if callable(mount):
+        mount(app)
 
 
 def _envelope_validation_errors(app: FastAPI) -> None:

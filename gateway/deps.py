@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,16 +60,11 @@ class Principal:
         return self.user.role == "doctor"
 
 
-async def get_principal(
-    state: StateDep,
-    session: SessionDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
+async def _resolve(
+    state: GatewayState, session: AsyncSession, token: str | None, api_key: str | None
 ) -> Principal:
-    if bearer is not None and bearer.credentials:
-        claims = decode_access_token(
-            state.jwt_secret, state.settings.jwt_issuer, bearer.credentials
-        )
+    if token:
+        claims = decode_access_token(state.jwt_secret, state.settings.jwt_issuer, token)
         row = await session.execute(
             select(User, AuthSession)
             .join(AuthSession, AuthSession.user_id == User.id)
@@ -95,24 +90,58 @@ async def get_principal(
                     raise Unauthorized("This API key was revoked.", details={"reason": "revoked"})
                 owner = await session.get(User, key_row.user_id)
                 if owner is not None:
-                    key_row.last_used_at = datetime.now(UTC)
-                    await session.commit()
+                    now = datetime.now(UTC)
+                    last = key_row.last_used_at
+                    if last is None or now - last > timedelta(minutes=1):
+                        key_row.last_used_at = now  # at most a write a minute per key
+                        await session.commit()
                     return Principal(user=owner, api_key=key_row)
         raise Unauthorized("The API key is invalid.", details={"reason": "invalid"})
     raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 
+async def get_principal(
+    state: StateDep,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    token = bearer.credentials if bearer is not None else None
+    return await _resolve(state, session, token, api_key)
+
+
+async def get_stream_principal(
+    state: StateDep,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    access_token: Annotated[
+        str | None,
+        Query(
+            description="For EventSource clients, which cannot set headers: the access token. "
+            "Prefer the Authorization header elsewhere."
+        ),
+    ] = None,
+) -> Principal:
+    token = bearer.credentials if bearer is not None else access_token
+    return await _resolve(state, session, token, api_key)
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def check_scope(principal: Principal, scope: str) -> Principal:
+    scopes = principal.scopes
+    if scopes is not None and scope not in scopes:
+        raise Forbidden(
+            f"This API key lacks the '{scope}' scope.", details={"required_scope": scope}
+        )
+    return principal
 
 
 def require_scope(scope: str) -> object:
     async def dependency(principal: PrincipalDep) -> Principal:
-        scopes = principal.scopes
-        if scopes is not None and scope not in scopes:
-            raise Forbidden(
-                f"This API key lacks the '{scope}' scope.", details={"required_scope": scope}
-            )
-        return principal
+        return check_scope(principal, scope)
 
     return Depends(dependency)
 
@@ -126,6 +155,7 @@ async def get_user(principal: PrincipalDep) -> User:
 
 UserDep = Annotated[User, Depends(get_user)]
 StudiesPrincipal = Annotated[Principal, require_scope("studies")]
+StreamPrincipal = Annotated[Principal, Depends(get_stream_principal)]
 PredictPrincipal = Annotated[Principal, require_scope("predict")]
 
 

@@ -143,7 +143,8 @@ class Upstreams:
             details={"upstream": service},
         )
 
-    async def predict_chest(self, filename: str, data: bytes, media_type: str) -> dict[str, Any]:
+    async def predict_chest(self, filename: str, data: bytes, media_type: str) -> bytes:
+        """The raw JSON of a ChestPrediction (the caller validates it)."""
         try:
             resp = await self.tb.post(
                 "/v1/predict", files={"file": (filename, data, media_type)}, headers=_headers()
@@ -152,11 +153,7 @@ class Upstreams:
             raise self.unavailable("tb_service", exc) from exc
         if resp.status_code != 200:
             raise envelope_error("tb_service", resp, self.settings.upstream_retry_after_s)
-        try:
-            body: dict[str, Any] = resp.json()
-        except ValueError as exc:
-            raise self.unavailable("tb_service", exc) from exc
-        return body
+        return resp.content
 
     async def open_exam_stream(self, parts: Sequence[UploadPart]) -> httpx.Response:
         """Submit an exam in stream mode; the caller owns (and must close) the response."""

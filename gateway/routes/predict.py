@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 
 from gateway.deps import PredictPrincipal, StateDep
 from gateway.relay import _error_of
@@ -57,9 +57,10 @@ async def predict_chest(
     data, media_type = await read_upload(file, state.settings.max_upload_bytes)
     body = await state.upstreams.predict_chest("image", data, media_type)
     try:
-        return ChestPrediction.model_validate(body)
+        ChestPrediction.model_validate_json(body)  # the contract holds...
     except ValueError as exc:
         raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
+    return Response(body, media_type="application/json")  # ...and the bytes pass through
 
 
 @router.post(

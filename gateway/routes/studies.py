@@ -13,7 +13,14 @@ from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFil
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
-from gateway.deps import SessionDep, StateDep, StudiesPrincipal, audit
+from gateway.deps import (
+    SessionDep,
+    StateDep,
+    StreamPrincipal,
+    StudiesPrincipal,
+    audit,
+    check_scope,
+)
 from gateway.models import Consultation, Study, StudyEvent, StudyFile, new_id
 from gateway.relay import start_relay
 from gateway.schemas import (
@@ -91,7 +98,7 @@ async def upload_chest(
     data, media_type = await read_upload(file, state.settings.max_upload_bytes)
     body = await state.upstreams.predict_chest("image", data, media_type)
     try:
-        prediction = ChestPrediction.model_validate(body)
+        prediction = ChestPrediction.model_validate_json(body)
     except ValueError as exc:
         raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
     study_id = new_id()
@@ -360,12 +367,13 @@ def _sse(seq: int, event: str, data: dict[str, Any]) -> str:
 async def study_events(
     study_id: str,
     request: Request,
-    principal: StudiesPrincipal,
+    stream_principal: StreamPrincipal,
     state: StateDep,
     session: SessionDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
 ) -> StreamingResponse:
+    principal = check_scope(stream_principal, "studies")
     study = await load_readable(session, principal, study_id)
     audit(session, principal, "read_events", study.id)
     await session.commit()

@@ -152,13 +152,22 @@ def run_gateway(env: dict[str, str], log_dir: Path) -> Iterator[Service]:
 
 
 @contextlib.contextmanager
-def run_fake(mode: str, log_dir: Path) -> Iterator[Service]:
-    svc = spawn("tests.gateway.fake_upstream", {"FAKE_MODE": mode}, log_dir=log_dir)
+def run_fakes(modes: list[str], log_dir: Path) -> Iterator[list[Service]]:
+    """Stand-in upstreams (tests/gateway/fake_upstream.py), started side by side."""
+    svcs = [spawn("tests.gateway.fake_upstream", {"FAKE_MODE": m}, log_dir=log_dir) for m in modes]
     try:
-        wait_ready(svc, timeout=60)
-        yield svc
+        for svc in svcs:
+            wait_ready(svc, timeout=60)
+        yield svcs
     finally:
-        svc.stop()
+        for svc in svcs:
+            svc.stop()
+
+
+@contextlib.contextmanager
+def run_fake(mode: str, log_dir: Path) -> Iterator[Service]:
+    with run_fakes([mode], log_dir) as svcs:
+        yield svcs[0]
 
 
 @pytest.fixture(scope="module")

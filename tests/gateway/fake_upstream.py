@@ -9,11 +9,11 @@ import asyncio
 import base64
 import json
 import os
+import struct
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 
-import cv2
-import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -28,11 +28,21 @@ async def request_ids() -> list[str]:
     return REQUEST_IDS
 
 
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def _png(w: int = 32, h: int = 32) -> dict[str, object]:
-    rgba = np.zeros((h, w, 4), np.uint8)
-    rgba[..., 0] = 255
-    rgba[..., 3] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
-    data = cv2.imencode(".png", rgba)[1].tobytes()
+    """An RGBA PNG (red, alpha ramp), encoded by hand to keep this process light."""
+    row = b"".join(bytes([255, 0, 0, x * 255 // (w - 1)]) for x in range(w))
+    raw = b"".join(b"\0" + row for _ in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
     return {
         "media_type": "image/png",
         "width": w,
@@ -145,4 +155,6 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1
+    )

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.gateway.conftest import Api, gateway_env, run_fake, run_gateway, signup_login
+from tests.gateway.conftest import (
+    Api,
+    gateway_env,
+    run_fake,
+    run_fakes,
+    run_gateway,
+    signup_login,
+)
 from tests.imagegen import gradient, pillow_bytes, png_bytes
 from tests.procs import free_port
 from tests.tb_service.svc_helpers import chest_png
@@ -132,7 +139,7 @@ def test_slow_upstream_is_503_and_silent_stream_fails_the_study(tmp_path: Path) 
 
 
 def test_bc_dying_mid_exam_fails_the_study(tmp_path: Path) -> None:
-    with run_fake("die", tmp_path) as dying, run_fake("ok", tmp_path) as ok:
+    with run_fakes(["die", "ok"], tmp_path) as (dying, ok):
         env = gateway_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", ok.url, dying.url)
         with run_gateway(env, tmp_path) as gw:
             p = _patient(gw.url)

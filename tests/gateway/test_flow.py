@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.bc_service.images import mammogram
 from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
@@ -139,3 +140,31 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         assert r.status_code == 204
         assert p.get("/v1/users/me").status_code == 401
         assert httpx.get(gw.url + "/v2/health/ready").json()["checks"]["database"] is True
+
+
+def test_any_replica_serves_the_events(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Two gateway replicas share the database (PostgreSQL when one can be started, else a
+    SQLite file) and the image store: an exam uploaded through one is followed (SSE) and
+    read, with its images, through the other."""
+    from tests.gateway.conftest import create_pg_database, run_fake
+
+    try:
+        url = create_pg_database(request.getfixturevalue("postgres_server"))
+    except pytest.skip.Exception:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    with run_fake("ok", tmp_path) as fake:
+        env = gateway_env(tmp_path, url, fake.url, fake.url)
+        with run_gateway(env, tmp_path / "a") as a, run_gateway(env, tmp_path / "b") as b:
+            pair = signup_login(Api(a.url), "multi@example.org")
+            via_a = Api(a.url, token=pair["access_token"])
+            via_b = Api(b.url, token=pair["access_token"])  # same secret: tokens work on both
+            r = via_a.post(
+                "/v1/studies/mammography",
+                files=[("files", ("a.png", mammogram(), "image/png"))],
+            )
+            assert r.status_code == 202, r.text
+            events = read_sse(via_b, r.json()["events_url"])
+            assert events[-1]["event"] == "result"
+            study = via_b.get(r.json()["study_url"]).json()
+            assert study["status"] == "succeeded"
+            assert via_b.get(study["images"][0]["url"]).content == mammogram()
