@@ -35,8 +35,6 @@ PHONE = {"width": 390, "height": 844}
 TB_MODELS = ("chest-gate", "chest-abnormality")
 BC_MODELS = ("mammo-gate", "mammo-patch", "mammo-view")
 
-pytestmark = pytest.mark.browser
-
 
 def _has_models(models_dir: Path, names: tuple[str, ...]) -> bool:
     return all(any(models_dir.glob(f"{n}/*/model.onnx")) for n in names)
@@ -197,16 +195,46 @@ def pages(browser: Any, stack: Stack, request: pytest.FixtureRequest) -> Iterato
     assert not p.errors, p.errors
 
 
+# A small accessibility audit run on every screen: form controls have labels, images have an
+# alt text (empty for decoration), buttons and links have a name, one h1, ids are unique.
+A11Y_AUDIT = """() => {
+  const problems = [];
+  const name = (el) => (el.getAttribute('aria-label') || el.textContent || '').trim();
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (el.type === 'hidden') continue;
+    if (!el.labels?.length && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+      problems.push(`unlabelled ${el.tagName.toLowerCase()} ${el.name || el.id}`);
+  }
+  for (const el of document.querySelectorAll('img')) {
+    if (!el.hasAttribute('alt')) problems.push(`img without alt ${el.className}`);
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    if (!name(el)) problems.push(`nameless ${el.outerHTML.slice(0, 60)}`);
+  }
+  const h1 = document.querySelectorAll('main h1').length;
+  if (h1 !== 1) problems.push(`${h1} h1 elements`);
+  const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
+  const dup = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (dup.length) problems.push(`duplicate ids ${dup}`);
+  return problems;
+}"""
+
+
 def screenshot(page: Any, name: str) -> None:
     """Every screen at desktop and phone size (full page), for a person to look at."""
     text = page.locator("body").inner_text()
     leaked = re.findall(r"\b(?:null|undefined|NaN|\[object Object\])\b", text)
     assert not leaked, f"{name}: the page shows {leaked}"
+    problems = page.evaluate(A11Y_AUDIT)
+    assert not problems, f"{name}: {problems}"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(150)  # let the layout settle after the resize (not an assertion)
     page.screenshot(path=str(SHOTS / f"{name}-phone.png"), full_page=True)
+    # Responsive: nothing wider than a phone's screen (no sideways scrolling).
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{name}: the page is {width}px wide on a phone"
     page.set_viewport_size(DESKTOP)
 
 

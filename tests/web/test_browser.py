@@ -19,6 +19,7 @@ import pytest
 
 from tests.procs import spawn, wait_ready
 from tests.web.conftest import (
+    LOGS,
     Pages,
     Stack,
     gateway_env,
@@ -288,13 +289,21 @@ def test_upload_errors(stack: Stack, pages: Pages, tmp_path: Path) -> None:
 def test_too_large_and_service_down(
     stack: Stack, pages: Pages, tmp_path: Path, browser: Any
 ) -> None:
-    """A second gateway whose inference services are down and whose upload limit is tiny."""
+    """A second gateway whose inference services are down, whose upload limit is tiny and
+    whose access tokens expire at once (the UI must keep refreshing them)."""
     from tests.imagegen import gradient, png_bytes
     from tests.procs import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
-    env = gateway_env(tmp_path, dead, dead, IRMI_GATEWAY_MAX_UPLOAD_BYTES="100000")
-    gw = spawn("gateway", env, log_dir=tmp_path / "logs")
+    # Access tokens live 2 s here: every call goes through the UI's refresh-token rotation.
+    env = gateway_env(
+        tmp_path,
+        dead,
+        dead,
+        IRMI_GATEWAY_MAX_UPLOAD_BYTES="100000",
+        IRMI_GATEWAY_ACCESS_TOKEN_TTL_S="2",
+    )
+    gw = spawn("gateway", env, log_dir=LOGS)
     try:
         wait_ready(gw, timeout=60)
         other = Pages(browser, gw.url)
@@ -319,8 +328,40 @@ def test_too_large_and_service_down(
             page.get_by_role("button", name="Upload and analyse").click()
             page.get_by_role("alert").filter(has_text="too large: at most 98 KB").wait_for()
             screenshot(page, "23-error-too-large")
+
+            # Still logged in after all those expired tokens: history loads, no login screen.
+            page.get_by_role("navigation", name="Main").get_by_role(
+                "link", name="My studies"
+            ).click()
+            page.get_by_text("No studies yet.").wait_for()
+            assert page.get_by_role("button", name="Log out").is_visible()
         finally:
             other.close()
         assert not other.errors, other.errors
     finally:
         gw.stop()
+
+
+def test_sse_parser_in_the_browser(stack: Stack, pages: Pages) -> None:
+    """The fetch()-based SSE reader: split chunks, CRLF, comments, multi-line data, ids."""
+    page = pages.new()
+    page.goto("/")
+    events = page.evaluate(
+        """async () => {
+        const { SseParser } = await import('/web/js/sse.js');
+        const out = [];
+        const p = new SseParser((e) => out.push(e));
+        for (const chunk of [
+          'retry: 2000\\n\\n: keep-alive\\n\\nid: 1\\nevent: prog', 'ress\\r\\ndata: {"percent"',
+          ': 5}\\r\\n\\r\\nid: 2\\ndata: line one\\ndata: line two\\n\\n',
+          'event: result\\ndata:{"ok":true}\\n', '\\n', 'data: a\\r', '\\ndata: b\\r\\n\\r\\n',
+        ]) p.push(chunk);
+        return out;
+      }"""
+    )
+    assert events == [
+        {"event": "progress", "data": '{"percent": 5}', "id": "1"},
+        {"event": "message", "data": "line one\nline two", "id": "2"},
+        {"event": "result", "data": '{"ok":true}', "id": "2"},
+        {"event": "message", "data": "a\nb", "id": "2"},
+    ]

@@ -20,8 +20,11 @@ export class SseParser {
 
   push(chunk) {
     this.buffer += chunk;
-    const lines = this.buffer.split(/\r\n|\r|\n/);
-    this.buffer = lines.pop(); // incomplete last line (a lone trailing \r is handled next chunk)
+    // A trailing \r may be the first half of a \r\n split across chunks: keep it for later.
+    const held = this.buffer.endsWith("\r") ? "\r" : "";
+    const text = held ? this.buffer.slice(0, -1) : this.buffer;
+    const lines = text.split(/\r\n|\r|\n/);
+    this.buffer = lines.pop() + held; // the incomplete last line
     for (const line of lines) this.line(line);
   }
 

@@ -22,9 +22,8 @@ export async function renderShare(el, [studyId], ctx) {
     "select",
     { id: "share-specialty" },
     h("option", { value: "" }, "All specialties"),
-    api.SPECIALTIES.map(([v, t]) => h("option", { value: v, selected: v === (study.kind === "mammography" ? "breast_surgery" : "") }, t)),
+    api.SPECIALTIES.map(([v, t]) => h("option", { value: v }, t)),
   );
-  if (study.kind === "mammography") specialty.value = "";
   const doctorsBox = h("div", { class: "stack" });
   const fieldset = h("fieldset", {}, h("legend", {}, "Choose a doctor"), doctorsBox);
   const question = h("textarea", { name: "question", maxlength: "4000", required: true });

@@ -171,6 +171,8 @@ function progressSection() {
     section,
     set(pct, message) {
       if (pct !== undefined && pct !== null) {
+        // Never backwards: a (re)opened stream replays events older than the stored progress.
+        if (Number(pct) < bar.value) return;
         bar.value = Math.max(0, Math.min(100, Number(pct) || 0));
         bar.setAttribute("aria-valuetext", `${Math.round(bar.value)}%`);
       }
@@ -201,12 +203,13 @@ export async function render(el, [id], ctx) {
   const body = h("div", {});
   fill(el, head, body);
   let stop = null;
+  let badge = null;
 
   const draw = (study) => {
     fill(head,
       user.role === "doctor" ? backLink("#/consultations", "Back to the inbox") : backLink("#/studies", "Back to my studies"),
       h("h1", {}, `${kindName(study.kind)} study`),
-      h("p", { class: "row" }, statusBadge(study.status), h("span", { class: "muted" }, formatDate(study.created_at))),
+      h("p", { class: "row" }, (badge = statusBadge(study.status)), h("span", { class: "muted" }, formatDate(study.created_at))),
     );
     if (user.role === "patient") {
       head.append(
@@ -249,7 +252,13 @@ export async function render(el, [id], ctx) {
     body.append(progress.section);
     if (study.progress) progress.set(study.progress.percent, `${STAGES[study.progress.stage] || study.progress.stage}…`);
     const finish = async () => {
-      const done = await api.getStudy(id);
+      let done;
+      try {
+        done = await api.getStudy(id);
+      } catch (ex) {
+        if (ctx.isCurrent()) body.append(h("div", { class: "alert error", role: "alert" }, api.friendly(ex)));
+        return;
+      }
       if (!ctx.isCurrent()) return;
       draw(done);
       if (done.status === "succeeded") progress.set(100, "Analysis complete: 100%.");
@@ -257,6 +266,11 @@ export async function render(el, [id], ctx) {
     };
     stop = follow(study.events_url || api.studyEventsPath(id), {
       progress: (p) => {
+        if (p.stage !== "queued" && badge?.textContent === "Queued") {
+          const running = statusBadge("running");
+          badge.replaceWith(running);
+          badge = running;
+        }
         const stage = STAGES[p.stage] || p.stage;
         const view = p.view ? ` (${viewName(study, p.view)})` : "";
         progress.set(p.percent, `${stage}${view}: ${Math.round(p.percent)}%`);

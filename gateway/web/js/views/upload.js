@@ -157,7 +157,17 @@ export function render(el) {
           location.hash = `#/studies/${body.id}`;
         } catch (ex) {
           prog.hide();
-          const title = ex.code === "not_a_chest_xray" || ex.code === "not_a_mammogram" ? "Image rejected" : "Upload failed";
+          const title =
+            {
+              unsupported_format: "Wrong file type",
+              invalid_image: "Unreadable image",
+              not_a_chest_xray: "Image rejected",
+              not_a_mammogram: "Image rejected",
+              image_too_large: "File too large",
+              payload_too_large: "File too large",
+              service_unavailable: "Service unavailable",
+              overloaded: "Service busy",
+            }[ex.code] || "Upload failed";
           showError(err, api.friendly(ex), title);
           err.setAttribute("tabindex", "-1");
           err.focus();
