@@ -173,3 +173,27 @@ async def _run(system: System, uploads: int, mammo_every: int) -> LoadReport:
             "peak": after[name][1],
         }
     return report
+
+
+def main() -> int:
+    """``make load``: the system on loopback, ``IRMI_LOAD_UPLOADS`` (default 200) concurrent
+    uploads, the report as JSON; exit status 1 on any bad answer or lost/duplicated study."""
+    import json
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.stress.system import running_system
+
+    uploads = int(os.environ.get("IRMI_LOAD_UPLOADS", "200"))
+    with running_system(Path(tempfile.mkdtemp(prefix="irmi-load-"))) as system:
+        report = run_load(system, uploads)
+    print(json.dumps(report.as_dict(), indent=2))
+    ok = not report.bad and not report.problems
+    print("load held: nothing lost or duplicated" if ok else "LOAD FAILED", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
