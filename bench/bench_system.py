@@ -78,6 +78,12 @@ def _raw_runner(models_dir: Path, images: list[bytes]) -> Any:
     return raw
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _chest_levels(system: System, images: list[bytes], n: int, levels: list[int]) -> list[dict]:
     models_dir = Path(os.environ.get("IRMI_TB_MODELS_DIR", str(REPO / "tb_service" / "models")))
     raw = _raw_runner(models_dir, images)
@@ -105,9 +111,15 @@ def _chest_levels(system: System, images: list[bytes], n: int, levels: list[int]
             raw(i)
         for c in levels:
             refused.update(direct=0, gateway=0)
+            tb0 = _cpu_s(system.tb.proc.pid)
             d = _load(n, c, direct)
+            tb1, gw1 = _cpu_s(system.tb.proc.pid), _cpu_s(system.gw.proc.pid)
             g = _load(n, c, gateway)
+            gw2 = _cpu_s(system.gw.proc.pid)
             b = _load(n, c, raw)
+            # CPU per request is far less sensitive to other load on the machine than latency
+            d["tb_cpu_ms_per_req"] = round((tb1 - tb0) * 1000 / n, 2)
+            g["gateway_cpu_ms_per_req"] = round((gw2 - gw1) * 1000 / n, 2)
             rows.append(
                 {
                     "concurrency": c,
@@ -164,7 +176,9 @@ def main() -> None:
     with running_system(tmp) as system:
         print(f"machine: {_machine()}\nimages: {images_note}; {n} requests per level")
         chest = _chest_levels(system, images, n, levels)
+        gw0 = _cpu_s(system.gw.proc.pid)
         trivial = _trivial(system)
+        trivial_cpu = (_cpu_s(system.gw.proc.pid) - gw0) * 1000 / (2 * 210)
         load = run_load(system, uploads).as_dict()
         peak = {
             name: round(vm_hwm_kib(svc.proc.pid) / 1024, 1)
@@ -176,11 +190,13 @@ def main() -> None:
         }
     record = {
         "machine": _machine(),
+        "load_average_at_end": os.getloadavg(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "images": images_note,
         "requests_per_level": n,
         "chest": chest,
         "trivial_routes": trivial,
+        "gateway_cpu_ms_per_trivial_request": round(trivial_cpu, 3),
         "load": load,
         "peak_rss_mib": peak,
     }
@@ -204,6 +220,9 @@ def summary() -> str:
     system = _read("system.json")
     if system:
         lines.append(f"machine: {system['machine']}  ({system['when']})")
+        if "load_average_at_end" in system:
+            la = ", ".join(f"{x:.1f}" for x in system["load_average_at_end"])
+            lines.append(f"load average at the end (machine shared with other jobs): {la}")
         lines.append("")
         lines.append("chest predict, 1024x1024 JPEG: p50 / p95 ms, throughput img/s")
         lines.append(
@@ -221,6 +240,11 @@ def summary() -> str:
                 f"{r['concurrency']:>4} | {cells[0]:>22} | {cells[1]:>22} | {cells[2]:>22} | "
                 f"{r['p50_direct_over_raw']:>6} {r['p50_gateway_over_direct']:>6}"
             )
+            if "tb_cpu_ms_per_req" in r["direct"]:
+                lines.append(
+                    f"     CPU ms/request: tb_service {r['direct']['tb_cpu_ms_per_req']}, "
+                    f"gateway's own {r['gateway'].get('gateway_cpu_ms_per_req')}"
+                )
             if r["direct_503"] or r["gateway_503"]:
                 lines.append(
                     f"     503 + Retry-After: direct {r['direct_503']}, gateway {r['gateway_503']}"
@@ -229,6 +253,9 @@ def summary() -> str:
         lines.append("trivial routes (sequential): p50 / p95 ms")
         for name, s in system["trivial_routes"].items():
             lines.append(f"  {name:40} {s['p50_ms']:>8.2f} {s['p95_ms']:>8.2f}")
+        if "gateway_cpu_ms_per_trivial_request" in system:
+            cpu = system["gateway_cpu_ms_per_trivial_request"]
+            lines.append(f"  gateway CPU per trivial request (mean of both routes): {cpu} ms")
         ld = system["load"]
         lines.append("")
         lines.append(
