@@ -11,11 +11,11 @@ PATCH_SIZE = 64  # patch classifier input at working resolution (~400 um/px on m
 WORK_HEIGHT = 512  # the cropped breast is resized to this height (aspect kept)
 PATCH_LABELS = ["normal", "benign", "malignant"]
 
-VIEW_FEATURES = [
-    f"{cls}_{stat}"
-    for cls in ("benign", "malignant")
-    for stat in ("max", "top3_mean", "mean", "frac_over_half")
-]
+# Per class map - benign, malignant, and "lesion" (benign + malignant = 1 - normal, the
+# patch model's strongest signal) - four statistics over the patches in the window.
+VIEW_CLASSES = ("benign", "malignant", "lesion")
+VIEW_STATS = ("max", "top3_mean", "mean", "frac_over_half")
+VIEW_FEATURES = [f"{cls}_{stat}" for cls in VIEW_CLASSES for stat in VIEW_STATS]
 
 
 def gate_input(gray8: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -40,9 +40,11 @@ def patches_at(
 
 def view_features(probs: NDArray[np.float32]) -> NDArray[np.float32]:
     """(len(VIEW_FEATURES),) summary of patch probabilities (N, 3) [normal, benign, malignant]."""
+    if probs.size == 0:
+        probs = np.array([[1.0, 0.0, 0.0]], np.float32)
+    maps = (probs[:, 1], probs[:, 2], probs[:, 1] + probs[:, 2])
     feats: list[float] = []
-    for k in (1, 2):
-        p = probs[:, k] if probs.size else np.zeros(1, np.float32)
+    for p in maps:
         top = np.sort(p)[::-1][:3]
         feats += [float(p.max()), float(top.mean()), float(p.mean()), float((p > 0.5).mean())]
     return np.asarray(feats, dtype=np.float32)

@@ -106,7 +106,8 @@ def sample_patches(
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Lesion patches (centre jittered inside the lesion) labelled by severity, and normal
     tissue patches from breast pixels away from every lesion, half of them drawn towards dense
-    tissue (images with spread, unlocated calcifications give no normal patches). Returns (N, 64, 64, 1) float32 and labels."""
+    tissue (images with spread, unlocated calcifications give no normal patches). Returns
+    (N, 64, 64, 1) float32 patches and their labels."""
     rng = np.random.default_rng(seed)
     xs: list[NDArray[np.float32]] = []
     ys: list[int] = []

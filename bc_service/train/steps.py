@@ -450,8 +450,8 @@ def step_view(cfg: Config) -> dict[str, Any]:
     lesion_e = abn_e.astype(bool)
     bm_y = yme[lesion_e]
     bm_s = pe[lesion_e, 1] - pe[lesion_e, 0]
-    # the raw heatmap statistic alone (no view model): max malignant / max of either class
-    raw_abn = np.maximum(xte[:, 0], xte[:, 4])
+    # the raw heatmap statistic alone (no view model): the lesion map's maximum
+    raw_abn = xte[:, VIEW_FEATURES.index("lesion_max")]
     base = hog_baseline(cfg)
     pred_lab = np.where(pe[:, 1] >= thr["malignant"], 2, np.where(pe[:, 0] >= thr["benign"], 1, 0))
     true_lab = np.where(yme == 1, 2, np.where(ybe == 1, 1, 0))
@@ -807,7 +807,16 @@ def write_patch_card(cfg: Config, res: dict[str, Any], acts: dict[str, Any] | No
                 f"{ta['ci_high']:.3f}) | {v['test_macro_auc']:.3f} | "
                 f"{v['dead_outputs_share']:.2f} |"
             )
-        lines.append("")
+        majority = t["per_class"]["normal"] / max(t["n_patches"], 1)
+        lines += [
+            "",
+            f"Accuracy alone misleads here: always answering 'normal' scores {majority:.3f} on "
+            "these test patches. A head whose outputs are all zero (the ReLU column's last "
+            "figure) has learned nothing - its 'accuracy' is that majority share and its AUC "
+            "0.5, as the original report's TB ReLU head (50%). Softmax and Softplus both learn; "
+            "the served model uses Softmax (probabilities that sum to one).",
+            "",
+        ]
     (folder / "report.md").write_text("\n".join(lines))
 
 
@@ -846,7 +855,8 @@ def write_view_card(cfg: Config, res: dict[str, Any]) -> None:
             "regularisation": res["C"],
             "sources": {"mini-mias": SOURCES["mini-mias"]},
             "what_and_why": "Two class-balanced logistic regressions (benign vs rest, malignant "
-            "vs rest) on 8 heatmap statistics, C chosen on val. A CNN on image + heatmaps (NYU) "
+            f"vs rest) on {len(VIEW_FEATURES)} heatmap statistics, C chosen on val. A CNN on "
+            "image + heatmaps (NYU) "
             "was not trained: 210 training images are far too few for it.",
         },
         "metrics": {
@@ -888,7 +898,7 @@ def write_view_card(cfg: Config, res: dict[str, Any]) -> None:
         f"| benign vs malignant AUC (abnormal views) | {_ci(t['auc_benign_vs_malignant'])} | "
         f"{_ci(b['benign_vs_malignant']['test_auc'])} |",
         f"| malignant vs rest AUC | {_ci(t['auc_malignant_vs_rest'])} | |",
-        f"| normal vs abnormal, raw max heatmap (no view model) | "
+        f"| normal vs abnormal, raw max of the lesion heatmap (no view model) | "
         f"{_ci(t['auc_normal_vs_abnormal_raw_heatmap_max'])} | |",
         "",
         f"Localisation: {loc['n_lesions']} located test lesions; the peak of the lesion's own "

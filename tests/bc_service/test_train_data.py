@@ -53,9 +53,10 @@ def test_confusion_counts() -> None:
 def test_view_features_shape() -> None:
     p = np.array([[0.9, 0.05, 0.05], [0.2, 0.1, 0.7]], np.float32)
     f = view_features(p)
-    assert f.shape == (8,)
+    assert f.shape == (12,)
     assert f[4] == pytest.approx(0.7)  # malignant max
-    assert view_features(np.zeros((0, 3), np.float32)).shape == (8,)
+    assert f[8] == pytest.approx(0.8)  # lesion (benign + malignant) max
+    assert view_features(np.zeros((0, 3), np.float32)).shape == (12,)
 
 
 def test_synthetic_negatives_and_augment() -> None:
