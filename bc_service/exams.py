@@ -353,8 +353,9 @@ class ExamManager:
     def _progress(self, job: ExamJob, stage: str, view: str | None, percent: float) -> None:
         if job.terminal:
             return
-        job.percent = max(job.percent, min(100.0, percent))
-        ev = ProgressEvent(stage=stage, view=view, percent=job.percent, elapsed_ms=job.elapsed_ms())
+        job.percent = max(job.percent, round(min(100.0, percent), 2))
+        elapsed = round(job.elapsed_ms(), 1)
+        ev = ProgressEvent(stage=stage, view=view, percent=job.percent, elapsed_ms=elapsed)
         job.emit("progress", ev.model_dump_json())
 
     def _on_view_progress(

@@ -43,3 +43,13 @@ def not_a_mammogram() -> bytes:
     whatever the gate model says, so the service's error path is tested deterministically.
     (Whether the trained gate refuses chest X-rays is tested with the models.)"""
     return png_bytes(np.full((256, 256), 128, np.uint8))
+
+
+def chest_xray() -> bytes | None:
+    """A chest X-ray from nih-cxr14's test split (a misrouted upload), None when absent."""
+    root = default_data_dir() / "nih-cxr14"
+    if not (root / "splits.csv").exists():
+        return None
+    with (root / "splits.csv").open() as fh:
+        first = next(r["path"] for r in csv.DictReader(fh) if r["split"] == "test")
+    return (root / first).read_bytes()

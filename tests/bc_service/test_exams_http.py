@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.bc_service.images import mammogram, not_a_mammogram
+from tests.bc_service.images import chest_xray, mammogram, not_a_mammogram
 from tests.bc_service.sseclient import read_all, wait_status
 from tests.imagegen import dicom_bytes, gradient, pillow_bytes, png_bytes
 
@@ -115,6 +115,16 @@ def test_predict_refuses_a_non_mammogram(client: httpx.Client) -> None:
     photo_r = client.post("/v1/predict", files={"file": ("p", not_a_mammogram(), "image/*")})
     assert photo_r.status_code == 422, photo_r.text[:500]
     assert photo_r.json()["error"]["code"] == "not_a_mammogram"
+
+
+def test_a_chest_xray_is_refused_by_the_gate(client: httpx.Client) -> None:
+    chest = chest_xray()
+    if chest is None:
+        pytest.skip("../shared/data/nih-cxr14 absent")
+    r = client.post("/v1/predict", files={"file": ("c.jpg", chest, "image/jpeg")})
+    assert r.status_code == 422, r.text[:500]
+    error = r.json()["error"]
+    assert error["code"] == "not_a_mammogram" and "score" in error["details"]
 
 
 GIF = pillow_bytes(__import__("PIL.Image", fromlist=["Image"]).fromarray(gradient()), "GIF")
