@@ -48,6 +48,8 @@ Every error is `{"error": {"code", "message", "details"}}`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # httpx logs every upstream call at INFO with its URL; our access log already covers it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     holder: dict[str, GatewayState] = {}
     monitor: dict[str, asyncio.Task[None]] = {}
 

@@ -76,6 +76,10 @@ class LoginRequest(BaseModel):
 
 
 class RefreshRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"refresh_token": "kq3V...single-use-token"}]}
+    )
+
     refresh_token: str = Field(max_length=200)
 
 
@@ -242,10 +246,18 @@ class ConsultationCreate(BaseModel):
 
 
 class ReplyRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"answer": "The flagged area needs a follow-up X-ray in 6 weeks."}]
+        }
+    )
+
     answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000)]
 
 
 class RatingRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"rating": 5}]})
+
     rating: int = Field(ge=1, le=5)
 
 

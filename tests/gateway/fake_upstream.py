@@ -1,6 +1,9 @@
 """A stand-in inference service speaking the tb/bc wire contracts, for failure-mode tests only
 (a service that dies mid-exam, one that hangs). The happy-path flow tests use the real
-services. ``FAKE_MODE``: ``ok`` | ``die`` (exit mid-exam) | ``hang`` (never answer)."""
+services. The behaviour is chosen per request by a marker appended to the uploaded bytes
+(the gateway forwards them untouched): ``FAKE:hang`` (never answer / go silent mid-exam),
+``FAKE:die`` (the connection breaks mid-exam, as when the service dies); ``FAKE_MODE`` sets
+a default for every request."""
 
 from __future__ import annotations
 
@@ -19,6 +22,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 MODE = os.environ.get("FAKE_MODE", "ok")
+
+
+def _mode(data: bytes) -> str:
+    for mode in ("hang", "die"):
+        if data.endswith(f"FAKE:{mode}".encode()):
+            return mode
+    return MODE
+
+
 app = FastAPI()
 REQUEST_IDS: list[str] = []
 
@@ -58,12 +70,12 @@ async def ready() -> dict[str, bool]:
 
 @app.post("/v1/predict")
 async def predict(request: Request) -> JSONResponse:
-    if MODE == "hang":
-        await asyncio.sleep(3600)
     REQUEST_IDS.append(request.headers.get("x-request-id", ""))
     form = await request.form()
     upload = form["file"]
     data = await upload.read()  # type: ignore[union-attr]
+    if _mode(data) == "hang":
+        await asyncio.sleep(3600)
     if len(data) < 100:
         return JSONResponse(
             {"error": {"code": "not_a_chest_xray", "message": "Not a chest X-ray.", "details": {}}},
@@ -91,6 +103,9 @@ def _sse(event: str, data: object) -> str:
 async def exams(request: Request) -> StreamingResponse:
     form = await request.form()
     views = [(k, v) for k, v in form.multi_items()]
+    mode = MODE
+    for _, v in views:
+        mode = _mode(await v.read()) if hasattr(v, "read") else mode  # type: ignore[union-attr]
     exam_id = uuid.uuid4().hex
 
     async def stream() -> AsyncIterator[str]:
@@ -101,10 +116,9 @@ async def exams(request: Request) -> StreamingResponse:
                 "progress",
                 {"stage": stage, "view": None, "percent": 20.0 * (i + 1), "elapsed_ms": 1.0},
             )
-            if MODE == "die" and i == 1:
-                await asyncio.sleep(0.2)
-                os._exit(1)
-            if MODE == "hang" and i == 1:
+            if mode == "die" and i == 1:
+                raise RuntimeError("simulated crash: the connection breaks mid-stream")
+            if mode == "hang" and i == 1:
                 await asyncio.sleep(3600)
         results = []
         for i, (tag, _) in enumerate(views):

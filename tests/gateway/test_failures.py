@@ -15,13 +15,11 @@ import httpx
 from tests.gateway.conftest import (
     Api,
     gateway_env,
-    run_fake,
-    run_fakes,
     run_gateway,
     signup_login,
 )
 from tests.imagegen import gradient, pillow_bytes, png_bytes
-from tests.procs import free_port
+from tests.procs import Service, free_port
 from tests.tb_service.svc_helpers import chest_png
 
 
@@ -114,36 +112,27 @@ def test_upstream_down_is_503_and_oversize_is_413(tmp_path: Path) -> None:
     assert "<" not in gw.logs() or "PNG" not in gw.logs()  # no image bytes in the logs
 
 
-def test_slow_upstream_is_503_and_silent_stream_fails_the_study(tmp_path: Path) -> None:
-    with run_fake("hang", tmp_path) as hang:
-        env = gateway_env(
-            tmp_path,
-            f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
-            hang.url,
-            hang.url,
-            IRMI_GATEWAY_TB_TIMEOUT_S="1",
-            IRMI_GATEWAY_BC_TIMEOUT_S="1",
-        )
-        with run_gateway(env, tmp_path) as gw:
-            p = _patient(gw.url)
-            r = p.post(
-                "/v1/studies/chest", files={"file": ("x.png", chest_png(64, 64), "image/png")}
-            )
-            assert r.status_code == 503 and r.json()["error"]["code"] == "service_unavailable"
-            assert "retry-after" in r.headers
-            r = p.post("/v1/studies/mammography", files=MAMMO)
-            assert r.status_code == 202
-            study = _wait_terminal(p, r.json()["study_url"])
-            assert study["status"] == "failed"
-            assert study["error"]["code"] == "service_unavailable"
-
-
-def test_bc_dying_mid_exam_fails_the_study(tmp_path: Path) -> None:
-    with run_fakes(["die", "ok"], tmp_path) as (dying, ok):
-        env = gateway_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", ok.url, dying.url)
-        with run_gateway(env, tmp_path) as gw:
-            p = _patient(gw.url)
-            r = p.post("/v1/studies/mammography", files=MAMMO)
+def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> None:
+    """tb_service too slow -> 503; bc_service silent mid-exam, or its connection breaking
+    mid-exam (it died) -> the study ends failed, and its event stream ends with `error`."""
+    fake = fakes["ok"]
+    env = gateway_env(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
+        fake.url,
+        fake.url,
+        IRMI_GATEWAY_TB_TIMEOUT_S="2",
+        IRMI_GATEWAY_BC_TIMEOUT_S="2",
+    )
+    with run_gateway(env, tmp_path) as gw:
+        p = _patient(gw.url)
+        slow = chest_png(64, 64) + b"FAKE:hang"
+        r = p.post("/v1/studies/chest", files={"file": ("x.png", slow, "image/png")})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "service_unavailable"
+        assert "retry-after" in r.headers
+        for marker in (b"FAKE:hang", b"FAKE:die"):
+            view = [("L-CC", ("a.png", png_bytes(gradient(128, 96)) + marker, "image/png"))]
+            r = p.post("/v1/studies/mammography", files=view)
             assert r.status_code == 202, r.text
             accepted = r.json()
             # the event stream (served from the database) ends with the error event
@@ -152,19 +141,19 @@ def test_bc_dying_mid_exam_fails_the_study(tmp_path: Path) -> None:
                 for line in resp.iter_lines():
                     if line.startswith("event:"):
                         events.append(line.split(":", 1)[1].strip())
-            assert "progress" in events and events[-1] == "error", events
+            assert "progress" in events and events[-1] == "error", (marker, events)
             study = p.get(accepted["study_url"]).json()
             assert study["status"] == "failed", study
             assert study["error"]["code"] == "service_unavailable"
             assert "mammography service" in study["error"]["message"]
-            # request ids travel to the upstream
-            r = p.post(
-                "/v1/studies/chest",
-                files={"file": ("x.png", chest_png(64, 64), "image/png")},
-                headers={"X-Request-ID": "trace-me-42"},
-            )
-            assert r.status_code == 201 and r.headers["x-request-id"] == "trace-me-42"
-            assert "trace-me-42" in httpx.get(ok.url + "/_debug/request-ids").json()
+        # request ids travel to the upstream
+        r = p.post(
+            "/v1/studies/chest",
+            files={"file": ("x.png", chest_png(64, 64), "image/png")},
+            headers={"X-Request-ID": "trace-me-42"},
+        )
+        assert r.status_code == 201 and r.headers["x-request-id"] == "trace-me-42"
+        assert "trace-me-42" in httpx.get(fake.url + "/_debug/request-ids").json()
     for line in gw.logs().splitlines():
         if line.startswith("{"):
             rec = json.loads(line)

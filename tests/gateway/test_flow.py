@@ -94,6 +94,16 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
         page = p.get("/v1/studies", params={"limit": 1, "offset": 1}).json()
         assert [s["id"] for s in page["items"]] == [chest["id"]] and page["total"] == 2
 
+        # integrators: stateless predict routes with a `predict` API key store nothing
+        key = p.post("/v1/api-keys", json={"name": "pacs", "scopes": ["predict"]}).json()["key"]
+        k = anon.as_key(key)
+        r = k.post("/v1/predict/chest", files={"file": ("x.png", xray, "image/png")})
+        assert r.status_code == 200 and r.json()["label"] in {"normal", "abnormal"}
+        r = k.post("/v1/predict/mammogram", files=[("files", ("m.png", mammogram(), "image/png"))])
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "succeeded" and len(r.json()["result"]["views"]) == 1
+        assert p.get("/v1/studies").json()["total"] == 2
+
         # doctors by specialty; a consultation; the doctor sees the shared study only
         docs = p.get("/v1/doctors", params={"specialty": "radiology"}).json()["items"]
         assert [x["id"] for x in docs] == [doctor["user"]["id"]]
@@ -144,27 +154,54 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
 
 def test_any_replica_serves_the_events(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Two gateway replicas share the database (PostgreSQL when one can be started, else a
-    SQLite file) and the image store: an exam uploaded through one is followed (SSE) and
-    read, with its images, through the other."""
+    SQLite file) and the image store (S3 on a real SeaweedFS when it runs, else one folder):
+    an exam uploaded through one is followed (SSE) and read, with its images, through the
+    other; deleting it through the other removes its objects."""
+    from gateway.store import S3Store, blob_key
     from tests.gateway.conftest import create_pg_database, run_fake
 
     try:
         url = create_pg_database(request.getfixturevalue("postgres_server"))
     except pytest.skip.Exception:
         url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    s3: S3Store | None = None
+    extra: dict[str, str] = {}
+    try:
+        endpoint = request.getfixturevalue("seaweedfs")
+        extra = {
+            "IRMI_GATEWAY_STORE": "s3",
+            "IRMI_GATEWAY_S3_ENDPOINT_URL": endpoint,
+            "IRMI_GATEWAY_S3_BUCKET": "irmi-replicas",
+            "IRMI_GATEWAY_S3_ACCESS_KEY_ID": "k",
+            "IRMI_GATEWAY_S3_SECRET_ACCESS_KEY": "s",
+        }
+        s3 = S3Store(
+            "irmi-replicas", endpoint_url=endpoint, access_key_id="k", secret_access_key="s"
+        )
+    except pytest.skip.Exception:
+        pass
     with run_fake("ok", tmp_path) as fake:
-        env = gateway_env(tmp_path, url, fake.url, fake.url)
+        env = gateway_env(tmp_path, url, fake.url, fake.url, **extra)
         with run_gateway(env, tmp_path / "a") as a, run_gateway(env, tmp_path / "b") as b:
             pair = signup_login(Api(a.url), "multi@example.org")
             via_a = Api(a.url, token=pair["access_token"])
             via_b = Api(b.url, token=pair["access_token"])  # same secret: tokens work on both
+            image = mammogram()
             r = via_a.post(
-                "/v1/studies/mammography",
-                files=[("files", ("a.png", mammogram(), "image/png"))],
+                "/v1/studies/mammography", files=[("files", ("a.png", image, "image/png"))]
             )
             assert r.status_code == 202, r.text
             events = read_sse(via_b, r.json()["events_url"])
             assert events[-1]["event"] == "result"
             study = via_b.get(r.json()["study_url"]).json()
             assert study["status"] == "succeeded"
-            assert via_b.get(study["images"][0]["url"]).content == mammogram()
+            assert via_b.get(study["images"][0]["url"]).content == image
+            if s3 is not None:
+                assert s3._exists(blob_key(image))
+                assert not (tmp_path / "images").exists()
+                ready = httpx.get(b.url + "/v2/health/ready").json()
+                assert ready["checks"]["image_store"] is True
+            assert via_b.delete(r.json()["study_url"]).status_code == 204
+            assert via_a.get(r.json()["study_url"]).status_code == 404
+            if s3 is not None:
+                assert not s3._exists(blob_key(image))
