@@ -153,6 +153,7 @@ def test_patient_and_doctor_flow(stack: Stack, pages: Pages, tmp_path: Path) -> 
     screenshot(pat, "05-upload-mammogram")
     pat.get_by_role("button", name="Upload and analyse").click()
     pat.wait_for_url(re.compile(r"#/studies/\w+$"), timeout=60_000)
+    mammo_url = pat.url
     bar = pat.get_by_test_id("analysis-progress")
     bar.wait_for()
     shot_taken = False
@@ -251,6 +252,15 @@ def test_patient_and_doctor_flow(stack: Stack, pages: Pages, tmp_path: Path) -> 
     nav(pat, "Doctors")
     pat.get_by_role("img", name="Rated 5.0 out of 5 by 1 patient").wait_for()
     screenshot(pat, "18-doctors-rated")
+
+    # --- the patient deletes the mammogram study (after confirming)
+    pat.goto(mammo_url)
+    pat.get_by_role("heading", name="Mammogram study").wait_for()
+    pat.once("dialog", lambda dialog: dialog.accept())
+    pat.get_by_role("button", name="Delete study").click()
+    pat.get_by_role("heading", name="My studies").wait_for()
+    pat.get_by_text("1 study, newest first.").wait_for()
+    assert pat.locator("li.study-item").count() == 1
 
 
 def test_upload_errors(stack: Stack, pages: Pages, tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ function mammoResult(study) {
         probBars(r.probabilities, "Exam probabilities (the more concerning breast)"),
         modelLine(r.models),
       ),
-      h("section", { class: "card", "aria-labelledby": "br-h" }, h("h2", { id: "br-h" }, "Per breast"), breasts, disclaimer(r.disclaimer)),
+      h("section", { class: "card", "aria-labelledby": "br-h" }, h("h2", { id: "br-h" }, "Per breast"), h("div", { class: "table-wrap" }, breasts), disclaimer(r.disclaimer)),
     ),
     h("h2", {}, "Views"),
     h("div", { class: "views-grid" }, views),
