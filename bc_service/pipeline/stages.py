@@ -202,6 +202,14 @@ class Crop(Transform):
                 details={"reason": "breast_too_small", "score": 0.0, "threshold": 16},
             )
         s.crop_box = (x0, y0, x1, y1)
+        aspect = (x1 - x0) / float(y1 - y0)
+        if aspect > 4.0:
+            # A breast is never four times wider than high; refusing also bounds the memory
+            # of the working image (its height is fixed).
+            raise NotAMammogram(
+                "The breast region has an implausible shape.",
+                details={"reason": "breast_shape", "score": round(aspect, 2), "threshold": 4.0},
+            )
         s.scale = self.work_height / float(y1 - y0)
         ww = max(PATCH_SIZE // 2, round((x1 - x0) * s.scale))
         crop = s.gray8[y0:y1, x0:x1]

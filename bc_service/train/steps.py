@@ -534,7 +534,7 @@ def measure_timing(cfg: Config, te: list[tdata.Prepared], n: int = 12) -> dict[s
         "machine": f"{platform.processor() or platform.machine()}, {_cpus()} CPUs (shared)",
         "median_ms_by_stage": {k: round(float(np.median(v)), 1) for k, v in per.items()},
         "median_total_ms": round(float(np.median(totals)), 1),
-        "note": "heatmaps includes encoding both RGBA overlay PNGs at original size",
+        "note": "heatmap_png: encoding both RGBA overlay PNGs at the original size",
     }
 
 

@@ -210,3 +210,11 @@ def test_heatmap_png_is_rgba_overlay() -> None:
     assert (png.width, png.height) == (60, 50) and arr.shape == (50, 60, 4)
     assert tuple(arr[15, 15]) == (0, 0, 230, 200)  # BGRA: red, mostly opaque
     assert arr[0, 0, 3] == 0  # transparent where the probability is negligible
+
+
+def test_implausible_breast_shape_refused() -> None:
+    img = np.zeros((40, 2000), np.uint8)
+    img[5:35, :] = 150
+    with pytest.raises(NotAMammogram) as err:
+        _run(_heuristic_pipeline(), png_bytes(img))
+    assert err.value.details["reason"] == "breast_shape"
