@@ -120,9 +120,7 @@ def main() -> None:
         out = REPO / "bench" / "results"
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench_gateway.json").write_text(
-            json.dumps(
-                {"n": N, "image": "1024x1024 png", "models": model_kind, "rows": rows}, indent=2
-            )
+            json.dumps({"n": N, "image": image_kind, "models": model_kind, "rows": rows}, indent=2)
         )
     finally:
         if gw is not None:
