@@ -22,7 +22,6 @@ from gateway.settings import Settings
 from gateway.state import GatewayState, SlidingWindowLimiter
 from gateway.store import create_store
 from gateway.upstream import Upstreams
-from gateway.web_routes import include_web
 from shared.service import ServiceContext, create_service_app
 
 log = logging.getLogger("irmi.gateway")
@@ -131,7 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.hsts)
     _envelope_validation_errors(app)
-    include_web(app)
     return app
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -25,10 +26,13 @@ CSP = (
 )
 # Revalidate every time (ETag/Last-Modified make that cheap): a new release is seen at once.
 _HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CSP}
+_SERVED = (".html", ".js", ".css", ".svg", ".png", ".ico", ".woff2")
 
 
 class _WebFiles(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if not path.endswith(_SERVED):  # e.g. the package's __init__.py
+            raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
         response.headers.update(_HEADERS)
         return response
@@ -48,6 +52,6 @@ async def favicon() -> RedirectResponse:
 
 
 def include_web(app: FastAPI) -> None:
-    """Serve the web UI at ``/`` (one line in :func:`gateway.app.create_app`)."""
+    """Serve the web UI at ``/``: ``gateway.web.mount``, which ``gateway.app`` calls."""
     app.include_router(router)
     app.mount("/web", _WebFiles(directory=WEB_DIR), name="web")

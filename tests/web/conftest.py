@@ -85,6 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iter
     tmp = tmp_path_factory.mktemp("web-stack")
     logs = LOGS
     shutil.rmtree(logs, ignore_errors=True)
+    shutil.rmtree(SHOTS, ignore_errors=True)  # only this run's screenshots remain
     tb_env: dict[str, str] = {"IRMI_TB_USE_GPU": "false"}
     real_chest = real_chest_models()
     if not real_chest:

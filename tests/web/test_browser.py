@@ -237,6 +237,10 @@ def test_patient_and_doctor_flow(stack: Stack, pages: Pages, tmp_path: Path) -> 
     assert doc.get_by_test_id("reply").inner_text() == answer
     screenshot(doc, "15-doctor-replied")
 
+    # --- the patient, still on the question's page, sees the reply arrive by itself (SSE)
+    pat.get_by_test_id("reply").wait_for()
+    assert pat.get_by_test_id("reply").inner_text() == answer
+
     # --- the patient reads the reply and rates the doctor
     nav(pat, "My questions")
     pat.get_by_role("heading", name="My questions").wait_for()

@@ -40,11 +40,12 @@ async def test_assets_are_served_with_their_types() -> None:
         fav = await c.get("/favicon.ico", follow_redirects=False)
         assert fav.headers["location"] == "/web/icon.svg"
         assert (await c.get("/web/%2e%2e/app.py")).status_code == 404
+        assert (await c.get("/web/__init__.py")).status_code == 404
 
 
 def test_nothing_is_loaded_from_outside_the_gateway() -> None:
     """Clinics are often offline: no CDN, no external font, no absolute URL in any asset."""
-    files = [p for p in WEB_DIR.rglob("*") if p.is_file()]
+    files = [p for p in WEB_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert files
     for path in files:
         text = path.read_text()
@@ -63,3 +64,20 @@ def test_every_module_import_resolves() -> None:
     index = (WEB_DIR / "index.html").read_text()
     for ref in re.findall(r"""(?:src|href)="/web/([^"]+)\"""", index):
         assert (WEB_DIR / ref).is_file(), ref
+
+
+async def test_the_gateway_mounts_the_ui_through_its_hook() -> None:
+    """``gateway.app`` calls ``gateway.web.mount(app)``: the real app serves the page, with its
+    own CSP and the gateway's other security headers, and the API document does not list it."""
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    app = create_app(Settings(dev_mode=True, jwt_secret="test-secret-" * 4))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://irmi.test") as c:
+        page = await c.get("/")
+        assert page.status_code == 200 and "<main" in page.text
+        assert page.headers["content-security-policy"] == CSP
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert (await c.get("/web/js/sse.js")).status_code == 200
+    assert "/" not in app.openapi()["paths"]

@@ -4,9 +4,15 @@
 import * as api from "../api.js";
 import { alertBox, announce, backLink, clear, field, fill, formatDate, h, newId, showError, stars } from "../dom.js";
 import { kindName, labelBadge } from "../components.js";
+import { follow } from "../sse.js";
 import { resultSection } from "./study.js";
 
-const POLL_MS = 15000;
+const POLL_MS = 30000; // fallback: the notifications stream normally brings changes at once
+
+/** Follow /v1/consultations/events (new, answered, rated); calls onChange(c) for each. */
+function liveConsultations(onChange) {
+  return follow("/v1/consultations/events", { consultation: onChange }, { terminal: [] });
+}
 
 function statusBadge(c) {
   if (c.status === "answered") return h("span", { class: "badge answered" }, c.rating ? `Answered · rated ${c.rating}/5` : "Answered");
@@ -162,9 +168,19 @@ export async function renderList(el, _params, ctx) {
     list,
   );
   await load();
-  // Each side sees the other's status changes: poll while this screen is shown.
+  // Each side sees the other's changes: live over SSE, and a slow poll as a fallback.
+  let pending = null;
+  const reload = () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => load().catch(() => {}), 250); // one reload per burst of events
+  };
+  const stop = liveConsultations(reload);
   const timer = setInterval(() => load().catch(() => {}), POLL_MS);
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    clearTimeout(pending);
+    stop();
+  };
 }
 
 // ---------------------------------------------------------------------------- detail
@@ -265,9 +281,11 @@ export async function renderDetail(el, [id], ctx) {
   const doctor = user.role === "doctor";
   let timer = null;
 
+  let shown = null;
   const draw = async () => {
     const c = await fetchConsultation(id);
     if (!ctx.isCurrent()) return;
+    shown = c;
     const conversation = h(
       "section",
       { class: "card", "aria-labelledby": "q-h" },
@@ -310,5 +328,13 @@ export async function renderDetail(el, [id], ctx) {
     if (c.status === "open" && !doctor) timer = setInterval(() => draw().catch(() => {}), POLL_MS);
   };
   await draw();
-  return () => clearInterval(timer);
+  // Redraw only when this consultation really changed (a redraw would clear a reply being typed).
+  const stop = liveConsultations((c) => {
+    if (c.id !== id || !shown) return;
+    if (c.status !== shown.status || c.rating !== shown.rating) draw().catch(() => {});
+  });
+  return () => {
+    clearInterval(timer);
+    stop();
+  };
 }
