@@ -13,13 +13,14 @@ RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest \
-        train-mammo bench openapi clean
+        train-mammo bench load openapi clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
 	@echo "make test   - install what is missing, lint, type-check and run the test suite"
 	@echo "make train-chest / train-mammo - retrain the committed models (TensorFlow, CPU)"
 	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
+	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -60,6 +61,9 @@ train-mammo: venv-train
 
 bench: venv-test
 	$(PY) -m bench
+
+load: venv-test
+	$(PY) -m tests.stress.load
 
 openapi: venv-test
 	$(PY) -m gateway.openapi_export

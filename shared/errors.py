@@ -235,6 +235,7 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error: %s", type(exc).__name__)
         return error_response(500, "processing_failed", "Processing failed unexpectedly.")
 
+    _document_unparsable_bodies(app)
     app.add_exception_handler(IRMIError, on_irmi)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
@@ -252,3 +253,29 @@ def error_responses(*errors: type[IRMIError]) -> dict[int | str, dict[str, Any]]
     for entry in out.values():
         entry["description"] = "Error envelope; code one of: " + ", ".join(entry.pop("codes"))
     return out
+
+
+def _document_unparsable_bodies(app: FastAPI) -> None:
+    """Every operation with a request body may answer 400 ``bad_request`` (a JSON or multipart
+    body that cannot be parsed at all): say so in the OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = generate()
+        if "ErrorEnvelope" in doc.get("components", {}).get("schemas", {}):
+            entry = {
+                "description": "Error envelope; code one of: bad_request (unparsable body)",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+                },
+            }
+            for methods in doc.get("paths", {}).values():
+                for op in methods.values():
+                    if isinstance(op, dict) and "requestBody" in op:
+                        op.setdefault("responses", {}).setdefault("400", entry)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -256,7 +256,7 @@ async def history(
     session: SessionDep,
     kind: Literal["chest", "mammography"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> StudyPage:
     user = principal.user
     query = select(Study)
