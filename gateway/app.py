@@ -15,13 +15,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.db import create_engine, migrate, ping, session_factory
-from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays
 from gateway.routes import auth, care, predict, studies
 from gateway.settings import Settings
 from gateway.state import GatewayState, SlidingWindowLimiter
 from gateway.store import create_store
 from gateway.upstream import Upstreams
+from shared.bodylimit import BodyLimitMiddleware, uniform
 from shared.service import ServiceContext, create_service_app
 
 log = logging.getLogger("irmi.gateway")
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(care.doctors)
     app.include_router(care.consultations)
     _mount_web_ui(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit_for=uniform(settings.max_request_bytes))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

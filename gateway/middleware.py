@@ -1,10 +1,8 @@
-"""ASGI middleware: security headers, and the request-body limit enforced while reading."""
+"""ASGI middleware: security headers (the body limit is shared.bodylimit)."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from shared.errors import error_response
 
 _API_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -45,75 +43,3 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
-
-
-class BodyLimitMiddleware:
-    """Refuses request bodies over ``limit`` bytes with 413 ``payload_too_large``: at once from
-    Content-Length, or as soon as a streamed (chunked) body goes past the limit, so an
-    oversize upload is never read whole."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def _refuse(self, send: Send) -> None:
-        resp = error_response(
-            413,
-            "payload_too_large",
-            f"The request body is larger than {self.limit} bytes.",
-            {"max_bytes": self.limit},
-            headers={"Connection": "close"},
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": resp.raw_headers,
-            }
-        )
-        await send({"type": "http.response.body", "body": resp.body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") in {"GET", "HEAD", "OPTIONS"}:
-            await self.app(scope, receive, send)
-            return
-        for key, value in scope.get("headers", []):
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.limit:
-                    await self._refuse(send)
-                    return
-        received = 0
-        exceeded = False
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            if exceeded:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    exceeded = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if exceeded and not started:
-                return  # the app's reaction to the cut body is replaced by our 413
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not exceeded:
-                raise
-        if exceeded and not started:
-            await self._refuse(send)

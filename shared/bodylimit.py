@@ -27,6 +27,18 @@ def by_path(limits: dict[str, int], default: int | None = None) -> LimitFor:
     return limit_for
 
 
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def uniform(limit: int) -> LimitFor:
+    """One limit for every request that may carry a body (GET/HEAD/OPTIONS are passed)."""
+
+    def limit_for(scope: Scope) -> int | None:
+        return None if scope.get("method") in _BODYLESS_METHODS else limit
+
+    return limit_for
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, limit_for: LimitFor) -> None:
         self.app = app
