@@ -4,7 +4,8 @@ services. The behaviour is chosen per request by a marker appended to the upload
 (the gateway forwards them untouched): ``FAKE:hang`` (never answer / go silent mid-exam),
 ``FAKE:die`` (the connection breaks mid-exam, as when the service dies), ``FAKE:flaky`` (dies
 mid-exam the first time these bytes come, succeeds the next), ``FAKE:slow`` (a 2 s pause
-mid-exam); ``FAKE_MODE`` sets a default for every request."""
+mid-exam), ``FAKE:reject`` (an in-stream ``not_a_mammogram`` error); ``FAKE_MODE`` sets
+a default for every request."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ MODE = os.environ.get("FAKE_MODE", "ok")
 
 
 def _mode(data: bytes) -> str:
-    for mode in ("hang", "die", "flaky", "slow"):
+    for mode in ("hang", "die", "flaky", "slow", "reject"):
         if data.endswith(f"FAKE:{mode}".encode()):
             return mode
     return MODE
@@ -131,6 +132,10 @@ async def exams(request: Request) -> StreamingResponse:
                 await asyncio.sleep(3600)
             if mode == "slow" and i == 1:
                 await asyncio.sleep(2)
+            if mode == "reject" and i == 1:
+                err = {"code": "not_a_mammogram", "message": "Not a mammogram.", "details": {}}
+                yield _sse("error", {"error": err})
+                return
         results = []
         for i, (tag, _) in enumerate(views):
             t = tag if tag in {"L-CC", "R-CC", "L-MLO", "R-MLO"} else "L-CC"

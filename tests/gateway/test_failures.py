@@ -151,6 +151,14 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
             assert study["error"]["code"] == "service_unavailable"
             assert "mammography service" in study["error"]["message"]
             assert study["error"]["details"]["attempts"] == 2
+        # a 4xx from bc_service (a bad image) fails at once: no retry
+        view = [("L-CC", ("c.png", png_bytes(gradient(90, 90)) + b"FAKE:reject", "image/png"))]
+        r = p.post("/v1/studies/mammography", files=view)
+        assert r.status_code == 202, r.text
+        study = _wait_terminal(p, r.json()["study_url"])
+        assert study["status"] == "failed" and study["error"]["code"] == "not_a_mammogram", study
+        with p.stream("GET", r.json()["events_url"], timeout=60) as resp:
+            assert "event: retry" not in "".join(resp.iter_text())
         # lost once, then re-submitted from the stored image: the exam succeeds
         view = [("R-CC", ("b.png", png_bytes(gradient(100, 90)) + b"FAKE:flaky", "image/png"))]
         r = p.post("/v1/studies/mammography", files=view)
