@@ -84,6 +84,8 @@ async def _store_result(state: GatewayState, study_id: str, exam: Exam) -> None:
     result = public.model_dump(mode="json")
 
     async def apply(session: Any, study: Study) -> None:
+        if study.status in {"succeeded", "failed"}:  # another replica's relay finished it
+            return
         for i, (file_name, key, size) in enumerate(stored):
             session.add(
                 StudyFile(
