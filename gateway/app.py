@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway import __version__
 from gateway.db import create_engine, migrate, ping, session_factory
 from gateway.middleware import SecurityHeadersMiddleware
-from gateway.relay import stop_relays
+from gateway.relay import stop_relays, sweeper
 from gateway.routes import auth, care, predict, studies
 from gateway.settings import Settings
 from gateway.state import GatewayState, SlidingWindowLimiter
@@ -81,13 +81,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state.store_ok = await state.store.ping()
 
         monitor["task"] = asyncio.create_task(watch())
+        monitor["sweeper"] = asyncio.create_task(sweeper(state))
 
     async def shutdown(_: ServiceContext) -> None:
-        task = monitor.pop("task", None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (monitor.pop("task", None), monitor.pop("sweeper", None)):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         state = holder.pop("state", None)
         if state is None:
             return

@@ -70,6 +70,24 @@ class Settings(ServiceSettings):
         default=900,
         description="A mammography study with no event for this long is declared failed.",
     )
+    exam_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Submissions of a mammography exam to bc_service, in all, when it is lost "
+        "mid-exam (died, overloaded, 5xx); a 4xx fails at once.",
+    )
+    exam_retry_backoff_s: float = Field(
+        default=1.0, ge=0, description="Wait before re-submitting an exam, times the attempt."
+    )
+    relay_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A running exam whose relay has not renewed its lease for this long is "
+        "adopted by another gateway replica.",
+    )
+    relay_sweep_s: float = Field(
+        default=5.0, gt=0, description="How often each replica looks for exams to adopt."
+    )
 
     @property
     def max_request_bytes(self) -> int:

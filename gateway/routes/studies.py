@@ -355,10 +355,11 @@ def _sse(seq: int, event: str, data: dict[str, Any]) -> str:
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "text/event-stream. Events: `progress` (ProgressEvent), `result` "
-            "({study_id, status, chest_result | mammography_result}), `error` ({study_id, "
-            "error}). Each has an `id`; reconnect with `Last-Event-ID` to resume. The stream "
-            "ends after `result` or `error`.",
+            "description": "text/event-stream. Events: `progress` (ProgressEvent), `retry` "
+            "({study_id, attempt, max_attempts, code, reason}: the exam was lost mid-run and is "
+            "submitted again; progress starts over), `result` ({study_id, status, chest_result "
+            "| mammography_result}), `error` ({study_id, error}). Each has an `id`; reconnect "
+            "with `Last-Event-ID` to resume. The stream ends after `result` or `error`.",
             "content": {"text/event-stream": {}},
         },
         **READ_ERRORS,

@@ -2,7 +2,9 @@
 (a service that dies mid-exam, one that hangs). The happy-path flow tests use the real
 services. The behaviour is chosen per request by a marker appended to the uploaded bytes
 (the gateway forwards them untouched): ``FAKE:hang`` (never answer / go silent mid-exam),
-``FAKE:die`` (the connection breaks mid-exam, as when the service dies); ``FAKE_MODE`` sets
+``FAKE:die`` (the connection breaks mid-exam, as when the service dies), ``FAKE:flaky`` (dies
+mid-exam the first time these bytes come, succeeds the next), ``FAKE:slow`` (a 2 s pause
+mid-exam), ``FAKE:reject`` (an in-stream ``not_a_mammogram`` error); ``FAKE_MODE`` sets
 a default for every request."""
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import struct
@@ -25,7 +28,7 @@ MODE = os.environ.get("FAKE_MODE", "ok")
 
 
 def _mode(data: bytes) -> str:
-    for mode in ("hang", "die"):
+    for mode in ("hang", "die", "flaky", "slow", "reject"):
         if data.endswith(f"FAKE:{mode}".encode()):
             return mode
     return MODE
@@ -33,6 +36,7 @@ def _mode(data: bytes) -> str:
 
 app = FastAPI()
 REQUEST_IDS: list[str] = []
+SEEN: set[str] = set()  # digests of the uploads already received (for ``flaky``)
 
 
 @app.get("/_debug/request-ids")
@@ -105,7 +109,13 @@ async def exams(request: Request) -> StreamingResponse:
     views = [(k, v) for k, v in form.multi_items()]
     mode = MODE
     for _, v in views:
-        mode = _mode(await v.read()) if hasattr(v, "read") else mode  # type: ignore[union-attr]
+        if hasattr(v, "read"):
+            data = await v.read()
+            mode = _mode(data)
+            if mode == "flaky":
+                digest = hashlib.sha256(data).hexdigest()
+                mode = "ok" if digest in SEEN else "die"
+                SEEN.add(digest)
     exam_id = uuid.uuid4().hex
 
     async def stream() -> AsyncIterator[str]:
@@ -120,6 +130,12 @@ async def exams(request: Request) -> StreamingResponse:
                 raise RuntimeError("simulated crash: the connection breaks mid-stream")
             if mode == "hang" and i == 1:
                 await asyncio.sleep(3600)
+            if mode == "slow" and i == 1:
+                await asyncio.sleep(2)
+            if mode == "reject" and i == 1:
+                err = {"code": "not_a_mammogram", "message": "Not a mammogram.", "details": {}}
+                yield _sse("error", {"error": err})
+                return
         results = []
         for i, (tag, _) in enumerate(views):
             t = tag if tag in {"L-CC", "R-CC", "L-MLO", "R-MLO"} else "L-CC"

@@ -114,7 +114,8 @@ def test_upstream_down_is_503_and_oversize_is_413(tmp_path: Path) -> None:
 
 def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> None:
     """tb_service too slow -> 503; bc_service silent mid-exam, or its connection breaking
-    mid-exam (it died) -> the study ends failed, and its event stream ends with `error`."""
+    mid-exam (it died) every time -> the exam is re-submitted, then the study ends failed and
+    its event stream ends with `error`; a bc_service lost once -> the retry succeeds."""
     fake = fakes["ok"]
     env = gateway_env(
         tmp_path,
@@ -123,6 +124,8 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
         fake.url,
         IRMI_GATEWAY_TB_TIMEOUT_S="2",
         IRMI_GATEWAY_BC_TIMEOUT_S="2",
+        IRMI_GATEWAY_EXAM_ATTEMPTS="2",
+        IRMI_GATEWAY_EXAM_RETRY_BACKOFF_S="0.1",
     )
     with run_gateway(env, tmp_path) as gw:
         p = _patient(gw.url)
@@ -142,10 +145,30 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
                     if line.startswith("event:"):
                         events.append(line.split(":", 1)[1].strip())
             assert "progress" in events and events[-1] == "error", (marker, events)
+            assert events.count("retry") == 1, (marker, events)
             study = p.get(accepted["study_url"]).json()
             assert study["status"] == "failed", study
             assert study["error"]["code"] == "service_unavailable"
             assert "mammography service" in study["error"]["message"]
+            assert study["error"]["details"]["attempts"] == 2
+        # a 4xx from bc_service (a bad image) fails at once: no retry
+        view = [("L-CC", ("c.png", png_bytes(gradient(90, 90)) + b"FAKE:reject", "image/png"))]
+        r = p.post("/v1/studies/mammography", files=view)
+        assert r.status_code == 202, r.text
+        study = _wait_terminal(p, r.json()["study_url"])
+        assert study["status"] == "failed" and study["error"]["code"] == "not_a_mammogram", study
+        with p.stream("GET", r.json()["events_url"], timeout=60) as resp:
+            assert "event: retry" not in "".join(resp.iter_text())
+        # lost once, then re-submitted from the stored image: the exam succeeds
+        view = [("R-CC", ("b.png", png_bytes(gradient(100, 90)) + b"FAKE:flaky", "image/png"))]
+        r = p.post("/v1/studies/mammography", files=view)
+        assert r.status_code == 202, r.text
+        study = _wait_terminal(p, r.json()["study_url"])
+        assert study["status"] == "succeeded", study
+        assert study["mammography_result"]["views"][0]["tag"] == "R-CC"  # the tag travelled
+        with p.stream("GET", r.json()["events_url"], timeout=60) as resp:
+            text = "".join(resp.iter_text())
+        assert "event: retry" in text and "event: result" in text
         # request ids travel to the upstream
         r = p.post(
             "/v1/studies/chest",
@@ -158,3 +181,39 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
         if line.startswith("{"):
             rec = json.loads(line)
             assert "p@example.org" not in json.dumps(rec)
+
+
+def test_stopped_replica_hands_its_exam_over(fakes: dict[str, Service], tmp_path: Path) -> None:
+    """Two gateway replicas on one database and image store: the replica relaying an exam is
+    stopped (SIGTERM) mid-exam; it leaves the study running, and the other replica adopts it
+    (its lease expired), re-submits it from the stored images, and the exam succeeds."""
+    fake = fakes["ok"]
+    env = gateway_env(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
+        fake.url,
+        fake.url,
+        IRMI_GATEWAY_JWT_SECRET="shared-secret-0123456789abcdef0123456789",
+        IRMI_GATEWAY_RELAY_LEASE_S="2",
+        IRMI_GATEWAY_RELAY_SWEEP_S="0.3",
+        IRMI_GATEWAY_EXAM_RETRY_BACKOFF_S="0.1",
+    )
+    with run_gateway(env, tmp_path / "a") as a, run_gateway(env, tmp_path / "b") as b:
+        pa = _patient(a.url)
+        pb = Api(b.url, token=pa.client.headers["Authorization"].split(" ", 1)[1])
+        view = [("L-MLO", ("a.png", png_bytes(gradient(120, 90)) + b"FAKE:slow", "image/png"))]
+        r = pa.post("/v1/studies/mammography", files=view)
+        assert r.status_code == 202, r.text
+        url = r.json()["study_url"]
+        deadline = time.monotonic() + 30
+        while pb.get(url).json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        a.stop()
+        assert pb.get(url).json()["status"] == "running"  # not failed by the shutdown
+        study = _wait_terminal(pb, url)
+        assert study["status"] == "succeeded", study
+        assert study["mammography_result"]["views"][0]["tag"] == "L-MLO"
+        with pb.stream("GET", r.json()["events_url"], timeout=60) as resp:
+            text = "".join(resp.iter_text())
+        assert "event: retry" in text and '"reason":"relay_lost"' in text
