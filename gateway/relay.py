@@ -135,7 +135,7 @@ async def _on_upstream_id(state: GatewayState, study_id: str, upstream_id: str) 
     await _with_study(state, study_id, apply)
 
 
-def _error_of(data: Any) -> tuple[str, str, dict[str, Any]]:
+def error_of(data: Any) -> tuple[str, str, dict[str, Any]]:
     err = data.get("error", data) if isinstance(data, dict) else {}
     if not isinstance(err, dict):
         err = {}
@@ -184,9 +184,9 @@ async def _consume(state: GatewayState, study_id: str, resp: httpx.Response) -> 
                     if exam.status == "succeeded" and exam.result is not None:
                         await _store_result(state, study_id, exam)
                         return None
-                    code, message, details = _error_of(exam.error or {})
+                    code, message, details = error_of(exam.error or {})
                 else:
-                    code, message, details = _error_of(data)
+                    code, message, details = error_of(data)
                 if _retryable(code):
                     return code, message, {**details, "upstream": "bc_service"}
                 await _fail(state, study_id, code, message, details)

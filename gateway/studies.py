@@ -24,7 +24,7 @@ from gateway.schemas import (
 )
 from gateway.state import GatewayState
 from shared.contracts.mammo import ProgressEvent
-from shared.errors import ErrorBody, InvalidImage, NotFound, PayloadTooLarge
+from shared.errors import ErrorBody, InvalidImage, NotFound, PayloadTooLarge, ValidationFailed
 from shared.imaging import sniff_format
 
 log = logging.getLogger("irmi.gateway.studies")
@@ -46,6 +46,22 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> tuple[bytes, str]:
         )
     fmt = sniff_format(data)  # raises unsupported_format / invalid_image
     return data, MEDIA_TYPES[fmt]
+
+
+def mammogram_views(
+    tagged: list[tuple[str, UploadFile | None]],
+    untagged: list[UploadFile] | None,
+    max_views: int,
+) -> list[tuple[str | None, UploadFile]]:
+    """The uploaded views in request order, tagged ones first (tag None = detect); 1 to
+    ``max_views`` of them."""
+    views: list[tuple[str | None, UploadFile]] = [(t, f) for t, f in tagged if f is not None]
+    views += [(None, f) for f in untagged or []]
+    if not views or len(views) > max_views:
+        raise ValidationFailed(
+            f"Send between 1 and {max_views} mammogram views.", details={"views": len(views)}
+        )
+    return views
 
 
 def decode_png_b64(value: str) -> bytes:

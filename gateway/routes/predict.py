@@ -8,8 +8,8 @@ import httpx
 from fastapi import APIRouter, File, Response, UploadFile
 
 from gateway.deps import PredictPrincipal, StateDep
-from gateway.relay import _error_of
-from gateway.studies import read_upload
+from gateway.relay import error_of
+from gateway.studies import mammogram_views, read_upload
 from gateway.upstream import UploadPart, UpstreamError, iter_sse, status_for_code
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import Exam
@@ -80,9 +80,7 @@ async def predict_mammogram(
     files: Annotated[list[UploadFile] | None, File(description="Untagged views.")] = None,
 ) -> Any:
     tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
-    uploads = [(t, f) for t, f in tagged if f is not None] + [(None, f) for f in files or []]
-    if not uploads or len(uploads) > state.settings.max_views:
-        raise ValidationFailed(f"Send between 1 and {state.settings.max_views} mammogram views.")
+    uploads = mammogram_views(tagged, files, state.settings.max_views)
     parts: list[UploadPart] = []
     for i, (tag, upload) in enumerate(uploads):
         data, media_type = await read_upload(upload, state.settings.max_upload_bytes)
@@ -93,11 +91,11 @@ async def predict_mammogram(
             if ev.event == "result":
                 exam = Exam.model_validate(ev.json())
                 if exam.status != "succeeded":
-                    code, message, details = _error_of(exam.error or {})
+                    code, message, details = error_of(exam.error or {})
                     raise UpstreamError(status_for_code(code), code, message, details)
                 return exam
             if ev.event == "error":
-                code, message, details = _error_of(ev.json())
+                code, message, details = error_of(ev.json())
                 raise UpstreamError(status_for_code(code), code, message, details)
     except httpx.HTTPError as exc:
         raise state.upstreams.unavailable("bc_service", exc) from exc

@@ -39,6 +39,7 @@ from gateway.studies import (
     expire_if_stale,
     heatmap_url,
     load_readable,
+    mammogram_views,
     now,
     read_upload,
     study_url,
@@ -182,13 +183,7 @@ async def upload_mammography(
 ) -> Response:
     _require_patient(principal)
     tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
-    uploads: list[tuple[str | None, UploadFile]] = [(t, f) for t, f in tagged if f is not None]
-    uploads += [(None, f) for f in files or []]
-    if not uploads or len(uploads) > state.settings.max_views:
-        raise ValidationFailed(
-            f"Send between 1 and {state.settings.max_views} mammogram views.",
-            details={"views": len(uploads)},
-        )
+    uploads = mammogram_views(tagged, files, state.settings.max_views)
     parts: list[UploadPart] = []
     study_id = new_id()
     rows: list[StudyFile] = []
