@@ -47,6 +47,31 @@ RESULTS = REPO / "bench" / "results"
 # --------------------------------------------------------------------------- inputs
 
 
+def raw_runner(models_dir: Path, images: list[bytes]) -> tuple[Callable[[int], None], str | None]:
+    """Raw ONNX Runtime (gate + abnormality model, the service's default session options) on
+    the images preprocessed once up front: ``raw(i)`` runs image ``i % len(images)``. Also
+    returns the execution provider the sessions got."""
+    gate = OnnxModel(models_dir / "chest-gate" / _latest(models_dir / "chest-gate"), use_gpu=True)
+    abn = OnnxModel(
+        models_dir / "chest-abnormality" / _latest(models_dir / "chest-abnormality"), use_gpu=True
+    )
+    gate.load()
+    abn.load()
+    gate_pipe = preprocess.gate_pipeline(input_side(gate, preprocess.GATE_INPUT_SIZE))
+    chest_pipe = preprocess.chest_pipeline(input_side(abn, preprocess.INPUT_SIZE))
+    tensors = []
+    for data in images:
+        decoded = decode_image(data)
+        tensors.append((gate_pipe(decoded).image[None, ...], chest_pipe(decoded).image[None, ...]))
+
+    def raw(i: int) -> None:
+        g, c = tensors[i % len(tensors)]
+        gate.run_single_input(g)
+        abn.run_single_input(c)
+
+    return raw, abn.provider
+
+
 def _models_dir() -> tuple[Path, str]:
     if all((MODELS_DIR / n).is_dir() for n in ("chest-gate", "chest-abnormality")):
         return MODELS_DIR, "committed models (tb_service/models)"
@@ -180,25 +205,7 @@ def main() -> None:
     images, images_note = _images()
     print(f"models: {models_note}\nimages: {images_note}\nrequests per level: {n_req}")
 
-    # Raw ONNX Runtime on the same preprocessed tensors (the service's default session options).
-    gate = OnnxModel(models_dir / "chest-gate" / _latest(models_dir / "chest-gate"), use_gpu=True)
-    abn = OnnxModel(
-        models_dir / "chest-abnormality" / _latest(models_dir / "chest-abnormality"), use_gpu=True
-    )
-    gate.load()
-    abn.load()
-    gate_pipe = preprocess.gate_pipeline(input_side(gate, preprocess.GATE_INPUT_SIZE))
-    chest_pipe = preprocess.chest_pipeline(input_side(abn, preprocess.INPUT_SIZE))
-    tensors = []
-    for data in images:
-        decoded = decode_image(data)
-        tensors.append((gate_pipe(decoded).image[None, ...], chest_pipe(decoded).image[None, ...]))
-
-    def raw(i: int) -> None:
-        g, c = tensors[i % len(tensors)]
-        gate.run_single_input(g)
-        abn.run_single_input(c)
-
+    raw, provider = raw_runner(models_dir, images)
     port = _free_port()
     proc = _start_service(models_dir, port)
     url = f"http://127.0.0.1:{port}/v1/predict"
@@ -284,7 +291,7 @@ def main() -> None:
     out = {
         "models": models_note,
         "models_dir": str(models_dir),
-        "provider": abn.provider,
+        "provider": provider,
         "images": images_note,
         "requests_per_level": n_req,
         "cpu_count": os.cpu_count(),

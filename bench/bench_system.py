@@ -31,11 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench.bench_chest import _images, _latest, _load
-from shared.imaging import decode_image
-from shared.model import OnnxModel
-from tb_service import preprocess
-from tb_service.engine import input_side
+from bench.bench_chest import _images, _load, raw_runner
 from tests.stress.load import run_load
 from tests.stress.system import System, running_system, vm_hwm_kib
 
@@ -55,29 +51,6 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU, {platform.system()} {platform.release()}"
 
 
-def _raw_runner(models_dir: Path, images: list[bytes]) -> Any:
-    gate = OnnxModel(models_dir / "chest-gate" / _latest(models_dir / "chest-gate"), use_gpu=True)
-    abn = OnnxModel(
-        models_dir / "chest-abnormality" / _latest(models_dir / "chest-abnormality"),
-        use_gpu=True,
-    )
-    gate.load()
-    abn.load()
-    gate_pipe = preprocess.gate_pipeline(input_side(gate, preprocess.GATE_INPUT_SIZE))
-    chest_pipe = preprocess.chest_pipeline(input_side(abn, preprocess.INPUT_SIZE))
-    tensors = []
-    for data in images:
-        decoded = decode_image(data)
-        tensors.append((gate_pipe(decoded).image[None, ...], chest_pipe(decoded).image[None, ...]))
-
-    def raw(i: int) -> None:
-        g, c = tensors[i % len(tensors)]
-        gate.run_single_input(g)
-        abn.run_single_input(c)
-
-    return raw
-
-
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -86,7 +59,7 @@ def _cpu_s(pid: int) -> float:
 
 def _chest_levels(system: System, images: list[bytes], n: int, levels: list[int]) -> list[dict]:
     models_dir = Path(os.environ.get("IRMI_TB_MODELS_DIR", str(REPO / "tb_service" / "models")))
-    raw = _raw_runner(models_dir, images)
+    raw, _ = raw_runner(models_dir, images)
     refused: dict[str, int] = {"direct": 0, "gateway": 0}
     rows = []
     with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=64)) as client:
