@@ -123,13 +123,7 @@ def _not_multipart(ctype: str) -> IRMIError:
     )
 
 
-def _too_many_files(count: int, limit: int) -> IRMIError:
-    return PayloadTooLarge(
-        f"At most {limit} files per batch.", details={"files": count, "max_files": limit}
-    )
-
-
-UPLOAD_ERRORS = UploadErrors(not_multipart=_not_multipart, too_many_files=_too_many_files)
+UPLOAD_ERRORS = UploadErrors(not_multipart=_not_multipart)  # too many files: 413 as before
 
 
 def upload_limits(settings: Settings, max_files: int) -> UploadLimits:
