@@ -42,8 +42,8 @@ class ServiceSettings(BaseSettings):
     max_upload_bytes_in_flight: int = Field(
         default=512 * 1024 * 1024,
         ge=1,
-        description="Upload bytes all requests together may hold in memory; past it, 503 "
-        "overloaded with Retry-After.",
+        description="Upload bytes that all requests of the process together may hold in "
+        "memory while shared.uploads reads them; past it, 503 overloaded with Retry-After.",
     )
     max_image_pixels: int = 60_000_000
     max_image_side: int = 12_000
