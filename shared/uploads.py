@@ -185,8 +185,8 @@ class _Collector:
     def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
-            "on_header_field": self._header_field,
-            "on_header_value": self._header_value_,
+            "on_header_field": self._header_field_part,
+            "on_header_value": self._header_value_part,
             "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
@@ -207,10 +207,10 @@ class _Collector:
     def _begin(self) -> None:
         self._headers, self._file, self._data, self._skip = {}, None, bytearray(), False
 
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
+    def _header_field_part(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
 
-    def _header_value_(self, data: bytes, start: int, end: int) -> None:
+    def _header_value_part(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
 
     def _header_end(self) -> None:

@@ -12,7 +12,7 @@ import select
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -23,7 +23,6 @@ class RawResponse:
     body: bytes
     sent: int  # body bytes (without chunk framing) written before the answer was seen
     finished_body: bool  # the whole body was written
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -87,21 +86,13 @@ class RawUpload:
                 self.answered = True
 
     def response(self, finished: bool, timeout: float = 60.0) -> RawResponse:
+        """Read the answer (until its Content-Length is complete or the server closes)."""
         buf = b""
         deadline = time.monotonic() + timeout
-        head_end = -1
-        length = None
         while time.monotonic() < deadline:
-            if head_end < 0:
-                head_end = buf.find(b"\r\n\r\n")
-            if head_end >= 0:
-                head = buf[:head_end].decode("latin-1").split("\r\n")
-                headers = {
-                    k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:])
-                }
-                length = int(headers.get("content-length", "-1"))
-                if length >= 0 and len(buf) >= head_end + 4 + length:
-                    break
+            parsed = _parse(buf)
+            if parsed is not None and len(parsed[2]) >= int(parsed[1].get("content-length", -1)):
+                break
             if not self._readable(0.5):
                 continue
             try:
@@ -112,17 +103,25 @@ class RawUpload:
                 break
             buf += data
         self.sock.close()
-        if head_end < 0:
+        parsed = _parse(buf)
+        if parsed is None:
             raise AssertionError(f"no HTTP answer; got {buf[:200]!r} after {self.sent} bytes")
-        head = buf[:head_end].decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:])}
-        body = buf[head_end + 4 :]
-        if length is not None and length >= 0:
-            body = body[:length]
-        return RawResponse(int(head[0].split()[1]), headers, body, self.sent, finished)
+        status, headers, body = parsed
+        if "content-length" in headers:
+            body = body[: int(headers["content-length"])]
+        return RawResponse(status, headers, body, self.sent, finished)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _parse(buf: bytes) -> tuple[int, dict[str, str], bytes] | None:
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = buf[:end].decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in lines[1:])}
+    return int(lines[0].split()[1]), headers, buf[end + 4 :]
 
 
 def post_stream(
