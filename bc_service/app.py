@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from bc_service import __version__
 from bc_service.exams import ExamManager, PipelineLike
 from bc_service.routes import EXCHANGE_DOC, exam_urls, router
 from bc_service.settings import Settings
+from bc_service.uploads import body_limits
+from shared.bodylimit import BodyLimitMiddleware, by_path
 from shared.model import ModelRepository
 from shared.service import ServiceContext, create_service_app
 
@@ -90,4 +93,8 @@ def create_app(
         ],
     )
     app.include_router(router)
+    # Innermost middleware (after request ids and metrics), so a 413 is logged and counted.
+    app.user_middleware.append(
+        Middleware(BodyLimitMiddleware, limit_for=by_path(body_limits(settings)))
+    )
     return app

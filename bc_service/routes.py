@@ -14,12 +14,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from bc_service.exams import ExamJob, ExamManager, add_decode_time
 from bc_service.pipeline import ViewInput
 from bc_service.settings import Settings
-from bc_service.uploads import (
-    collect_exam_views,
-    collect_single_view,
-    decode_views,
-    multipart_schema,
-)
+from bc_service.uploads import decode_views, exam_views, multipart_schema, single_view
 from shared.contracts.mammo import Exam, ExamAccepted, ViewResult, ViewTag
 from shared.errors import (
     BadRequest,
@@ -180,8 +175,8 @@ async def submit_exam(
     started = time.monotonic()
     admission = manager.reserve()  # 503 before reading and decoding the body
     try:
-        raws = await collect_exam_views(request, settings)
-        decoded = await decode_views(raws, settings, ctx.cpu)
+        async with exam_views(request, settings, ctx.uploads) as raws:
+            decoded = await decode_views(raws, settings, ctx.cpu)
         views = [make_view_input(d.view_id, d.image, d.tag) for d in decoded]
         decode_ms = {d.view_id: d.decode_ms for d in decoded}
         job = manager.submit(views, decode_ms, started, admission=admission)
@@ -297,8 +292,8 @@ async def predict(
 ) -> ViewResult:
     admission = manager.reserve()
     try:
-        raw = await collect_single_view(request, settings)
-        (decoded,) = await decode_views([raw], settings, ctx.cpu)
+        async with single_view(request, settings, ctx.uploads) as raw:
+            (decoded,) = await decode_views([raw], settings, ctx.cpu)
         view = make_view_input(decoded.view_id, decoded.image, decoded.tag)
         result = await manager.predict(view, admission=admission)
     finally:

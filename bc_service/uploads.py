@@ -1,4 +1,5 @@
-"""Reading the views of a request: multipart fields, tags, size limits, decoding off the loop.
+"""Reading the views of a request (shared.uploads: in memory, bounded), tags, decoding off the
+loop.
 
 One scheme, documented in the OpenAPI: a view is a FILE field named by its tag (``L-CC``,
 ``R-CC``, ``L-MLO``, ``R-MLO``) or a file in the repeatable field ``files`` (untagged: the
@@ -10,18 +11,19 @@ than ``max_views`` views → 422 ``invalid_view``.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
 from fastapi import Request
-from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bc_service.settings import Settings
 from shared.concurrency import CpuPool
 from shared.contracts.mammo import ViewTag
-from shared.errors import BadRequest, InvalidView, IRMIError, NotAMammogram, PayloadTooLarge
+from shared.errors import BadRequest, InvalidView, IRMIError, NotAMammogram
 from shared.imaging import DecodedImage, decode_image
+from shared.uploads import FilePart, UploadErrors, UploadLimits, UploadReader
 
 TAGS: tuple[str, ...] = get_args(ViewTag)
 UNTAGGED_FIELD = "files"
@@ -66,63 +68,46 @@ def multipart_schema(max_views: int) -> dict[str, Any]:
     }
 
 
-def check_content_length(request: Request, limit: int) -> None:
-    raw = request.headers.get("content-length")
-    if raw is None:
-        return
-    try:
-        size = int(raw)
-    except ValueError:
-        raise BadRequest("Invalid Content-Length header.") from None
-    if size > limit:
-        raise PayloadTooLarge(
-            f"The request body is {size} bytes; at most {limit} are accepted.",
-            details={"bytes": size, "max_bytes": limit},
-        )
+def _too_many_views(_count: int, limit: int) -> IRMIError:
+    return InvalidView(f"At most {limit} views are accepted.", details={"max_views": limit})
 
 
-async def read_form(request: Request, settings: Settings) -> FormData:
-    """Parse the multipart body with tight bounds; the form's files spool to disk."""
-    check_content_length(request, settings.max_request_bytes)
-    ctype = request.headers.get("content-type", "")
-    if not ctype.lower().startswith("multipart/form-data"):
-        raise BadRequest(
-            "Send the views as multipart/form-data.", details={"content_type": ctype[:100]}
-        )
-    try:
-        form = await request.form(
-            max_files=settings.max_views * 2, max_fields=16, max_part_size=64 * 1024
-        )
-    except StarletteHTTPException as exc:
-        detail = str(exc.detail)
-        if "Too many files" in detail:
-            raise InvalidView(
-                f"At most {settings.max_views} views are accepted.",
-                details={"max_views": settings.max_views},
-            ) from None
-        raise BadRequest(detail) from None
-    return form
+def _not_multipart(ctype: str) -> IRMIError:
+    return BadRequest(
+        "Send the views as multipart/form-data.", details={"content_type": ctype[:100]}
+    )
 
 
-async def _read_file(upload: UploadFile, limit: int, field: str) -> bytes:
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(
-            f"The file in field {field!r} is larger than {limit} bytes.",
-            details={"field": field, "max_bytes": limit},
-        )
-    return data
+UPLOAD_ERRORS = UploadErrors(not_multipart=_not_multipart, too_many_files=_too_many_views)
 
 
-async def collect_exam_views(request: Request, settings: Settings) -> list[RawView]:
-    form = await read_form(request, settings)
-    try:
-        return await _exam_views(form.multi_items(), settings)
-    finally:
-        await form.close()
+def body_limits(settings: Settings) -> dict[str, int]:
+    """Whole-body limits per route, enforced while the body streams in (shared.bodylimit)."""
+    return {
+        "/v1/exams": settings.max_request_bytes,
+        "/v1/predict": settings.max_upload_bytes + 1024 * 1024,  # one view + multipart overhead
+    }
 
 
-async def _exam_views(items: list[tuple[str, Any]], settings: Settings) -> list[RawView]:
+def _limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        max_file_bytes=settings.max_upload_bytes,
+        max_files=settings.max_views,
+        max_fields=16,
+        max_field_bytes=64 * 1024,
+    )
+
+
+@asynccontextmanager
+async def exam_views(
+    request: Request, settings: Settings, uploads: UploadReader
+) -> AsyncIterator[list[RawView]]:
+    """The views of POST /v1/exams, in memory (and in the upload budget) for the block."""
+    async with uploads.multipart(request, _limits(settings), UPLOAD_ERRORS) as upload:
+        yield _exam_views(upload.items, settings)
+
+
+def _exam_views(items: list[tuple[str, FilePart | str]], settings: Settings) -> list[RawView]:
     seen: set[str] = set()
     views: list[RawView] = []
     allowed = [*TAGS, UNTAGGED_FIELD]
@@ -133,7 +118,7 @@ async def _exam_views(items: list[tuple[str, Any]], settings: Settings) -> list[
                 f"`{UNTAGGED_FIELD}`.",
                 details={"field": field[:40], "allowed": allowed},
             )
-        if not isinstance(value, UploadFile):
+        if not isinstance(value, FilePart):
             raise InvalidView(f"Field {field!r} must be a file upload.", details={"field": field})
         tag = None if field == UNTAGGED_FIELD else cast(ViewTag, field)
         if tag is not None:
@@ -147,8 +132,7 @@ async def _exam_views(items: list[tuple[str, Any]], settings: Settings) -> list[
                 f"At most {settings.max_views} views are accepted.",
                 details={"max_views": settings.max_views},
             )
-        data = await _read_file(value, settings.max_upload_bytes, field)
-        views.append(RawView(f"view-{len(views)}", field, tag, data))
+        views.append(RawView(f"view-{len(views)}", field, tag, value.data))
     if not views:
         raise InvalidView(
             "Send at least one view: a file field named by its tag or in `files`.",
@@ -157,20 +141,20 @@ async def _exam_views(items: list[tuple[str, Any]], settings: Settings) -> list[
     return views
 
 
-async def collect_single_view(request: Request, settings: Settings) -> RawView:
+@asynccontextmanager
+async def single_view(
+    request: Request, settings: Settings, uploads: UploadReader
+) -> AsyncIterator[RawView]:
     """``file`` plus an optional text field ``view`` holding the tag (POST /v1/predict)."""
-    form = await read_form(request, settings)
-    try:
-        return await _single_view(form.multi_items(), settings)
-    finally:
-        await form.close()
+    async with uploads.multipart(request, _limits(settings), UPLOAD_ERRORS) as upload:
+        yield _single_view(upload.items)
 
 
-async def _single_view(items: list[tuple[str, Any]], settings: Settings) -> RawView:
-    upload: UploadFile | None = None
+def _single_view(items: list[tuple[str, FilePart | str]]) -> RawView:
+    upload: FilePart | None = None
     tag: ViewTag | None = None
     for field, value in items:
-        if field == "file" and isinstance(value, UploadFile):
+        if field == "file" and isinstance(value, FilePart):
             if upload is not None:
                 raise InvalidView("Send exactly one file in `file`.")
             upload = value
@@ -188,8 +172,7 @@ async def _single_view(items: list[tuple[str, Any]], settings: Settings) -> RawV
             )
     if upload is None:
         raise InvalidView("Send the image in the file field `file`.")
-    data = await _read_file(upload, settings.max_upload_bytes, "file")
-    return RawView("view-0", "file", tag, data)
+    return RawView("view-0", "file", tag, upload.data)
 
 
 def _decode_one(raw: RawView, settings: Settings) -> DecodedView:

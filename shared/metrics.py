@@ -62,6 +62,18 @@ class ServiceMetrics:
             ["service", "queue"],
             registry=self.registry,
         )
+        self.upload_bytes = Counter(
+            "irmi_upload_bytes",
+            "Bytes of multipart upload bodies read by the upload reader.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.upload_in_flight = Gauge(
+            "irmi_upload_bytes_in_flight",
+            "Upload bytes held in memory (the in-flight budget in use).",
+            ["service"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "irmi_batch_size",
             "Size of inference batches.",

@@ -19,6 +19,7 @@ from shared.metrics import MetricsMiddleware, ServiceMetrics
 from shared.model import ModelRepository
 from shared.oip import health_router
 from shared.settings import ServiceSettings
+from shared.uploads import InFlightBudget, UploadReader
 
 log = logging.getLogger("irmi.service")
 
@@ -35,6 +36,7 @@ class ServiceContext:
     settings: ServiceSettings
     metrics: ServiceMetrics
     cpu: CpuPool
+    uploads: UploadReader
     models: ModelRepository | None = None
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +73,9 @@ def create_service_app(
         settings=settings,
         metrics=metrics,
         cpu=CpuPool(settings.cpu_workers),
+        uploads=UploadReader(
+            InFlightBudget(settings.max_upload_bytes_in_flight, metrics=metrics), metrics
+        ),
         models=models,
     )
 

@@ -39,6 +39,12 @@ class ServiceSettings(BaseSettings):
     )
     data_dir: Path = Field(default_factory=default_data_dir)
     max_upload_bytes: int = 50 * 1024 * 1024
+    max_upload_bytes_in_flight: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1,
+        description="Upload bytes that all requests of the process together may hold in "
+        "memory while shared.uploads reads them; past it, 503 overloaded with Retry-After.",
+    )
     max_image_pixels: int = 60_000_000
     max_image_side: int = 12_000
     onnx_intra_op_threads: int = 0  # 0 lets ONNX Runtime decide (all cores)

@@ -1,4 +1,4 @@
-"""The abnormality model's class-activation map as an overlay-ready RGBA image.
+"""The abnormality model's class-activation map as an overlay-ready PNG (shared.overlay).
 
 The CAM covers the model input, i.e. the lung crop resized to S x S. It is upsampled into the
 crop box of the ORIGINAL image, so the PNG has the original's size and lies directly over it:
@@ -8,13 +8,13 @@ outside the crop box and where the map is zero).
 
 from __future__ import annotations
 
-import struct
-import zlib
 from typing import Any
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+from shared.overlay import encode_png, jet_palette, to_levels, to_rgba
 
 
 def normalise_cam(cam: NDArray[Any]) -> NDArray[np.float32]:
@@ -43,57 +43,38 @@ def clip_box(
     return x0, y0, x1, y1
 
 
-def render_heatmap(
+def cam_levels(
     cam: NDArray[Any],
     crop_box: tuple[int, int, int, int],
     original_size: tuple[int, int],
-    max_alpha: float = 0.75,
 ) -> NDArray[np.uint8]:
-    """An (H, W, 4) RGBA uint8 overlay the size of the original image (``original_size`` is
-    (w, h)); the CAM is bilinearly upsampled into ``crop_box`` (x0, y0, x1, y1, x1/y1 exclusive).
-    Every full-size step is one vectorised OpenCV/NumPy call.
+    """The CAM as overlay levels (H, W) uint8 the size of the original (``original_size`` is
+    (w, h)): bilinearly upsampled into ``crop_box`` (x0, y0, x1, y1, x1/y1 exclusive), 0
+    outside it. Every full-size step is one vectorised OpenCV/NumPy call.
     """
     w, h = original_size
-    overlay = np.zeros((h, w, 4), dtype=np.uint8)
+    levels = np.zeros((h, w), dtype=np.uint8)
     box = clip_box(crop_box, original_size)
     if box is None:
-        return overlay
+        return levels
     x0, y0, x1, y1 = box
     strength = normalise_cam(cam)
     # Resize to the UNclipped box, then cut the part inside the image, so a box that sticks
     # out of the image keeps its geometry.
     bx0, by0, bx1, by1 = (int(v) for v in crop_box)
     full = cv2.resize(strength, (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
-    part = np.ascontiguousarray(full[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0])
-    level = cv2.convertScaleAbs(part, alpha=255.0)  # saturating round to uint8
-    overlay[y0:y1, x0:x1, :3] = cv2.applyColorMap(level, cv2.COLORMAP_JET)[:, :, ::-1]
-    overlay[y0:y1, x0:x1, 3] = cv2.convertScaleAbs(level, alpha=float(max_alpha))
-    return overlay
+    levels[y0:y1, x0:x1] = to_levels(full[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0])
+    return levels
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
-def encode_rgba_png(rgba: NDArray[np.uint8], level: int = 1) -> bytes:
-    """A standard 8-bit RGBA PNG (colour type 6, no interlace, filter "None" on every row).
-
-    About 3x less CPU than libpng's adaptive filtering at the same size for these smooth
-    overlays: zlib on the raw rows is the whole cost (and it runs without the GIL).
-    """
-    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4:
-        raise ValueError(f"expected (H, W, 4) uint8, got {rgba.shape} {rgba.dtype}")
-    h, w = int(rgba.shape[0]), int(rgba.shape[1])
-    raw = np.zeros((h, w * 4 + 1), dtype=np.uint8)  # column 0: filter type 0 per row
-    raw[:, 1:] = rgba.reshape(h, w * 4)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(raw.data, level))
-        + _png_chunk(b"IEND", b"")
-    )
+def render_heatmap(
+    cam: NDArray[Any],
+    crop_box: tuple[int, int, int, int],
+    original_size: tuple[int, int],
+    max_alpha: float = 0.75,
+) -> NDArray[np.uint8]:
+    """The (H, W, 4) RGBA pixels of the overlay PNG (what a decoder makes of it)."""
+    return to_rgba(cam_levels(cam, crop_box, original_size), jet_palette(max_alpha))
 
 
 def heatmap_png(
@@ -103,7 +84,8 @@ def heatmap_png(
     max_alpha: float = 0.75,
     max_side: int = 0,
 ) -> tuple[bytes, int, int]:
-    """(PNG bytes, width, height) of the RGBA overlay.
+    """(PNG bytes, width, height) of the overlay: a palette PNG (jet colours, alpha in tRNS)
+    that every decoder expands to RGBA.
 
     The PNG has the original's size unless ``max_side`` > 0 and the original is larger: then it
     is rendered at the same aspect ratio with its long side = ``max_side`` (draw it stretched
@@ -120,8 +102,8 @@ def heatmap_png(
             int(np.ceil(crop_box[2] * f)),
             int(np.ceil(crop_box[3] * f)),
         )
-    rgba = render_heatmap(cam, box, (w, h), max_alpha)
-    return encode_rgba_png(rgba), w, h
+    levels = cam_levels(cam, box, (w, h))
+    return encode_png(levels, jet_palette(max_alpha)), w, h
 
 
 def peak(cam: NDArray[Any], crop_box: tuple[int, int, int, int]) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import binascii
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from shared.contracts.chest import (
     ChestBatchItem,
@@ -32,6 +32,7 @@ from shared.errors import (
     error_responses,
 )
 from shared.service import ServiceContext
+from shared.uploads import FilePart, UploadErrors, UploadLimits
 from tb_service.engine import ChestEngine, unavailable
 from tb_service.settings import Settings
 
@@ -103,26 +104,57 @@ def get_engine(request: Request) -> ChestEngine:
     return engine
 
 
+def get_ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
 EngineDep = Annotated[ChestEngine, Depends(get_engine)]
+CtxDep = Annotated[ServiceContext, Depends(get_ctx)]
 HeatmapQuery = Annotated[
     bool,
     Query(description="Include the CAM heatmap (base64 RGBA PNG) when the service has it on."),
 ]
 
 
-async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
-    """The upload's bytes, refusing an oversized part before reading it."""
-    if file.size is not None and file.size > max_bytes:
-        raise ImageTooLarge(
-            f"The file is {file.size} bytes; at most {max_bytes} are accepted.",
-            details={"bytes": file.size, "max_bytes": max_bytes},
-        )
-    data = await file.read(max_bytes + 1)
-    if len(data) > max_bytes:
+def _not_multipart(ctype: str) -> IRMIError:
+    return ValidationFailed(
+        "Send the image(s) as multipart/form-data.", details={"content_type": ctype[:100]}
+    )
+
+
+UPLOAD_ERRORS = UploadErrors(not_multipart=_not_multipart)  # too many files: 413 as before
+
+
+def upload_limits(settings: Settings, max_files: int) -> UploadLimits:
+    """Per-file limit ``max_upload_bytes``: an oversized file is read to its end (the body limit
+    bounds that) without being kept, and refused as ``image_too_large`` for itself alone."""
+    return UploadLimits(
+        max_file_bytes=settings.max_upload_bytes, max_files=max_files, oversize="mark"
+    )
+
+
+def image_bytes(part: FilePart, max_bytes: int) -> bytes:
+    """The part's bytes, or 413 ``image_too_large`` for a file over the per-file limit."""
+    if part.oversize:
         raise ImageTooLarge(
             f"The file exceeds {max_bytes} bytes.", details={"max_bytes": max_bytes}
         )
-    return data
+    return part.data
+
+
+def multipart_body(field: str, description: str, *, many: bool) -> dict[str, Any]:
+    """The multipart requestBody of a route that reads its files with shared.uploads."""
+    binary: dict[str, Any] = {"type": "string", "format": "binary"}
+    prop = {"type": "array", "items": binary} if many else binary
+    schema = {"type": "object", "required": [field], "properties": {field: prop}}
+    prop["description"] = description
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
+        }
+    }
 
 
 def decode_base64_image(text: str, max_bytes: int) -> bytes:
@@ -169,6 +201,8 @@ def _error_item(exc: BaseException) -> dict[str, object]:
 def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["chest"])
     max_file = settings.max_upload_bytes
+    one_file = upload_limits(settings, max_files=4)
+    batch_files = upload_limits(settings, max_files=settings.max_batch_files)
 
     @router.post(
         "/v1/predict",
@@ -183,15 +217,24 @@ def build_router(settings: Settings) -> APIRouter:
             "how many images shared this one's model run."
         ),
         responses={**_ok(PREDICTION_EXAMPLE), **error_responses(*_IMAGE_ERRORS)},
+        openapi_extra=multipart_body("file", "PNG, JPEG or DICOM chest X-ray.", many=False),
     )
     async def predict(
+        request: Request,
         engine: EngineDep,
+        ctx: CtxDep,
         response: Response,
-        file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
         heatmap: HeatmapQuery = True,
     ) -> ChestPrediction:
-        data = await read_upload(file, max_file)
-        outcome = await engine.predict(data, heatmap=heatmap)
+        async with ctx.uploads.multipart(request, one_file, UPLOAD_ERRORS) as upload:
+            parts = upload.files("file")
+            if len(parts) != 1:
+                raise ValidationFailed(
+                    "Send exactly one image in the multipart file field `file`.",
+                    details={"field": "file", "files": len(parts)},
+                )
+            data = image_bytes(parts[0], max_file)
+            outcome = await engine.predict(data, heatmap=heatmap)
         response.headers[BATCH_SIZE_HEADER] = str(outcome.batch_size)
         return outcome.prediction
 
@@ -225,27 +268,30 @@ def build_router(settings: Settings) -> APIRouter:
             ),
             **error_responses(PayloadTooLarge, ValidationFailed, ServiceUnavailable),
         },
+        openapi_extra=multipart_body("files", "Chest X-rays (PNG/JPEG/DICOM).", many=True),
     )
     async def predict_batch(
+        request: Request,
         engine: EngineDep,
-        files: Annotated[list[UploadFile], File(description="Chest X-rays (PNG/JPEG/DICOM).")],
+        ctx: CtxDep,
         heatmap: HeatmapQuery = True,
     ) -> ChestBatchResponse:
-        if len(files) > settings.max_batch_files:
-            raise PayloadTooLarge(
-                f"At most {settings.max_batch_files} files per batch.",
-                details={"files": len(files), "max_files": settings.max_batch_files},
-            )
-
-        async def one(file: UploadFile) -> ChestBatchItem:
+        async def one(file: FilePart) -> ChestBatchItem:
             try:
-                data = await read_upload(file, max_file)
+                data = image_bytes(file, max_file)
                 outcome = await engine.predict(data, heatmap=heatmap)
             except Exception as exc:
                 return ChestBatchItem(filename=file.filename, error=_error_item(exc))
             return ChestBatchItem(filename=file.filename, prediction=outcome.prediction)
 
-        results = await asyncio.gather(*(one(f) for f in files))
+        async with ctx.uploads.multipart(request, batch_files, UPLOAD_ERRORS) as upload:
+            files = upload.files("files")
+            if not files:
+                raise ValidationFailed(
+                    "Send the images in the repeated multipart file field `files`.",
+                    details={"field": "files"},
+                )
+            results = await asyncio.gather(*(one(f) for f in files))
         return ChestBatchResponse(results=list(results))
 
     @router.post(

@@ -49,8 +49,9 @@ def decode_heatmap(heatmap: dict[str, Any]) -> np.ndarray:
     assert heatmap["media_type"] == "image/png"
     raw = base64.b64decode(heatmap["base64"])
     with Image.open(io.BytesIO(raw)) as img:
-        assert img.mode == "RGBA"
-        return np.asarray(img)
+        # a palette PNG whose palette carries alpha (tRNS): RGBA once decoded
+        assert img.mode == "P" and "transparency" in img.info
+        return np.asarray(img.convert("RGBA"))
 
 
 def settings_for(models_dir: Path, **overrides: Any) -> Settings:
