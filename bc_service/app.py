@@ -10,6 +10,7 @@ from bc_service import __version__
 from bc_service.exams import ExamManager, PipelineLike
 from bc_service.routes import EXCHANGE_DOC, exam_urls, router
 from bc_service.settings import Settings
+from shared.inference import model_repository
 from shared.model import ModelRepository
 from shared.service import ServiceContext, create_service_app
 
@@ -17,14 +18,18 @@ PipelineFactory = Callable[[ModelRepository, Settings], PipelineLike]
 
 
 def default_pipeline(models: ModelRepository, settings: Settings) -> PipelineLike:
+    """The mammography model on the loaded repository, warmed up (blocking)."""
     from bc_service.pipeline import MammoPipeline
 
-    pipeline: PipelineLike = MammoPipeline(
+    pipeline = MammoPipeline(
         models,
         patch_batch_size=settings.patch_batch_size,
         heatmaps=settings.heatmaps,
         gate=settings.mammogram_gate,
+        strict_preprocessing=settings.strict_preprocessing,
+        limits=settings.limits(),
     )
+    pipeline.warmup()
     return pipeline
 
 
@@ -43,13 +48,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     factory = pipeline_factory or default_pipeline
-    models = ModelRepository(
-        settings.models_dir,
-        required=_required_models(settings),
-        use_gpu=settings.use_gpu,
-        intra_op_threads=settings.onnx_intra_op_threads,
-        inter_op_threads=settings.onnx_inter_op_threads,
-    )
+    models = model_repository(settings, settings.models_dir, _required_models(settings))
 
     async def start_exams(ctx: ServiceContext) -> None:
         pipeline = await ctx.cpu.run(factory, models, settings)

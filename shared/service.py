@@ -84,8 +84,13 @@ def create_service_app(
                 # One short line naming the cause: the traceback after it may be truncated.
                 log.error("model loading failed: %s: %s", type(exc).__name__, exc)
                 raise
-        for hook in on_startup or []:
-            await hook(ctx)
+        try:
+            for hook in on_startup or []:
+                await hook(ctx)
+        except Exception as exc:
+            # e.g. PreprocessingMismatch: a card the served pipeline disagrees with.
+            log.error("start-up refused: %s: %s", type(exc).__name__, exc)
+            raise
         log.info("service ready", extra={"service": name})
         try:
             yield

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from shared.bodylimit import BodyLimitMiddleware, by_path
-from shared.model import ModelRepository
+from shared.inference import model_repository
 from shared.service import ServiceContext, create_service_app
 from tb_service import __version__
 from tb_service.engine import ChestEngine
@@ -30,13 +30,7 @@ strength): decode and draw them over the original.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    models = ModelRepository(
-        settings.models_dir,
-        required=settings.required_models,
-        use_gpu=settings.use_gpu,
-        intra_op_threads=settings.onnx_intra_op_threads,
-        inter_op_threads=settings.onnx_inter_op_threads,
-    )
+    models = model_repository(settings, settings.models_dir, settings.required_models)
 
     async def start_engine(ctx: ServiceContext) -> None:
         names = (settings.gate_model, settings.abnormality_model)
@@ -45,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # answer predictions with 503 service_unavailable.
             log.warning("chest models not loaded: prediction routes unavailable")
             return
-        engine = ChestEngine(settings, models.get(names[0]), models.get(names[1]), ctx)
+        engine = ChestEngine(settings, models, ctx)
         await engine.start()
         ctx.extras["chest"] = engine
         ctx.checks["chest_engine"] = lambda: engine.ready

@@ -191,7 +191,7 @@ def build_router(settings: Settings) -> APIRouter:
         heatmap: HeatmapQuery = True,
     ) -> ChestPrediction:
         data = await read_upload(file, max_file)
-        outcome = await engine.predict(data, heatmap=heatmap)
+        outcome = await engine.serve(data, heatmap=heatmap)
         response.headers[BATCH_SIZE_HEADER] = str(outcome.batch_size)
         return outcome.prediction
 
@@ -240,7 +240,7 @@ def build_router(settings: Settings) -> APIRouter:
         async def one(file: UploadFile) -> ChestBatchItem:
             try:
                 data = await read_upload(file, max_file)
-                outcome = await engine.predict(data, heatmap=heatmap)
+                outcome = await engine.serve(data, heatmap=heatmap)
             except Exception as exc:
                 return ChestBatchItem(filename=file.filename, error=_error_item(exc))
             return ChestBatchItem(filename=file.filename, prediction=outcome.prediction)
@@ -265,7 +265,7 @@ def build_router(settings: Settings) -> APIRouter:
     )
     async def legacy_tb(engine: EngineDep, body: LegacyTbRequest) -> LegacyTbResponse:
         data = decode_base64_image(body.image, max_file)
-        outcome = await engine.predict(data, heatmap=False)
+        outcome = await engine.serve(data, heatmap=False)
         p = outcome.prediction.probabilities
         return LegacyTbResponse(prediction={"abnormal": p["abnormal"], "normal": p["normal"]})
 

@@ -45,6 +45,7 @@ def tiny_model_folder(root: Path, name: str = "tiny", version: str = "1", size: 
         "inputs": [{"name": "image", "shape": ["N", size, size, 1]}],
         "outputs": [{"name": "probs", "shape": ["N", 2]}],
         "labels": ["a", "b"],
+        "preprocessing": {"steps": []},
         "intended_use": "tests only",
     }
     (folder / "card.json").write_text(json.dumps(card))
@@ -164,10 +165,26 @@ def chest_model_folders(
 ) -> Path:
     """``root/chest-gate/1`` and ``root/chest-abnormality/1`` with the real models' I/O
     (default sides = tb_service.preprocess.GATE_INPUT_SIZE and INPUT_SIZE)."""
+    from tb_service import preprocess
+
     gate = root / "chest-gate" / "1"
     tiny_chest_gate(gate / "model.onnx", size=gate_size)
-    _card(gate, "chest-gate", "1", gate_size, {"threshold": {"chest": gate_threshold}})
+    gate_steps = preprocess.gate_pipeline(gate_size).describe()
+    _card(
+        gate,
+        "chest-gate",
+        "1",
+        gate_size,
+        {"threshold": {"chest": gate_threshold}, "preprocessing": {"steps": gate_steps}},
+    )
     abn = root / "chest-abnormality" / "1"
     tiny_chest_abnormality(abn / "model.onnx", size=size)
-    _card(abn, "chest-abnormality", "1", size, {"threshold": {"abnormal": abnormal_threshold}})
+    abn_steps = preprocess.chest_pipeline(size).describe()
+    _card(
+        abn,
+        "chest-abnormality",
+        "1",
+        size,
+        {"threshold": {"abnormal": abnormal_threshold}, "preprocessing": {"steps": abn_steps}},
+    )
     return root

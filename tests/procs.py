@@ -100,3 +100,13 @@ def running(
         yield svc
     finally:
         svc.stop()
+
+
+def exit_of(module: str, env: dict[str, str], timeout: float = 120.0) -> tuple[int, str]:
+    """Start ``module`` expecting it to refuse to start: its exit status and its logs."""
+    svc = spawn(module, env)
+    deadline = time.monotonic() + timeout
+    while svc.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    code = svc.stop()
+    return code, svc.logs()
