@@ -105,6 +105,14 @@ class ExamManager:
             await asyncio.sleep(interval)
             self.sweep()
 
+    @property
+    def ready(self) -> bool:
+        """Started: its sweeper runs (the pipeline was warmed before the manager was made)."""
+        return self._sweeper is not None and not self._sweeper.done()
+
+    async def stop(self) -> None:
+        self.shutdown()
+
     def shutdown(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()

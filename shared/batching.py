@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from shared.concurrency import CpuPool
@@ -234,6 +234,7 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
             self._slots.release()
 
 
+@dataclass(eq=False)
 class Admission:
     """Bound the requests (or jobs) a service works on at once; refuse the rest with
     Overloaded (503 + Retry-After). The one admission mechanism of every service.
@@ -248,23 +249,16 @@ class Admission:
     ``retry_after_s`` may be a function, for a Retry-After that follows the load.
     """
 
-    def __init__(
-        self,
-        limit: int,
-        name: str = "requests",
-        *,
-        retry_after_s: int | Callable[[], int] = 1,
-        metrics: ServiceMetrics | None = None,
-        on_change: Callable[[], None] | None = None,
-    ) -> None:
-        if limit < 1:
+    limit: int
+    name: str = "requests"
+    retry_after_s: int | Callable[[], int] = 1
+    metrics: ServiceMetrics | None = None
+    on_change: Callable[[], None] | None = None
+    active: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
             raise ValueError("limit must be >= 1")
-        self.limit = limit
-        self.name = name
-        self.retry_after_s = retry_after_s
-        self.metrics = metrics
-        self.on_change = on_change
-        self.active = 0
 
     def retry_after(self) -> int:
         r = self.retry_after_s

@@ -27,7 +27,7 @@ from PIL import Image
 
 from shared.contracts.common import ModelRef
 from shared.errors import IRMIError
-from shared.imaging import DecodedImage, ImageLimits, decode_image, encode_png
+from shared.imaging import DecodedImage, ImageLimits, decode_image, encode_dicom, encode_png
 from shared.model import ModelRepository, OnnxModel, check_preprocessing
 from shared.settings import ServiceSettings
 from shared.transforms import Compose, StageTimings
@@ -65,28 +65,7 @@ def encode_upload(pixels: NDArray[np.uint8], fmt: str, modality: str = "OT") -> 
         return buf.getvalue()
     if fmt != "dicom":
         raise ValueError(f"unknown upload format {fmt!r}")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return encode_dicom(pixels, modality=modality)
 
 
 def model_repository(settings: ServiceSettings, root: Path, required: list[str]) -> ModelRepository:

@@ -68,13 +68,6 @@ class StageTimings:
         finally:
             self.add(name, (time.perf_counter() - start) * 1000.0)
 
-    @property
-    def total_ms(self) -> float:
-        return sum(self.ms.values())
-
-    def __iter__(self) -> Iterator[tuple[str, float]]:
-        return iter(self.ms.items())
-
 
 class Compose(Generic[T]):
     """Run transforms in order; :meth:`run` also returns per-stage timings."""

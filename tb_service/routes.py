@@ -67,7 +67,7 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
     ],
     "timings_ms": {
         "decode": 9.1,
-        "gate.grayscale": 0.4,
+        "gate.to_gray_uint8": 0.4,
         "preprocess.clahe": 3.2,
         "batch_wait": 4.8,
         "gate": 2.1,

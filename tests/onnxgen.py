@@ -37,18 +37,8 @@ def tiny_classifier(path: Path, size: int = 32, classes: int = 2) -> None:
 def tiny_model_folder(root: Path, name: str = "tiny", version: str = "1", size: int = 32) -> Path:
     folder = root / name / version
     tiny_classifier(folder / "model.onnx", size=size)
-    card = {
-        "name": name,
-        "version": version,
-        "sha256": file_sha256(folder / "model.onnx"),
-        "task": "test fixture: NOT a trained model",
-        "inputs": [{"name": "image", "shape": ["N", size, size, 1]}],
-        "outputs": [{"name": "probs", "shape": ["N", 2]}],
-        "labels": ["a", "b"],
-        "preprocessing": {"steps": []},
-        "intended_use": "tests only",
-    }
-    (folder / "card.json").write_text(json.dumps(card))
+    extra = {"outputs": [{"name": "probs", "shape": ["N", 2]}], "labels": ["a", "b"]}
+    _card(folder, name, version, size, {**extra, "preprocessing": {"steps": []}})
     return folder
 
 
@@ -167,24 +157,13 @@ def chest_model_folders(
     (default sides = tb_service.preprocess.GATE_INPUT_SIZE and INPUT_SIZE)."""
     from tb_service import preprocess
 
-    gate = root / "chest-gate" / "1"
-    tiny_chest_gate(gate / "model.onnx", size=gate_size)
-    gate_steps = preprocess.gate_pipeline(gate_size).describe()
-    _card(
-        gate,
-        "chest-gate",
-        "1",
-        gate_size,
-        {"threshold": {"chest": gate_threshold}, "preprocessing": {"steps": gate_steps}},
-    )
-    abn = root / "chest-abnormality" / "1"
-    tiny_chest_abnormality(abn / "model.onnx", size=size)
-    abn_steps = preprocess.chest_pipeline(size).describe()
-    _card(
-        abn,
-        "chest-abnormality",
-        "1",
-        size,
-        {"threshold": {"abnormal": abnormal_threshold}, "preprocessing": {"steps": abn_steps}},
-    )
+    gate = ("chest-gate", tiny_chest_gate, preprocess.gate_pipeline, gate_size)
+    abn = ("chest-abnormality", tiny_chest_abnormality, preprocess.chest_pipeline, size)
+    makers = [(*gate, "chest", gate_threshold), (*abn, "abnormal", abnormal_threshold)]
+    for name, make, pipeline, side, key, threshold in makers:
+        folder = root / name / "1"
+        make(folder / "model.onnx", size=side)
+        steps = pipeline(side).describe()
+        extra = {"threshold": {key: threshold}, "preprocessing": {"steps": steps}}
+        _card(folder, name, "1", side, extra)
     return root

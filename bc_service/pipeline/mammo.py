@@ -129,11 +129,10 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         stride: int = 16,
         gate: bool = True,
         strict_preprocessing: bool = True,
-        limits: ImageLimits | None = None,
     ) -> None:
         """``gate=False`` skips the mammogram-or-not model (tests on synthetic phantoms);
         the DICOM modality and blank-image checks still run."""
-        super().__init__(models, limits or ImageLimits(), strict_preprocessing=strict_preprocessing)
+        super().__init__(models, ImageLimits(), strict_preprocessing=strict_preprocessing)
         self.heatmaps = heatmaps
         found = models.models
         gate_model = found.get("mammo-gate") if gate else None

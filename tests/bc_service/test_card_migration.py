@@ -1,33 +1,17 @@
-"""bc_service refuses to start when a card's preprocessing is not the stages it builds, and
-the card migration reports hand-typed parameters that differ from the code's."""
+"""The card migration (scripts/migrate_cards.py) reports hand-typed mammography parameters
+that differ from the code's, and records the served stages otherwise."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 from bc_service.settings import MODELS_DIR
-from tests.procs import REPO, exit_of
+from tests.procs import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 import migrate_cards
-
-
-def test_tampered_card_preprocessing_stops_the_service(tmp_path: Path) -> None:
-    models = tmp_path / "models"
-    shutil.copytree(MODELS_DIR, models)
-    card_path = models / "mammo-patch" / "1" / "card.json"
-    card = json.loads(card_path.read_text())
-    (enhance,) = (s for s in card["preprocessing"]["steps"] if s["stage"] == "enhance")
-    enhance["params"]["clip_limit"] = 3.0  # "trained" on patches with another CLAHE
-    card_path.write_text(json.dumps(card))
-    env = {"IRMI_BC_MODELS_DIR": str(models), "IRMI_BC_USE_GPU": "false"}
-    code, logs = exit_of("bc_service", env)
-    assert code != 0
-    assert "start-up refused: PreprocessingMismatch: mammo-patch v1" in logs
-    assert "'clip_limit': 3.0" in logs and "serving pipeline" in logs
 
 
 def _old_patch_card(tmp_path: Path, clip_limit: float) -> Path:
