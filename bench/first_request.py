@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("service", choices=sorted(ROUTE))
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("--formats", default="dicom,png,jpeg", help="in this order")
     args = parser.parse_args()
     prefix = "IRMI_TB_" if args.service == "tb_service" else "IRMI_BC_"
     port = _free_port()
@@ -77,7 +78,7 @@ def main() -> None:
                     sys.exit(f"{args.service} did not start:\n{logs.read().decode()[-3000:]}")
                 time.sleep(0.2)
             with httpx.Client(base_url=url, timeout=120) as client:
-                for fmt in ("dicom", "png", "jpeg"):
+                for fmt in args.formats.split(","):
                     body = encode_upload(pixels, fmt, modality)
                     for attempt in ("first", "second"):
                         t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def probability(value: Any, fallback: float = 0.0) -> float:
     return float(min(1.0, max(0.0, v))) if np.isfinite(v) else fallback
 
 
-def synthetic_texture(height: int = 256, width: int = 224) -> NDArray[np.uint8]:
+def synthetic_texture(height: int = 768, width: int = 640) -> NDArray[np.uint8]:
     """A smooth 8-bit gray pattern: an image no model is sure about, good for warming up."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     texture: NDArray[np.uint8] = (127 + 60 * np.sin(xx / 17.0) * np.cos(yy / 23.0)).astype(np.uint8)

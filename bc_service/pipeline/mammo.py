@@ -96,7 +96,7 @@ def _predictor(model: OnnxModel) -> Predictor:
     return run
 
 
-def warmup_phantom(h: int = 512, w: int = 416) -> NDArray[np.uint8]:
+def warmup_phantom(h: int = 1024, w: int = 832) -> NDArray[np.uint8]:
     """A textured breast-shaped blob against the chest wall on the left: every stage runs on
     it (the gate's verdict aside), so warm-up reaches the patch model and the overlays."""
     rng = np.random.default_rng(0)
