@@ -13,21 +13,25 @@ from bc_service.routes import EXCHANGE_DOC, exam_urls, router
 from bc_service.settings import Settings
 from bc_service.uploads import body_limits
 from shared.bodylimit import BodyLimitMiddleware, by_path
+from shared.inference import model_repository
 from shared.model import ModelRepository
-from shared.service import ServiceContext, create_service_app
+from shared.service import ServiceContext, ServiceInfo, Serving, create_inference_app
 
 PipelineFactory = Callable[[ModelRepository, Settings], PipelineLike]
 
 
 def default_pipeline(models: ModelRepository, settings: Settings) -> PipelineLike:
+    """The mammography model on the loaded repository, warmed up (blocking)."""
     from bc_service.pipeline import MammoPipeline
 
-    pipeline: PipelineLike = MammoPipeline(
+    pipeline = MammoPipeline(
         models,
         patch_batch_size=settings.patch_batch_size,
         heatmaps=settings.heatmaps,
         gate=settings.mammogram_gate,
+        strict_preprocessing=settings.strict_preprocessing,
     )
+    pipeline.warmup()
     return pipeline
 
 
@@ -41,57 +45,44 @@ def _required_models(settings: Settings) -> list[str]:
     return list(MammoPipeline.required_models)
 
 
+INFO = ServiceInfo(
+    name="bc_service",
+    title="IRMI mammography service",
+    version=__version__,
+    description=(
+        "Mammogram screening aid: crop, orientation, enhancement, optimal centers, "
+        "patch-classifier heatmaps and per-view / per-breast / per-exam classification, "
+        "with live progress over server-sent events.\n" + EXCHANGE_DOC
+    ),
+    openapi_tags=[
+        {"name": "mammography", "description": "Exams, their events, one-view prediction."}
+    ],
+)
+
+
 def create_app(
     settings: Settings | None = None, pipeline_factory: PipelineFactory | None = None
 ) -> FastAPI:
     settings = settings or Settings()
     factory = pipeline_factory or default_pipeline
-    models = ModelRepository(
-        settings.models_dir,
-        required=_required_models(settings),
-        use_gpu=settings.use_gpu,
-        intra_op_threads=settings.onnx_intra_op_threads,
-        inter_op_threads=settings.onnx_inter_op_threads,
-    )
+    models = model_repository(settings, settings.models_dir, _required_models(settings))
 
-    async def start_exams(ctx: ServiceContext) -> None:
+    async def start_exams(ctx: ServiceContext) -> ExamManager:
         pipeline = await ctx.cpu.run(factory, models, settings)
         manager = ExamManager(
             pipeline,
+            urls=lambda exam_id: exam_urls(exam_id, settings),
+            metrics=ctx.metrics,
             workers=settings.workers,
             max_queued=settings.max_queued_exams,
             ttl_seconds=settings.exam_ttl_seconds,
             max_exams=settings.max_exams,
-            urls=lambda exam_id: exam_urls(exam_id, settings),
-            metrics=ctx.metrics,
             stage_delay_s=settings.debug_stage_delay_ms / 1000.0,
         )
         manager.start()
-        ctx.extras["exams"] = manager
-        ctx.checks["pipeline"] = lambda: "exams" in ctx.extras
+        return manager
 
-    async def stop_exams(ctx: ServiceContext) -> None:
-        manager = ctx.extras.pop("exams", None)
-        if isinstance(manager, ExamManager):
-            manager.shutdown()
-
-    app = create_service_app(
-        name="bc_service",
-        title="IRMI mammography service",
-        version=__version__,
-        settings=settings,
-        models=models,
-        on_startup=[start_exams],
-        on_shutdown=[stop_exams],
-        description=(
-            "Mammogram screening aid: crop, orientation, enhancement, optimal centers, "
-            "patch-classifier heatmaps and per-view / per-breast / per-exam classification, "
-            "with live progress over server-sent events.\n" + EXCHANGE_DOC
-        ),
-        openapi_tags=[
-            {"name": "mammography", "description": "Exams, their events, one-view prediction."}
-        ],
-    )
+    app = create_inference_app(INFO, settings, models, Serving("exams", "pipeline", start_exams))
     app.include_router(router)
     # Innermost middleware (after request ids and metrics), so a 413 is logged and counted.
     app.user_middleware.append(

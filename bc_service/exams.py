@@ -1,11 +1,9 @@
-"""Exam jobs: admission, a bounded worker pool, per-exam event logs, cancellation, eviction.
+"""Exam jobs: admission, a bounded worker pool, cancellation, eviction.
 
 Nothing here knows HTTP. An exam is admitted (or refused with :class:`Overloaded`), waits for
-one of ``workers`` slots, then runs its views one after the other through the pipeline in a
-dedicated thread pool, so the event loop never blocks. Every state change appends an event to
-the exam's in-memory log; any number of followers (SSE streams) read that log from any
-position, so a follower that disconnects changes nothing for the job, and one that comes back
-with ``Last-Event-ID`` gets exactly what it missed.
+one of ``workers`` slots, then runs its views one after the other through the pipeline on the
+worker pool, so the event loop never blocks. Each exam's state and event log is an
+:class:`~bc_service.jobs.ExamJob`.
 
 Event log of an exam (ids 1, 2, 3, ... in order):
 
@@ -23,38 +21,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from prometheus_client import Counter
 
-from shared.contracts.mammo import (
-    Exam,
-    ExamAccepted,
-    ExamResult,
-    ExamStatus,
-    ProgressEvent,
-    ViewResult,
-)
+from bc_service.jobs import ExamCancelled, ExamJob, StoredEvent, now_iso
+from shared.batching import Admission, Ticket
+from shared.concurrency import CpuPool
+from shared.contracts.mammo import ExamAccepted, ExamResult, ExamStatus, ProgressEvent, ViewResult
 from shared.errors import ErrorEnvelope, IRMIError, Overloaded, ProcessingFailed
 from shared.metrics import ServiceMetrics
 
+__all__ = ["ExamJob", "ExamManager", "PipelineLike", "StoredEvent", "add_decode_time"]
+
 log = logging.getLogger("irmi.bc.exams")
 
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 PIPELINE_SHARE = 95.0  # percent of the exam for the views' stages; the rest is `combine`
-
-
-class ViewLike(Protocol):
-    @property
-    def view_id(self) -> str: ...
 
 
 class PipelineLike(Protocol):
@@ -63,109 +49,6 @@ class PipelineLike(Protocol):
     def run_view(self, view: Any, progress: Callable[[str, float], None]) -> ViewResult: ...
 
     def combine(self, views: list[ViewResult]) -> ExamResult: ...
-
-
-class ExamCancelled(BaseException):
-    """Raised in the worker thread at a stage boundary once the exam is cancelled.
-
-    A BaseException, so that a pipeline's ``except Exception`` cannot swallow it.
-    """
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    id: int
-    event: str
-    data: str  # JSON text, serialised once
-
-
-@dataclass(eq=False)
-class ExamJob:
-    id: str
-    views: list[Any]
-    decode_ms: dict[str, float]
-    started_mono: float
-    created_at: str = field(default_factory=_now_iso)
-    status: ExamStatus = "queued"
-    finished_at: str | None = None
-    finished_mono: float | None = None
-    run_started_mono: float | None = None
-    result: ExamResult | None = None
-    error: dict[str, object] | None = None
-    # Once finished: the Exam as JSON, kept once (it is also the `result` event's data); the
-    # decoded images and the result model are dropped then, so a finished exam costs ~its JSON.
-    final_json: str | None = None
-    n_views: int = field(init=False, default=0)
-    events: list[StoredEvent] = field(default_factory=list)
-    percent: float = 0.0
-    cancel_flag: threading.Event = field(default_factory=threading.Event)
-    task: asyncio.Task[None] | None = None
-    holds_admission: bool = True
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.n_views = len(self.views)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    def elapsed_ms(self) -> float:
-        return (time.monotonic() - self.started_mono) * 1000.0
-
-    def snapshot(self) -> Exam:
-        if self.final_json is not None:
-            return Exam.model_validate_json(self.final_json)
-        return Exam(
-            id=self.id,
-            status=self.status,
-            created_at=self.created_at,
-            finished_at=self.finished_at,
-            result=self.result,
-            error=self.error,
-        )
-
-    def emit(self, event: str, data: str) -> StoredEvent:
-        """Append to the log and wake every follower. Event-loop thread only."""
-        ev = StoredEvent(id=len(self.events) + 1, event=event, data=data)
-        self.events.append(ev)
-        wake, self._wake = self._wake, asyncio.Event()
-        wake.set()
-        return ev
-
-    async def follow(self, after: int = 0) -> AsyncIterator[StoredEvent]:
-        """Events with id > ``after``, live, until the ``result`` event has been yielded."""
-        idx = max(0, after)
-        while True:
-            while idx < len(self.events):
-                ev = self.events[idx]
-                idx += 1
-                yield ev
-            if self.terminal:
-                return
-            await self._wake.wait()
-
-
-class Admission:
-    """A place in the pool, taken before the request body is read and decoded (so that memory
-    spent on uploads is bounded too). Handed over to :meth:`ExamManager.submit` /
-    :meth:`ExamManager.predict`, or released when the request fails before that."""
-
-    def __init__(self, release: Callable[[], None]) -> None:
-        self._release = release
-        self.held = True
-
-    def transfer(self) -> None:
-        self.held = False
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            self._release()
 
 
 class ExamManager:
@@ -191,9 +74,12 @@ class ExamManager:
         self.urls = urls or (lambda i: (f"/v1/exams/{i}", f"/v1/exams/{i}/events"))
         self.metrics = metrics
         self.stage_delay_s = stage_delay_s
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bc-exam")
+        self._pool = CpuPool(self.workers, name="bc-exam")
         self._slots = asyncio.Semaphore(self.workers)
-        self._active = 0  # admitted and not finished: queued + running (exams and predicts)
+        # Admitted and not finished: queued + running (exams and predicts).
+        self._admission = Admission(
+            self.capacity, "exams", retry_after_s=self.retry_after, on_change=self._gauges
+        )
         self._running = 0
         self._exams: OrderedDict[str, ExamJob] = OrderedDict()
         self._avg_seconds = 10.0  # running mean of a job's duration, for Retry-After
@@ -219,12 +105,20 @@ class ExamManager:
             await asyncio.sleep(interval)
             self.sweep()
 
+    @property
+    def ready(self) -> bool:
+        """Started: its sweeper runs (the pipeline was warmed before the manager was made)."""
+        return self._sweeper is not None and not self._sweeper.done()
+
+    async def stop(self) -> None:
+        self.shutdown()
+
     def shutdown(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for job in self._exams.values():
             job.cancel_flag.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     # ------------------------------------------------------------------ admission
 
@@ -234,48 +128,30 @@ class ExamManager:
 
     @property
     def active(self) -> int:
-        return self._active
-
-    @property
-    def ready(self) -> bool:
-        return True
+        return self._admission.active
 
     def retry_after(self) -> int:
-        waves = math.ceil((self._active - self.workers + 1) / self.workers)
+        waves = math.ceil((self.active - self.workers + 1) / self.workers)
         return int(min(120, max(1, math.ceil(self._avg_seconds * max(1, waves)))))
 
-    def reserve(self) -> Admission:
+    def reserve(self) -> Ticket:
         """Take a place now or raise :class:`Overloaded` (503 + Retry-After)."""
-        self._admit()
-        return Admission(self._release)
-
-    def check_capacity(self) -> None:
-        """Raise Overloaded when every worker and queue place is taken."""
-        if self._active >= self.capacity:
+        try:
+            return self._admission.reserve()
+        except Overloaded:
             if self.metrics is not None:
                 self.metrics.errors.labels(self.metrics.service, "overloaded").inc()
-            raise Overloaded(
-                details={"active": self._active, "capacity": self.capacity},
-                retry_after=self.retry_after(),
-            )
+            raise
 
-    def _admit(self) -> None:
-        self.check_capacity()
-        self._active += 1
-        self._gauges()
-
-    def _release(self, job: ExamJob | None = None) -> None:
-        if job is not None:
-            if not job.holds_admission:
-                return
-            job.holds_admission = False
-        self._active -= 1
-        self._gauges()
+    def _release(self, job: ExamJob) -> None:
+        if job.ticket is not None:
+            job.ticket.release(owner=True)
 
     def _gauges(self) -> None:
         if self.metrics is not None:
             svc = self.metrics.service
-            self.metrics.queue_depth.labels(svc, "exams_waiting").set(self._active - self._running)
+            waiting = self.active - self._running
+            self.metrics.queue_depth.labels(svc, "exams_waiting").set(waiting)
             self.metrics.queue_depth.labels(svc, "exams_running").set(self._running)
 
     # ------------------------------------------------------------------ exams
@@ -285,7 +161,7 @@ class ExamManager:
         views: list[Any],
         decode_ms: dict[str, float],
         started_mono: float | None = None,
-        admission: Admission | None = None,
+        admission: Ticket | None = None,
     ) -> ExamJob:
         """Start an exam on a reserved place (or admit it now, or raise Overloaded)."""
         self.sweep()
@@ -297,6 +173,7 @@ class ExamManager:
             views=list(views),
             decode_ms=dict(decode_ms),
             started_mono=started_mono if started_mono is not None else time.monotonic(),
+            ticket=admission,
         )
         self._exams[job.id] = job
         status_url, events_url = self.urls(job.id)
@@ -412,7 +289,7 @@ class ExamManager:
                 self._running += 1
                 self._gauges()
                 try:
-                    exam = await loop.run_in_executor(self._executor, self._work, job, loop)
+                    exam = await self._pool.run(self._work, job, loop)
                 finally:
                     self._running -= 1
                     self._note_duration(time.monotonic() - job.run_started_mono)
@@ -464,7 +341,7 @@ class ExamManager:
             return
         job.status = status
         job.result = result
-        job.finished_at = _now_iso()
+        job.finished_at = now_iso()
         job.finished_mono = time.monotonic()
         if error is not None:
             job.error = error.error.model_dump()
@@ -484,19 +361,18 @@ class ExamManager:
 
     # ------------------------------------------------------------------ one view, synchronous
 
-    async def predict(self, view: Any, admission: Admission | None = None) -> ViewResult:
+    async def predict(self, view: Any, admission: Ticket | None = None) -> ViewResult:
         """One view through the pipeline in the same bounded pool (admission included)."""
         if admission is None or not admission.held:
             admission = self.reserve()
-        loop = asyncio.get_running_loop()
         try:
             async with self._slots:
                 self._running += 1
                 self._gauges()
                 t0 = time.monotonic()
                 try:
-                    result: ViewResult = await loop.run_in_executor(
-                        self._executor, self.pipeline.run_view, view, _no_progress
+                    result: ViewResult = await self._pool.run(
+                        self.pipeline.run_view, view, _no_progress
                     )
                 finally:
                     self._running -= 1

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from bc_service.exams import ExamJob, ExamManager, add_decode_time
+from bc_service.exams import ExamManager, add_decode_time
+from bc_service.jobs import ExamJob
 from bc_service.pipeline import ViewInput
 from bc_service.settings import Settings
 from bc_service.uploads import decode_views, exam_views, multipart_schema, single_view

@@ -20,6 +20,8 @@ class Settings(ServiceSettings):
     # Models that must load before the service starts. None: the pipeline's own list
     # (mammo-gate, mammo-patch, mammo-view); [] lets it start on heuristic fallbacks (dev).
     required_models: list[str] | None = None
+    # Refuse to start when a card's recorded preprocessing steps differ from the code's.
+    strict_preprocessing: bool = True
 
     # --- exam jobs
     workers: int = Field(default=2, ge=1, description="Exams (or /v1/predict calls) run at once.")

@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from shared.concurrency import CpuPool
@@ -234,47 +234,82 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
             self._slots.release()
 
 
+@dataclass(eq=False)
 class Admission:
-    """Bound the requests a service works on at once; refuse the rest with Overloaded.
+    """Bound the requests (or jobs) a service works on at once; refuse the rest with
+    Overloaded (503 + Retry-After). The one admission mechanism of every service.
 
-    Use it on the event loop only (it is a plain counter, not thread-safe)::
+    Use it on the event loop only (it is a plain counter, not thread-safe). Either as a block::
 
         with admission.slot():
             ...  # decode, preprocess, batch, postprocess
+
+    or as a :class:`Ticket` taken before the body is read and handed over to the job that ends
+    later (``ticket.transfer()``; the job calls ``ticket.release()`` when it ends).
+    ``retry_after_s`` may be a function, for a Retry-After that follows the load.
     """
 
-    def __init__(
-        self,
-        limit: int,
-        name: str = "requests",
-        *,
-        retry_after_s: int = 1,
-        metrics: ServiceMetrics | None = None,
-    ) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        self.limit = limit
-        self.name = name
-        self.retry_after_s = retry_after_s
-        self.metrics = metrics
-        self.active = 0
+    limit: int
+    name: str = "requests"
+    retry_after_s: int | Callable[[], int] = 1
+    metrics: ServiceMetrics | None = None
+    on_change: Callable[[], None] | None = None
+    active: int = field(default=0, init=False)
 
-    @contextmanager
-    def slot(self, count: int = 1) -> Iterator[None]:
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError("limit must be >= 1")
+
+    def retry_after(self) -> int:
+        r = self.retry_after_s
+        return r() if callable(r) else r
+
+    def reserve(self, count: int = 1) -> Ticket:
+        """Take ``count`` places now or raise Overloaded."""
         if self.active + count > self.limit:
             raise Overloaded(
                 f"The service is at capacity ({self.limit} requests in flight); retry shortly.",
-                retry_after=self.retry_after_s,
-                details={"queue": self.name, "limit": self.limit},
+                retry_after=self.retry_after(),
+                details={"queue": self.name, "limit": self.limit, "active": self.active},
             )
         self.active += count
-        self._set_gauge()
+        self._changed()
+        return Ticket(self, count)
+
+    @contextmanager
+    def slot(self, count: int = 1) -> Iterator[None]:
+        ticket = self.reserve(count)
         try:
             yield
         finally:
-            self.active -= count
-            self._set_gauge()
+            ticket.release()
 
-    def _set_gauge(self) -> None:
+    def _give_back(self, count: int) -> None:
+        self.active -= count
+        self._changed()
+
+    def _changed(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.labels(self.metrics.service, self.name).set(self.active)
+        if self.on_change is not None:
+            self.on_change()
+
+
+class Ticket:
+    """Places held in an :class:`Admission`, given back once by :meth:`release`."""
+
+    def __init__(self, admission: Admission, count: int) -> None:
+        self._admission = admission
+        self._count = count
+        self.held = True
+        self.transferred = False
+
+    def transfer(self) -> None:
+        """The caller hands the places over: only the new owner's release gives them back."""
+        self.transferred = True
+
+    def release(self, *, owner: bool = False) -> None:
+        """Give the places back (a no-op once transferred, unless ``owner``; idempotent)."""
+        if self.held and (owner or not self.transferred):
+            self.held = False
+            self._admission._give_back(self._count)

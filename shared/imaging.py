@@ -342,3 +342,48 @@ def encode_png(pixels: NDArray[Any]) -> bytes:
     if not ok:
         raise InvalidImage("Could not encode PNG.")
     return bytes(buf.tobytes())
+
+
+def encode_dicom(
+    pixels: NDArray[Any] | None,
+    *,
+    modality: str = "OT",
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    signed: bool = False,
+    frames: int = 1,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """A DICOM Part 10 file (explicit VR little endian, secondary capture) of gray ``pixels``
+    (8 or 16 bits); ``pixels=None`` gives a file without pixel data. ``extra`` sets more
+    attributes by keyword (``RescaleSlope``, ``WindowCenter``, ...)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    for key, value in (extra or {}).items():
+        setattr(ds, key, value)
+    if pixels is not None:
+        arr = np.stack([pixels] * frames) if frames > 1 else pixels
+        if frames > 1:
+            ds.NumberOfFrames = frames
+        ds.Rows, ds.Columns = pixels.shape[:2]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        bits = 16 if arr.dtype in (np.uint16, np.int16) else 8
+        ds.BitsAllocated = bits
+        ds.BitsStored = bits_stored or bits
+        ds.HighBit = (bits_stored or bits) - 1
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.PixelData = np.ascontiguousarray(arr).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

@@ -14,11 +14,15 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, JsonValue
+from pydantic_core import core_schema
+
+from shared.contracts.common import ModelRef
+from shared.transforms import Compose
 
 log = logging.getLogger("irmi.model")
 
@@ -36,11 +40,117 @@ class ModelIntegrityError(RuntimeError):
     """The ONNX file does not match the sha256 recorded in its card: refuse to serve it."""
 
 
+class ModelCardError(ValueError):
+    """A card lacks what the service needs of it (a threshold it decides with, ...)."""
+
+
+class PreprocessingMismatch(RuntimeError):
+    """The model card's preprocessing differs from the pipeline this code builds: the model
+    would see inputs unlike those it was trained on (train/serve skew). Refuse to serve."""
+
+
+class _Readable(BaseModel):
+    """Fields readable by key too (``card.metrics["test"]``), as the card's JSON reads."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        extra = self.model_extra or {}
+        if key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and (
+            key in type(self).model_fields or key in (self.model_extra or {})
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
 class TensorSpec(BaseModel):
     name: str
     shape: list[int | str | None]
     dtype: str = "float32"
     description: str = ""
+
+
+class Estimate(_Readable):
+    """A measured figure with its 95% confidence interval (and the count it rests on)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: float
+    ci95: tuple[float, float]
+    n: int | None = None
+
+
+class Metrics(_Readable):
+    """Evaluation figures. ``test`` holds the headline figures of the ``split`` they were
+    measured on, each with its 95% CI (or confusion counts); further evaluations are kept as
+    reported (``val``, per-source tables, baselines, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    split: str = "test"
+    ci: str = ""  # how the intervals were computed
+    test: dict[str, Estimate | dict[str, float]] = Field(default_factory=dict)
+
+
+class PreprocessingStep(_Readable):
+    """One step as ``shared.transforms.Compose.describe()`` records it."""
+
+    stage: str
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Preprocessing(_Readable):
+    """What the model's inputs went through. ``steps`` is written from the code objects'
+    ``describe()`` by training (never typed by hand) and compared at start-up with the
+    pipeline the service builds (:func:`check_preprocessing`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    steps: list[PreprocessingStep]
+    pipeline: str = ""  # the code that builds it, "module.function"
+
+
+class TrainingData(_Readable):
+    """Where the training, tuning and test images came from; ``sources`` cites each set."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class Thresholds(dict[str, float | str]):
+    """Operating thresholds by name (a probability in [0, 1] each) and how they were chosen:
+    the text entries ``rule`` and, when several thresholds make one label, ``label_rule``.
+    A dict, so that the card's JSON reads as written: ``{"abnormal": 0.31, "rule": "..."}``."""
+
+    TEXT_KEYS: ClassVar[frozenset[str]] = frozenset({"rule", "label_rule"})
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls._validate, handler(dict[str, float | str])
+        )
+
+    @classmethod
+    def _validate(cls, value: dict[str, float | str]) -> Thresholds:
+        for key, v in value.items():
+            if key in cls.TEXT_KEYS:
+                if not isinstance(v, str):
+                    raise ValueError(f"threshold {key!r} must be text")
+            elif isinstance(v, str) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"threshold {key!r} must be a probability in [0, 1], not {v!r}")
+        return cls(value)
 
 
 class ModelCard(BaseModel):
@@ -56,13 +166,40 @@ class ModelCard(BaseModel):
     inputs: list[TensorSpec] = Field(default_factory=list)
     outputs: list[TensorSpec] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)
-    preprocessing: dict[str, Any] = Field(default_factory=dict)
-    training_data: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    threshold: dict[str, Any] | float | None = None
-    intended_use: str = ""
+    preprocessing: Preprocessing
+    training_data: TrainingData = Field(default_factory=TrainingData)
+    metrics: Metrics = Field(default_factory=Metrics)
+    threshold: Thresholds | None = None
+    intended_use: str = Field(min_length=1)
     limitations: list[str] = Field(default_factory=list)
     created: str = ""
+
+    def threshold_for(self, name: str) -> float:
+        """The operating threshold ``name`` (e.g. ``"abnormal"``); ModelCardError if absent."""
+        thresholds: dict[str, float | str] = self.threshold or {}
+        value = thresholds.get(name)
+        if name in Thresholds.TEXT_KEYS or not isinstance(value, int | float):
+            raise ModelCardError(
+                f"{self.name} v{self.version}: the card has no threshold {name!r} "
+                f"(it has {sorted(thresholds)})"
+            )
+        return float(value)
+
+    def ref(self) -> ModelRef:
+        """Name, version and sha256, as every prediction reports the models it used."""
+        return ModelRef(name=self.name, version=self.version, sha256=self.sha256)
+
+
+def check_preprocessing(card: ModelCard, pipeline: Compose[Any]) -> None:
+    """Refuse a model whose card records other preprocessing steps (names and parameters)
+    than ``pipeline``, the one the service feeds it with."""
+    recorded = [step.model_dump(mode="json") for step in card.preprocessing.steps]
+    actual = pipeline.describe()
+    if recorded != actual:
+        raise PreprocessingMismatch(
+            f"{card.name} v{card.version}: card preprocessing {recorded} != serving pipeline "
+            f"{actual}; retrain/export the model or restore the preprocessing it was trained with"
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -180,7 +317,7 @@ class OnnxModel:
         return self.run({name: x})
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = self.card.model_dump()
+        info: dict[str, Any] = self.card.model_dump(mode="json")
         info["ready"] = self.ready
         info["provider"] = self.provider
         info["load_ms"] = self.load_ms

@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI
 
@@ -26,6 +26,37 @@ log = logging.getLogger("irmi.service")
 S = TypeVar("S", bound=ServiceSettings)
 
 StartupHook = Callable[["ServiceContext"], Awaitable[None]]
+
+
+class Served(Protocol):
+    """What an inference service serves once started (its model engine, its exam manager)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What a service says of itself in its OpenAPI document and logs."""
+
+    name: str
+    title: str
+    version: str
+    description: str = ""
+    openapi_tags: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How an inference service starts what it serves: ``start`` builds it (None: nothing to
+    serve on this instance); it is kept in ``ctx.extras[extra]``, reported ready under
+    ``check`` and stopped at shutdown."""
+
+    extra: str
+    check: str
+    start: Callable[[ServiceContext], Awaitable[Served | None]]
 
 
 @dataclass
@@ -89,8 +120,13 @@ def create_service_app(
                 # One short line naming the cause: the traceback after it may be truncated.
                 log.error("model loading failed: %s: %s", type(exc).__name__, exc)
                 raise
-        for hook in on_startup or []:
-            await hook(ctx)
+        try:
+            for hook in on_startup or []:
+                await hook(ctx)
+        except Exception as exc:
+            # e.g. PreprocessingMismatch: a card the served pipeline disagrees with.
+            log.error("start-up refused: %s: %s", type(exc).__name__, exc)
+            raise
         log.info("service ready", extra={"service": name})
         try:
             yield
@@ -113,6 +149,36 @@ def create_service_app(
     app.include_router(health_router(name, ctx.readiness, models))
     app.include_router(metrics.router())
     return app
+
+
+def create_inference_app(
+    info: ServiceInfo, settings: ServiceSettings, models: ModelRepository, serving: Serving
+) -> FastAPI:
+    """An inference service: :func:`create_service_app` with its model repository, and what it
+    serves started once the models are loaded, checked for readiness and stopped at the end."""
+
+    async def start(ctx: ServiceContext) -> None:
+        served = await serving.start(ctx)
+        if served is not None:
+            ctx.extras[serving.extra] = served
+            ctx.checks[serving.check] = lambda: served.ready
+
+    async def stop(ctx: ServiceContext) -> None:
+        served = ctx.extras.pop(serving.extra, None)
+        if served is not None:
+            await served.stop()
+
+    return create_service_app(
+        name=info.name,
+        title=info.title,
+        version=info.version,
+        settings=settings,
+        models=models,
+        on_startup=[start],
+        on_shutdown=[stop],
+        description=info.description,
+        openapi_tags=info.openapi_tags,
+    )
 
 
 def run_service(

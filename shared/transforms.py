@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -54,16 +55,18 @@ class StageTimings:
     def add(self, stage: str, ms: float) -> None:
         self.ms[stage] = self.ms.get(stage, 0.0) + ms
 
-    def merge(self, other: StageTimings) -> None:
+    def merge(self, other: StageTimings, prefix: str = "") -> None:
         for k, v in other.ms.items():
-            self.add(k, v)
+            self.add(prefix + k, v)
 
-    @property
-    def total_ms(self) -> float:
-        return sum(self.ms.values())
-
-    def __iter__(self) -> Iterator[tuple[str, float]]:
-        return iter(self.ms.items())
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name`` (added even when it raises)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, (time.perf_counter() - start) * 1000.0)
 
 
 class Compose(Generic[T]):

@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from shared.bodylimit import BodyLimitMiddleware, by_path
-from shared.model import ModelRepository
-from shared.service import ServiceContext, create_service_app
+from shared.inference import model_repository
+from shared.service import ServiceContext, ServiceInfo, Serving, create_inference_app
 from tb_service import __version__
 from tb_service.engine import ChestEngine
 from tb_service.routes import body_limits, build_router
@@ -28,47 +28,36 @@ strength): decode and draw them over the original.
 """
 
 
+INFO = ServiceInfo(
+    name="tb_service",
+    title="IRMI chest X-ray service",
+    version=__version__,
+    description=DESCRIPTION,
+    openapi_tags=[
+        {"name": "chest", "description": "Chest X-ray screening."},
+        {"name": "legacy", "description": "The original report's API, for old clients."},
+        {"name": "operations", "description": "Health, models and metrics."},
+    ],
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    models = ModelRepository(
-        settings.models_dir,
-        required=settings.required_models,
-        use_gpu=settings.use_gpu,
-        intra_op_threads=settings.onnx_intra_op_threads,
-        inter_op_threads=settings.onnx_inter_op_threads,
-    )
+    models = model_repository(settings, settings.models_dir, settings.required_models)
 
-    async def start_engine(ctx: ServiceContext) -> None:
+    async def start_engine(ctx: ServiceContext) -> ChestEngine | None:
         names = (settings.gate_model, settings.abnormality_model)
         if not all(n in models for n in names):
             # Only possible when required_models was overridden: serve health/models, and
             # answer predictions with 503 service_unavailable.
             log.warning("chest models not loaded: prediction routes unavailable")
-            return
-        engine = ChestEngine(settings, models.get(names[0]), models.get(names[1]), ctx)
+            return None
+        engine = ChestEngine(settings, models, ctx)
         await engine.start()
-        ctx.extras["chest"] = engine
-        ctx.checks["chest_engine"] = lambda: engine.ready
+        return engine
 
-    async def stop_engine(ctx: ServiceContext) -> None:
-        engine = ctx.extras.pop("chest", None)
-        if isinstance(engine, ChestEngine):
-            await engine.stop()
-
-    app = create_service_app(
-        name="tb_service",
-        title="IRMI chest X-ray service",
-        version=__version__,
-        settings=settings,
-        models=models,
-        on_startup=[start_engine],
-        on_shutdown=[stop_engine],
-        description=DESCRIPTION,
-        openapi_tags=[
-            {"name": "chest", "description": "Chest X-ray screening."},
-            {"name": "legacy", "description": "The original report's API, for old clients."},
-            {"name": "operations", "description": "Health, models and metrics."},
-        ],
+    app = create_inference_app(
+        INFO, settings, models, Serving("chest", "chest_engine", start_engine)
     )
     app.include_router(build_router(settings))
     # Innermost middleware (after request ids and metrics), so a 413 is logged and counted.

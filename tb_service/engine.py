@@ -1,6 +1,6 @@
 """The chest X-ray engine: preprocess → (batched) gate + abnormality model → postprocess.
 
-KServe-style separation: routes never touch ONNX Runtime; they call :meth:`ChestEngine.predict`.
+KServe-style separation: routes never touch ONNX Runtime; they call :meth:`ChestEngine.serve`.
 
 Per request, off the event loop: decode, then the gate's and the abnormality model's
 preprocessing pipelines. The prepared tensors go through one :class:`DynamicBatcher`, whose
@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,15 +23,19 @@ from numpy.typing import NDArray
 
 from shared.batching import Admission, DynamicBatcher
 from shared.contracts.chest import ChestPrediction, Finding, Validity
-from shared.contracts.common import CropBox, ModelRef, PngImage
+from shared.contracts.common import CropBox, PngImage
 from shared.errors import InvalidImage, IRMIError, NotAChestXray, ServiceUnavailable
-from shared.imaging import ImageLimits, decode_image, encode_png
+from shared.imaging import DecodedImage
+from shared.inference import ImageModel
+from shared.inference import probability as _prob
 from shared.metrics import ServiceMetrics
-from shared.model import ModelCard, OnnxModel
+from shared.model import ModelRepository, OnnxModel, PreprocessingMismatch
 from shared.service import ServiceContext
 from shared.transforms import Compose, StageTimings
 from tb_service.heatmap import heatmap_png
 from tb_service.settings import Settings
+
+__all__ = ["ChestEngine", "Outcome", "PreprocessingMismatch", "input_side", "unavailable"]
 
 log = logging.getLogger("irmi.tb.engine")
 
@@ -40,23 +44,6 @@ PNEUMONIA_NOTE = (
     "Kermany pediatric); other abnormalities, tuberculosis included, may also raise it. The "
     "bacterial/viral split comes from pediatric data only."
 )
-
-
-def card_threshold(card: ModelCard, key: str, default: float = 0.5) -> float:
-    """The operating threshold in a card: ``{"<key>": t}``, ``{"value": t}`` or a bare number."""
-    thr = card.threshold
-    if isinstance(thr, int | float):
-        return float(thr)
-    if isinstance(thr, dict):
-        for k in (key, "value", "threshold"):
-            value = thr.get(k)
-            if isinstance(value, int | float):
-                return float(value)
-    return default
-
-
-def model_ref(model: OnnxModel) -> ModelRef:
-    return ModelRef(name=model.name, version=model.version, sha256=model.card.sha256)
 
 
 def input_side(model: OnnxModel, fallback: int) -> int:
@@ -70,24 +57,6 @@ def input_side(model: OnnxModel, fallback: int) -> int:
     return int(side) if isinstance(side, int) and side > 1 else fallback
 
 
-class PreprocessingMismatch(RuntimeError):
-    """The model card's preprocessing differs from the pipeline this code builds: the model
-    would see inputs unlike those it was trained on (train/serve skew). Refuse to serve."""
-
-
-def check_preprocessing(model: OnnxModel, pipeline: Compose[Any]) -> None:
-    """Compare the card's recorded steps (name + parameters) with the serving pipeline."""
-    recorded = model.card.preprocessing.get("steps")
-    if recorded is None:
-        return  # the card records no steps (test fixtures): nothing to compare
-    actual = pipeline.describe()
-    if recorded != actual:
-        raise PreprocessingMismatch(
-            f"{model.name} v{model.version}: card preprocessing {recorded} != serving pipeline "
-            f"{actual}; retrain/export the model or restore the preprocessing it was trained with"
-        )
-
-
 @dataclass
 class Prepared:
     """One request after decode and preprocessing, ready for the batch."""
@@ -96,7 +65,7 @@ class Prepared:
     chest: Any | None  # tb_service.preprocess.ChestInput, or None if its pipeline failed
     chest_error: IRMIError | None
     original_size: tuple[int, int]
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: StageTimings = field(default_factory=StageTimings)
 
 
 @dataclass
@@ -118,41 +87,40 @@ class Outcome:
     batch_size: int
 
 
-class ChestEngine:
-    """Owns the two models, the pipelines, the batcher and the admission bound."""
+class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
+    """The chest model definition: the gate and the abnormality model with their pipelines,
+    the batcher and the admission bound."""
 
     def __init__(
         self,
         settings: Settings,
-        gate: OnnxModel,
-        abnormality: OnnxModel,
+        models: ModelRepository,
         ctx: ServiceContext,
         *,
         gate_pipeline: Compose[Any] | None = None,
         chest_pipeline: Compose[Any] | None = None,
     ) -> None:
+        super().__init__(
+            models, settings.limits(), strict_preprocessing=settings.strict_preprocessing
+        )
+        from tb_service import preprocess
+
         self.settings = settings
-        self.gate = gate
-        self.abnormality = abnormality
         self.ctx = ctx
         self.metrics: ServiceMetrics = ctx.metrics
-        self.limits: ImageLimits = settings.limits()
-        self.gate_threshold = card_threshold(gate.card, "chest")
-        self.abnormal_threshold = card_threshold(abnormality.card, "abnormal")
-        if gate_pipeline is None or chest_pipeline is None:
-            from tb_service import preprocess
-
-            fallback = int(preprocess.INPUT_SIZE)
-            gate_pipeline = gate_pipeline or preprocess.gate_pipeline(input_side(gate, fallback))
-            chest_pipeline = chest_pipeline or preprocess.chest_pipeline(
-                input_side(abnormality, fallback)
-            )
-        self.gate_pipeline: Compose[Any] = gate_pipeline
-        self.chest_pipeline: Compose[Any] = chest_pipeline
-        if settings.strict_preprocessing:
-            check_preprocessing(gate, gate_pipeline)
-            check_preprocessing(abnormality, chest_pipeline)
-        self.model_refs = [model_ref(gate), model_ref(abnormality)]
+        gate_model = models.get(settings.gate_model)
+        abnormality_model = models.get(settings.abnormality_model)
+        fallback = int(preprocess.INPUT_SIZE)
+        self.gate_pipeline: Compose[Any] = gate_pipeline or preprocess.gate_pipeline(
+            input_side(gate_model, fallback)
+        )
+        self.chest_pipeline: Compose[Any] = chest_pipeline or preprocess.chest_pipeline(
+            input_side(abnormality_model, fallback)
+        )
+        self.gate = self._bound(settings.gate_model, self.gate_pipeline)
+        self.abnormality = self._bound(settings.abnormality_model, self.chest_pipeline)
+        self.gate_threshold = self.gate.card.threshold_for("chest")
+        self.abnormal_threshold = self.abnormality.card.threshold_for("abnormal")
         self.batcher: DynamicBatcher[Prepared, Scored] = DynamicBatcher(
             "chest",
             self.run_batch,
@@ -171,7 +139,11 @@ class ChestEngine:
             retry_after_s=settings.retry_after_s,
             metrics=ctx.metrics,
         )
-        self.warmed = False
+
+    def _bound(self, name: str, pipeline: Compose[Any]) -> OnnxModel:
+        model = self.bind(name, pipeline)
+        assert model is not None  # the app builds the engine only when both are loaded
+        return model
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,7 +154,6 @@ class ChestEngine:
             cv2.setNumThreads(self.settings.opencv_threads)
         await self.batcher.start()
         await self.ctx.cpu.run(self.warmup)
-        self.warmed = True
 
     async def stop(self) -> None:
         await self.batcher.stop()
@@ -191,24 +162,26 @@ class ChestEngine:
     def ready(self) -> bool:
         return self.warmed and self.batcher.started
 
-    def warmup(self) -> None:
-        """Run a synthetic image through every stage once (first-call costs paid at start-up)."""
-        yy, xx = np.mgrid[0:256, 0:224].astype(np.float32)
-        img = (127 + 60 * np.sin(xx / 17.0) * np.cos(yy / 23.0)).astype(np.uint8)
-        try:
-            prepared = self.prepare(encode_png(img))
-            self.run_batch([prepared])
-        except IRMIError:
-            pass  # a synthetic image may be refused; the point is the warm caches
+    def warmup_input(self, image: DecodedImage) -> DecodedImage:
+        return image
+
+    def warm(self, request: DecodedImage) -> None:
+        """Every stage, the abnormality model and the heatmap included, whatever the gate
+        says of the synthetic image."""
+        prepared = self.preprocess(request, StageTimings())
+        scored = self._score([prepared], enforce_gate=False)[0]
+        self.finish(prepared, scored, heatmap=True)
 
     # ------------------------------------------------------------------ stages (blocking)
 
     def prepare(self, data: bytes) -> Prepared:
         """Decode and preprocess one image (blocking: runs on the CPU pool)."""
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        decoded = decode_image(data, self.limits)
-        timings["decode"] = _ms(t0)
+        timings = StageTimings()
+        return self.preprocess(self.decode(data, timings), timings)
+
+    def preprocess(self, request: DecodedImage, timings: StageTimings) -> Prepared:
+        """The gate's and the abnormality model's pipelines on one decoded image."""
+        decoded = request
         try:
             gate_input, gate_t = self.gate_pipeline.run(decoded)
         except IRMIError:
@@ -218,12 +191,12 @@ class ChestEngine:
                 "The image could not be preprocessed.",
                 details={"reason": "preprocessing_failed", "error": type(exc).__name__},
             ) from exc
-        _merge(timings, gate_t, prefix="gate.")
+        timings.merge(gate_t, prefix="gate.")
         chest: Any | None = None
         chest_error: IRMIError | None = None
         try:
             chest, chest_t = self.chest_pipeline.run(decoded)
-            _merge(timings, chest_t, prefix="preprocess.")
+            timings.merge(chest_t, prefix="preprocess.")
         except IRMIError as exc:
             chest_error = exc
         except Exception as exc:
@@ -241,8 +214,20 @@ class ChestEngine:
             timings=timings,
         )
 
+    def predict(self, prepared: Prepared, timings: StageTimings) -> Scored:
+        """One item alone (the served path batches: :meth:`run_batch`)."""
+        return self.run_batch([prepared])[0]
+
+    def postprocess(
+        self, prepared: Prepared, scored: Scored, timings: StageTimings
+    ) -> ChestPrediction:
+        return self.finish(prepared, scored, heatmap=self.settings.heatmap)
+
     def run_batch(self, items: list[Prepared]) -> Sequence[Scored]:
         """One gate run over the batch, one abnormality run over what the gate passed."""
+        return self._score(items, enforce_gate=True)
+
+    def _score(self, items: list[Prepared], *, enforce_gate: bool) -> list[Scored]:
         t0 = time.perf_counter()
         gate_out = self.gate.run_single_input(np.stack([p.gate_image for p in items]))
         gate_ms = _ms(t0)
@@ -252,7 +237,11 @@ class ChestEngine:
         results = [
             Scored(chest_score=s, passed=s >= self.gate_threshold, gate_ms=gate_ms) for s in scores
         ]
-        todo = [i for i, p in enumerate(items) if results[i].passed and p.chest is not None]
+        todo = [
+            i
+            for i, p in enumerate(items)
+            if (results[i].passed or not enforce_gate) and p.chest is not None
+        ]
         if todo:
             t1 = time.perf_counter()
             batch = np.stack([np.asarray(_image(items[i].chest), dtype=np.float32) for i in todo])
@@ -271,13 +260,13 @@ class ChestEngine:
 
     def finish(self, prepared: Prepared, scored: Scored, heatmap: bool) -> ChestPrediction:
         """Probabilities, label, findings and heatmap (blocking: runs on the CPU pool)."""
-        timings = prepared.timings
+        timings = prepared.timings.ms
         validity = Validity(
             score=round(scored.chest_score, 6),
             threshold=self.gate_threshold,
             passed=scored.passed,
         )
-        if not scored.passed:
+        if not scored.passed and scored.abnormal is None:
             raise NotAChestXray(details={"score": validity.score, "threshold": validity.threshold})
         if prepared.chest_error is not None:
             raise prepared.chest_error
@@ -332,13 +321,13 @@ class ChestEngine:
             findings=findings,
             heatmap=png,
             crop_box=CropBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
-            models=list(self.model_refs),
+            models=self.model_refs(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
 
     # ------------------------------------------------------------------ async API
 
-    async def predict(self, data: bytes, *, heatmap: bool = True) -> Outcome:
+    async def serve(self, data: bytes, *, heatmap: bool = True) -> Outcome:
         """The whole path for one image; raises IRMIError subclasses for every refusal."""
         try:
             with self.admission.slot():
@@ -356,24 +345,19 @@ class ChestEngine:
             self.preparing -= 1
         batched = await self.batcher.submit(prepared)
         scored = batched.value
-        prepared.timings["batch_wait"] = batched.wait_ms
-        prepared.timings["gate"] = scored.gate_ms
+        timings = prepared.timings.ms
+        timings["batch_wait"] = batched.wait_ms
+        timings["gate"] = scored.gate_ms
         if scored.passed and prepared.chest is not None:
-            prepared.timings["inference"] = scored.inference_ms
+            timings["inference"] = scored.inference_ms
         try:
             prediction = await self.ctx.cpu.run(self.finish, prepared, scored, heatmap)
         finally:
-            prepared.timings["total"] = _ms(t_start)
-            for stage, ms in prepared.timings.items():
+            timings["total"] = _ms(t_start)
+            for stage, ms in timings.items():
                 self.metrics.observe_stage(stage, ms)
-        prediction.timings_ms["total"] = round(prepared.timings["total"], 3)
+        prediction.timings_ms["total"] = round(timings["total"], 3)
         return Outcome(prediction, batched.batch_size)
-
-
-def _prob(value: Any, fallback: float) -> float:
-    """A probability in [0, 1]; ``fallback`` for NaN/inf."""
-    v = float(value)
-    return float(min(1.0, max(0.0, v))) if np.isfinite(v) else fallback
 
 
 def _image(chest: Any) -> Any:
@@ -382,14 +366,6 @@ def _image(chest: Any) -> Any:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def _merge(out: dict[str, float], timings: StageTimings, prefix: str) -> None:
-    for stage, ms in timings:
-        out[prefix + stage] = out.get(prefix + stage, 0.0) + ms
-
-
-EngineFactory = Callable[[Settings, ServiceContext], ChestEngine]
 
 
 def unavailable(settings: Settings) -> ServiceUnavailable:

@@ -68,7 +68,7 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
     ],
     "timings_ms": {
         "decode": 9.1,
-        "gate.grayscale": 0.4,
+        "gate.to_gray_uint8": 0.4,
         "preprocess.clahe": 3.2,
         "batch_wait": 4.8,
         "gate": 2.1,
@@ -234,7 +234,7 @@ def build_router(settings: Settings) -> APIRouter:
                     details={"field": "file", "files": len(parts)},
                 )
             data = image_bytes(parts[0], max_file)
-            outcome = await engine.predict(data, heatmap=heatmap)
+            outcome = await engine.serve(data, heatmap=heatmap)
         response.headers[BATCH_SIZE_HEADER] = str(outcome.batch_size)
         return outcome.prediction
 
@@ -279,7 +279,7 @@ def build_router(settings: Settings) -> APIRouter:
         async def one(file: FilePart) -> ChestBatchItem:
             try:
                 data = image_bytes(file, max_file)
-                outcome = await engine.predict(data, heatmap=heatmap)
+                outcome = await engine.serve(data, heatmap=heatmap)
             except Exception as exc:
                 return ChestBatchItem(filename=file.filename, error=_error_item(exc))
             return ChestBatchItem(filename=file.filename, prediction=outcome.prediction)
@@ -311,7 +311,7 @@ def build_router(settings: Settings) -> APIRouter:
     )
     async def legacy_tb(engine: EngineDep, body: LegacyTbRequest) -> LegacyTbResponse:
         data = decode_base64_image(body.image, max_file)
-        outcome = await engine.predict(data, heatmap=False)
+        outcome = await engine.serve(data, heatmap=False)
         p = outcome.prediction.probabilities
         return LegacyTbResponse(prediction={"abnormal": p["abnormal"], "normal": p["normal"]})
 

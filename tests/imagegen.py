@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from shared.imaging import encode_dicom
+
 
 def gradient(h: int = 64, w: int = 48, dtype: Any = np.uint8) -> np.ndarray:
     top = np.iinfo(dtype).max
@@ -80,45 +82,21 @@ def dicom_bytes(
     extra: dict[str, Any] | None = None,
 ) -> bytes:
     """A DICOM Part 10 file built with pydicom. ``pixels=None`` gives a file without pixel data."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
-    ds.PatientName = "Test^Synthetic"
-    ds.PatientID = "SYNTH-0001"
-    for key, value in (extra or {}).items():
-        setattr(ds, key, value)
-    if pixels is not None:
-        arr = pixels
-        if frames > 1:
-            arr = np.stack([pixels] * frames)
-            ds.NumberOfFrames = frames
-        h, w = pixels.shape[:2]
-        ds.Rows, ds.Columns = h, w
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = photometric
-        bits = 16 if arr.dtype in (np.uint16, np.int16) else 8
-        ds.BitsAllocated = bits
-        ds.BitsStored = bits_stored or bits
-        ds.HighBit = (bits_stored or bits) - 1
-        ds.PixelRepresentation = 1 if signed else 0
-        if slope is not None:
-            ds.RescaleSlope = slope
-            ds.RescaleIntercept = intercept or 0
-        if window is not None:
-            ds.WindowCenter, ds.WindowWidth = window
-        ds.PixelData = np.ascontiguousarray(arr).tobytes()
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    attrs: dict[str, Any] = {"PatientName": "Test^Synthetic", "PatientID": "SYNTH-0001"}
+    if slope is not None:
+        attrs.update(RescaleSlope=slope, RescaleIntercept=intercept or 0)
+    if window is not None:
+        attrs.update(WindowCenter=window[0], WindowWidth=window[1])
+    attrs.update(extra or {})
+    return encode_dicom(
+        pixels,
+        modality=modality,
+        photometric=photometric,
+        bits_stored=bits_stored,
+        signed=signed,
+        frames=frames,
+        extra=attrs,
+    )
 
 
 def pydicom_test_file(name: str) -> bytes:

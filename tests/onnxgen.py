@@ -37,17 +37,8 @@ def tiny_classifier(path: Path, size: int = 32, classes: int = 2) -> None:
 def tiny_model_folder(root: Path, name: str = "tiny", version: str = "1", size: int = 32) -> Path:
     folder = root / name / version
     tiny_classifier(folder / "model.onnx", size=size)
-    card = {
-        "name": name,
-        "version": version,
-        "sha256": file_sha256(folder / "model.onnx"),
-        "task": "test fixture: NOT a trained model",
-        "inputs": [{"name": "image", "shape": ["N", size, size, 1]}],
-        "outputs": [{"name": "probs", "shape": ["N", 2]}],
-        "labels": ["a", "b"],
-        "intended_use": "tests only",
-    }
-    (folder / "card.json").write_text(json.dumps(card))
+    extra = {"outputs": [{"name": "probs", "shape": ["N", 2]}], "labels": ["a", "b"]}
+    _card(folder, name, version, size, {**extra, "preprocessing": {"steps": []}})
     return folder
 
 
@@ -164,10 +155,15 @@ def chest_model_folders(
 ) -> Path:
     """``root/chest-gate/1`` and ``root/chest-abnormality/1`` with the real models' I/O
     (default sides = tb_service.preprocess.GATE_INPUT_SIZE and INPUT_SIZE)."""
-    gate = root / "chest-gate" / "1"
-    tiny_chest_gate(gate / "model.onnx", size=gate_size)
-    _card(gate, "chest-gate", "1", gate_size, {"threshold": {"chest": gate_threshold}})
-    abn = root / "chest-abnormality" / "1"
-    tiny_chest_abnormality(abn / "model.onnx", size=size)
-    _card(abn, "chest-abnormality", "1", size, {"threshold": {"abnormal": abnormal_threshold}})
+    from tb_service import preprocess
+
+    gate = ("chest-gate", tiny_chest_gate, preprocess.gate_pipeline, gate_size)
+    abn = ("chest-abnormality", tiny_chest_abnormality, preprocess.chest_pipeline, size)
+    makers = [(*gate, "chest", gate_threshold), (*abn, "abnormal", abnormal_threshold)]
+    for name, make, pipeline, side, key, threshold in makers:
+        folder = root / name / "1"
+        make(folder / "model.onnx", size=side)
+        steps = pipeline(side).describe()
+        extra = {"threshold": {key: threshold}, "preprocessing": {"steps": steps}}
+        _card(folder, name, "1", side, extra)
     return root

@@ -100,3 +100,33 @@ def running(
         yield svc
     finally:
         svc.stop()
+
+
+def refusal_of_tampered_step(
+    module: str, models: Path, tmp: Path, model: str, stage: str, param: str, value: object
+) -> tuple[int, str]:
+    """Start ``module`` on a copy of the model repository ``models`` in which the card of
+    ``model`` records ``value`` for preprocessing step ``stage``'s ``param``: its exit status
+    and its logs (it must refuse to start)."""
+    import json
+    import shutil
+
+    copy = tmp / "models"
+    shutil.copytree(models, copy)
+    card_path = copy / model / "1" / "card.json"
+    card = json.loads(card_path.read_text())
+    (step,) = (s for s in card["preprocessing"]["steps"] if s["stage"] == stage)
+    step["params"][param] = value
+    card_path.write_text(json.dumps(card))
+    prefix = {"tb_service": "IRMI_TB_", "bc_service": "IRMI_BC_"}[module]
+    return exit_of(module, {prefix + "MODELS_DIR": str(copy), prefix + "USE_GPU": "false"})
+
+
+def exit_of(module: str, env: dict[str, str], timeout: float = 120.0) -> tuple[int, str]:
+    """Start ``module`` expecting it to refuse to start: its exit status and its logs."""
+    svc = spawn(module, env)
+    deadline = time.monotonic() + timeout
+    while svc.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    code = svc.stop()
+    return code, svc.logs()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.onnxgen import tiny_model_folder
-from tests.procs import running, spawn
+from tests.procs import REPO, refusal_of_tampered_step, running, spawn
 
 
 @pytest.mark.parametrize(("module", "prefix"), [("tb_service", "TB"), ("bc_service", "BC")])
@@ -42,6 +42,22 @@ def test_sha256_mismatch_refuses_to_start(module: str, prefix: str, tmp_path: Pa
     code = svc.stop()
     assert code != 0
     assert "ModelIntegrityError" in svc.logs() or "does not match" in svc.logs()
+
+
+@pytest.mark.parametrize(
+    ("module", "model", "stage"),
+    [("tb_service", "chest-abnormality", "clahe"), ("bc_service", "mammo-patch", "enhance")],
+)
+def test_card_preprocessing_skew_refuses_to_start(
+    module: str, model: str, stage: str, tmp_path: Path
+) -> None:
+    """A card recording another CLAHE than the pipeline the service builds (the model was
+    trained on other pixels): the service stops with one clear message."""
+    models = REPO / module / "models"
+    code, logs = refusal_of_tampered_step(module, models, tmp_path, model, stage, "clip_limit", 3.0)
+    assert code != 0
+    assert f"start-up refused: PreprocessingMismatch: {model} v1: card preprocessing" in logs
+    assert "'clip_limit': 3.0" in logs and "serving pipeline" in logs
 
 
 def test_gateway_starts_with_port_from_environment(tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ VIEW_STATS = ("max", "top3_mean", "mean", "frac_over_half")
 VIEW_FEATURES = [f"{cls}_{stat}" for cls in VIEW_CLASSES for stat in VIEW_STATS]
 
 
-def gate_input(gray8: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """(1, GATE_SIZE, GATE_SIZE, 1) float32 in [0, 1] from a whole 8-bit gray image."""
-    small = cv2.resize(gray8, (GATE_SIZE, GATE_SIZE), interpolation=cv2.INTER_AREA)
+def gate_input(gray8: NDArray[np.uint8], size: int = GATE_SIZE) -> NDArray[np.float32]:
+    """(1, size, size, 1) float32 in [0, 1] from a whole 8-bit gray image."""
+    small = cv2.resize(gray8, (size, size), interpolation=cv2.INTER_AREA)
     return (small.astype(np.float32) / 255.0)[None, :, :, None]
 
 

@@ -19,7 +19,9 @@ from numpy.typing import NDArray
 
 from bc_service.pipeline import geometry
 from bc_service.pipeline.features import (
+    GATE_SIZE,
     PATCH_SIZE,
+    VIEW_FEATURES,
     WORK_HEIGHT,
     gate_input,
     patches_at,
@@ -119,9 +121,16 @@ class Decode(Transform):
 
     name = "decode"
 
-    def __init__(self, gate: Predictor | None, gate_threshold: float = 0.5) -> None:
+    def __init__(
+        self, gate: Predictor | None, gate_threshold: float = 0.5, gate_size: int = GATE_SIZE
+    ) -> None:
         self._gate = gate
         self.gate_threshold = gate_threshold
+        self.gate_size = gate_size
+
+    def params(self) -> dict[str, Any]:
+        """The preprocessing parameters (the threshold is the gate card's, not a step's)."""
+        return {"gate_size": self.gate_size}
 
     def __call__(self, s: MammoState) -> MammoState:
         meta = s.image.meta
@@ -142,7 +151,7 @@ class Decode(Transform):
             )
         s.gray8 = gray
         if self._gate is not None:
-            score = float(self._gate(gate_input(gray)).reshape(-1)[-1])
+            score = float(self._gate(gate_input(gray, self.gate_size)).reshape(-1)[-1])
             s.gate_score = score
             if score < self.gate_threshold:
                 raise NotAMammogram(
@@ -297,10 +306,21 @@ class Heatmaps(Transform):
 
     name = "heatmaps"
 
-    def __init__(self, patch_model: Predictor | None, stride: int = 16, batch_size: int = 64):
+    def __init__(
+        self,
+        patch_model: Predictor | None,
+        stride: int = 16,
+        batch_size: int = 64,
+        patch_size: int = PATCH_SIZE,
+    ) -> None:
         self._model = patch_model
         self.stride = stride
         self.batch_size = batch_size
+        self.patch_size = patch_size
+
+    def params(self) -> dict[str, Any]:
+        """The preprocessing parameters (the batch size changes only the speed)."""
+        return {"stride": self.stride, "patch_size": self.patch_size}
 
     def __call__(self, s: MammoState) -> MammoState:
         assert s.enhanced is not None and s.work_mask is not None
@@ -312,7 +332,7 @@ class Heatmaps(Transform):
         else:
             outs = []
             for i in range(0, len(centres), self.batch_size):
-                batch = patches_at(s.enhanced, centres[i : i + self.batch_size])
+                batch = patches_at(s.enhanced, centres[i : i + self.batch_size], self.patch_size)
                 outs.append(self._model(batch))
             probs = (
                 np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 3), np.float32)
@@ -355,6 +375,7 @@ class Classify(Transform):
 
     def __init__(self, view_model: Predictor | None) -> None:
         self._model = view_model
+        self.features = list(VIEW_FEATURES)  # the view model's inputs, in order
 
     def __call__(self, s: MammoState) -> MammoState:
         feats = classifier_features(s)
