@@ -182,3 +182,50 @@ def test_upload_is_stored_encrypted_and_forwarded_deidentified(
         assert NAME not in line and "MRN-778899" not in line
         if line.startswith("{"):
             json.loads(line)
+
+
+async def test_rekey_reseals_old_blobs_with_the_current_key(tmp_path: Path) -> None:
+    from gateway.db import create_engine, migrate, session_factory
+    from gateway.models import Study, StudyFile, User
+    from gateway.rekey import rekey
+
+    k1, k2 = (base64.b64encode(_key(i)).decode() for i in (1, 2))
+    common: dict[str, Any] = {
+        "jwt_secret": "x" * 40,
+        "store_dir": tmp_path / "images",
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
+    }
+    backend = LocalDiskStore(tmp_path / "images")
+    old = EncryptedStore(backend, Keyring("k1", {"k1": _key(1)}))
+    blobs = [patient_dicom(), b"second blob" * 10]
+    keys = [await old.put(b) for b in blobs]
+    engine = create_engine(common["database_url"])
+    await migrate(engine)
+    async with session_factory(engine)() as s:
+        s.add(
+            User(
+                id="u" * 32, email="u@example.org", password_hash="-", role="patient", full_name="U"
+            )
+        )
+        await s.flush()
+        s.add(Study(id="s" * 32, owner_id="u" * 32, kind="chest", status="succeeded"))
+        await s.flush()
+        for i, key in enumerate(keys):
+            s.add(
+                StudyFile(
+                    study_id="s" * 32,
+                    role="original",
+                    name=f"f{i}",
+                    blob_key=key,
+                    media_type="application/dicom",
+                    size=1,
+                )
+            )
+        await s.commit()
+    await engine.dispose()
+    rotated = Settings(dev_mode=False, store_keys={"k1": k1, "k2": k2}, store_key_id="k2", **common)  # type: ignore[arg-type]
+    assert await rekey(rotated) == (2, 2)
+    assert await rekey(rotated) == (0, 2)  # idempotent
+    for key, data in zip(keys, blobs, strict=True):
+        assert Keyring.key_id_of(await backend.get(key)) == "k2"
+        assert await EncryptedStore(backend, Keyring("k2", {"k2": _key(2)})).get(key) == data
