@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import UploadFile
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deidentify import for_inference, for_storage
@@ -328,16 +328,29 @@ async def rerun(session: AsyncSession, principal: Principal, study: Study) -> in
     the seq of the re-run's event: the new run's events follow it."""
     if study.owner_id != principal.user.id:
         raise Forbidden("Only the patient who uploaded a study may run it again.")
+    conflict = Conflict(
+        "Only a failed mammography study can be run again.",
+        details={"status": study.status, "kind": study.kind},
+    )
     if study.status != "failed" or study.kind != "mammography":
-        raise Conflict(
-            "Only a failed mammography study can be run again.",
-            details={"status": study.status, "kind": study.kind},
+        raise conflict
+    # One conditional UPDATE: of two re-runs sent at once, only one starts a relay.
+    claimed = await session.execute(
+        update(Study)
+        .where(Study.id == study.id, Study.status == "failed")
+        .values(
+            status="queued",
+            error=None,
+            progress=None,
+            result=None,
+            finished_at=None,
+            upstream_id=None,
+            updated_at=now(),
         )
-    study.status = "queued"
-    study.error = study.progress = study.result = None
-    study.finished_at = None
-    study.upstream_id = None
-    study.updated_at = now()
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise conflict
     event = await add_event(
         session,
         study.id,

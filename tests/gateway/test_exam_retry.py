@@ -6,6 +6,7 @@ tests/stress/test_faults.py."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,15 @@ def test_rerun_a_failed_study_from_its_stored_images(
         assert "error" in [e for e, _ in _events(p, url + "/events")]
         # chest studies never end failed; a foreign id is 404
         assert p.post("/v1/studies/" + "0" * 32 + "/rerun").status_code == 404
+        # re-runs sent at once: one starts, the others are 409 (one relay, not five)
+        dying = png_bytes(gradient(90, 80)) + b"FAKE:die"
+        r = p.post("/v1/studies/mammography", files=[("L-CC", ("d.png", dying, "image/png"))])
+        assert r.status_code == 202, r.text
+        url = r.json()["study_url"]
+        assert _wait(p, url, {"succeeded", "failed"})["status"] == "failed"
+        with ThreadPoolExecutor(5) as pool:
+            codes = sorted(pool.map(lambda _: p.post(url + "/rerun").status_code, range(5)))
+        assert codes == [202, 409, 409, 409, 409], codes
+        assert _wait(p, url, {"succeeded", "failed"})["status"] == "failed"
+        kinds = [e for e, _ in _events(p, url + "/events")]
+        assert kinds.count("retry") == 1 and kinds.count("error") == 2, kinds
