@@ -127,7 +127,7 @@ def _dev_keyfile(path: Path) -> dict[str, Any]:
 
 def keyring_from_settings(settings: Any) -> Keyring:
     keys = {kid: _decode(kid, v.get_secret_value()) for kid, v in settings.store_keys.items()}
-    current = settings.store_key_id
+    current = settings.store_key_id or None  # compose passes an empty value when unset
     if not keys:
         if not settings.dev_mode:
             raise ValueError(

@@ -45,7 +45,12 @@ class Settings(ServiceSettings):
     s3_prefix: str = "images/"
     # Encryption at rest of the store (AES-256-GCM): {"<key id>": "<base64 of 32 bytes>"}.
     # Rotation: add a key, make it current; keep the old ones for reading (gateway/README.md).
-    store_keys: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    store_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        repr=False,
+        description='Image-store keys, JSON {"<id>": "<base64 of 32 bytes>"} (a Secret; '
+        "required outside dev mode).",
+    )
     store_key_id: str | None = Field(
         default=None, description="Id of the key new blobs are sealed with (one key: that one)."
     )
@@ -101,7 +106,9 @@ class Settings(ServiceSettings):
         description="First wait between readiness checks of bc_service after an exam was "
         "lost; doubled after each failed check up to exam_retry_backoff_max_s.",
     )
-    exam_retry_backoff_max_s: float = Field(default=5.0, gt=0)
+    exam_retry_backoff_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between readiness checks of bc_service."
+    )
     relay_lease_s: float = Field(
         default=15.0,
         gt=0,
