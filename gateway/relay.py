@@ -6,7 +6,7 @@ going whether or not a client listens. Clients read ``/v1/studies/{id}/events`` 
 database, so any replica serves them. If bc_service is lost mid-exam (it died, restarted, was
 overloaded or answered 5xx), the relay waits for its ``/v2/health/ready`` (backoff between
 checks) and submits the exam again from the stored images, a ``retry`` event each time, for up
-to ``exam_retry_window_s`` after the first loss; ``exam_attempts`` bounds the submissions that
+to ``exam_retry_window_s`` after the loss; ``exam_attempts`` bounds the submissions that
 bc_service accepted and then lost (an exam that itself crashes the service). A relay keeps a
 lease (the study's ``updated_at``, refreshed every ``relay_lease_s / 3``); every replica
 sweeps for studies whose lease expired (their replica stopped or died), claims each with one
@@ -177,10 +177,10 @@ async def relay_exam(
     """Run the exam to a terminal state: relay the upstream stream (``resp``; None: submit
     it from the stored images first, as submission ``attempt``), and when bc_service is lost
     mid-exam wait for it to be ready and submit again, within ``exam_retry_window_s`` of the
-    first loss and up to ``exam_attempts`` accepted submissions. A 4xx fails at once."""
+    loss and up to ``exam_attempts`` accepted submissions. A 4xx fails at once."""
     settings = state.settings
     beat = asyncio.create_task(_heartbeat(state, study_id))
-    lost_at: float | None = None  # when this run first lost the exam (monotonic)
+    lost_at: float | None = None  # when bc_service last lost the exam (monotonic)
     try:
         while True:
             outcome: Outcome
@@ -200,7 +200,8 @@ async def relay_exam(
             if outcome is None:
                 return
             code, message, details = outcome
-            lost_at = time.monotonic() if lost_at is None else lost_at
+            if accepted or lost_at is None:  # the window runs from the latest loss
+                lost_at = time.monotonic()
             deadline = lost_at + settings.exam_retry_window_s
             spent = {"attempts": attempt, "window_s": settings.exam_retry_window_s}
             if (accepted and attempt >= settings.exam_attempts) or time.monotonic() >= deadline:

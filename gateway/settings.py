@@ -89,7 +89,7 @@ class Settings(ServiceSettings):
     exam_retry_window_s: float = Field(
         default=120.0,
         gt=0,
-        description="How long after a mammography exam is first lost (bc_service died, "
+        description="How long after a mammography exam is lost (bc_service died, "
         "restarted, overloaded, 5xx) the gateway keeps waiting for bc_service to be ready "
         "again and re-submits it; past it the study ends failed. A 4xx fails at once.",
     )
