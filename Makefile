@@ -13,7 +13,7 @@ RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest \
-        train-mammo train-chest-pretrain-probe bench load openapi clean
+        train-mammo train-chest-pretrain-probe bench load fault openapi clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
@@ -22,6 +22,7 @@ help:
 	@echo "make train-chest-pretrain-probe - ImageNet-pretraining linear probe (own torch venv)"
 	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
+	@echo "make fault  - long fault tests (bc_service down 60 s mid-exam: no exam lost)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -53,6 +54,10 @@ pytest: venv-test
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest
+
+# Fault tests too long for `make test` (opted in by IRMI_TEST_LONG_FAULTS; loopback only).
+fault: venv-test
+	IRMI_TEST_LONG_FAULTS=1 $(PY) -m pytest -q -m slow tests/stress/test_faults.py
 
 train-chest: venv-train
 	$(PY) -m tb_service.train all

@@ -56,5 +56,6 @@ if ! compgen -G "bc_service/models/*/*/model.onnx" >/dev/null; then
 fi
 check bc_service bc 18102 "${bc_env[@]}"
 check gateway gateway 18100 IRMI_GATEWAY_JWT_SECRET=check-only \
+  IRMI_GATEWAY_STORE_KEYS='{"check":"Y2hlY2stb25seS1rZXktMDEyMzQ1Njc4OWFiY2RlZiE="}' \
   IRMI_GATEWAY_DATABASE_URL="sqlite+aiosqlite:///$work/irmi.db" IRMI_GATEWAY_STORE_DIR="$work/images" \
   IRMI_GATEWAY_TB_URL=http://127.0.0.1:18101 IRMI_GATEWAY_BC_URL=http://127.0.0.1:18102

@@ -1,13 +1,16 @@
 """Mammography relay: reads bc_service's SSE stream (submitted in stream mode) and persists
-every progress event and the final result in the gateway's database as they arrive.
+every progress event and the final result (through :mod:`gateway.study_writes`) as they arrive.
 
 The relay runs as a background task owned by the replica that accepted the upload; it keeps
 going whether or not a client listens. Clients read ``/v1/studies/{id}/events`` from the
-database, so any replica serves them. If bc_service dies mid-exam, the relay submits the exam
-again from the stored images (``exam_attempts`` in all, a ``retry`` event each time) before the
-study ends ``failed``. A relay keeps a lease (the study's ``updated_at``, refreshed every
-``relay_lease_s / 3``); every replica sweeps for studies whose lease expired (their replica
-stopped or died), claims each with one conditional UPDATE and restarts its relay.
+database, so any replica serves them. If bc_service is lost mid-exam (it died, restarted, was
+overloaded or answered 5xx), the relay waits for its ``/v2/health/ready`` (backoff between
+checks) and submits the exam again from the stored images, a ``retry`` event each time, for up
+to ``exam_retry_window_s`` after the loss; ``exam_attempts`` bounds the submissions that
+bc_service accepted and then lost (an exam that itself crashes the service). A relay keeps a
+lease (the study's ``updated_at``, refreshed every ``relay_lease_s / 3``); every replica
+sweeps for studies whose lease expired (their replica stopped or died), claims each with one
+conditional UPDATE and restarts its relay.
 """
 
 from __future__ import annotations
@@ -15,124 +18,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from gateway.models import Study, StudyEvent, StudyFile
-from gateway.schemas import ExamResultPublic, FileRef
+from gateway.models import Study
 from gateway.state import GatewayState
-from gateway.studies import (
-    add_event,
-    decode_png_b64,
-    expire_if_stale,
-    fail_study,
-    heatmap_url,
-    now,
+from gateway.studies import expire_if_stale, now
+from gateway.study_writes import (
+    StudyGone,
+    fail,
+    finish_mammography,
+    record_progress,
+    record_retry,
+    record_upstream_id,
+    run_events,
+    stored_images,
 )
-from gateway.upstream import UploadPart, UpstreamError, iter_sse, status_for_code
+from gateway.upstream import UpstreamError, iter_sse, status_for_code
 from shared.contracts.mammo import Exam, ProgressEvent
 from shared.errors import ServiceUnavailable
 
 log = logging.getLogger("irmi.gateway.relay")
-
-
-class _Gone(Exception):
-    """The study was deleted while its relay ran."""
-
-
-async def _with_study(state: GatewayState, study_id: str, fn: Any) -> None:
-    async with state.sessions() as session:
-        study = await session.get(Study, study_id)
-        if study is None:
-            raise _Gone
-        await fn(session, study)
-        await session.commit()
-
-
-async def _fail(
-    state: GatewayState, study_id: str, code: str, message: str, details: dict[str, Any]
-) -> None:
-    async def apply(session: Any, study: Study) -> None:
-        await fail_study(session, study, code, message, details)
-
-    with contextlib.suppress(_Gone):
-        await _with_study(state, study_id, apply)
-
-
-async def _store_result(state: GatewayState, study_id: str, exam: Exam) -> None:
-    assert exam.result is not None
-    stored: list[tuple[str, str, int]] = []
-    views: list[dict[str, Any]] = []
-    for view in exam.result.views:
-        refs: dict[str, FileRef] = {}
-        for name, png in view.heatmaps.items():
-            data = decode_png_b64(png.base64)
-            key = await state.store.put(data)
-            file_name = f"{view.view_id}-{name}"
-            stored.append((file_name, key, len(data)))
-            refs[name] = FileRef(
-                url=heatmap_url(study_id, file_name), width=png.width, height=png.height
-            )
-        views.append({**view.model_dump(exclude={"heatmaps"}), "heatmaps": refs})
-    public = ExamResultPublic.model_validate(
-        {**exam.result.model_dump(exclude={"views"}), "views": views}
-    )
-    result = public.model_dump(mode="json")
-
-    async def apply(session: Any, study: Study) -> None:
-        if study.status in {"succeeded", "failed"}:  # another replica's relay finished it
-            return
-        for i, (file_name, key, size) in enumerate(stored):
-            session.add(
-                StudyFile(
-                    study_id=study_id,
-                    role="heatmap",
-                    name=file_name,
-                    blob_key=key,
-                    media_type="image/png",
-                    size=size,
-                    position=i,
-                )
-            )
-        study.status = "succeeded"
-        study.result = result
-        study.progress = None
-        study.finished_at = study.updated_at = now()
-        await add_event(
-            session,
-            study_id,
-            "result",
-            {"study_id": study_id, "status": "succeeded", "mammography_result": result},
-        )
-
-    await _with_study(state, study_id, apply)
-
-
-async def _on_progress(state: GatewayState, study_id: str, progress: ProgressEvent) -> None:
-    data = progress.model_dump(mode="json")
-
-    async def apply(session: Any, study: Study) -> None:
-        if study.status in {"succeeded", "failed"}:
-            return
-        study.status = "running"
-        study.progress = data
-        study.updated_at = now()
-        await add_event(session, study_id, "progress", data)
-
-    await _with_study(state, study_id, apply)
-
-
-async def _on_upstream_id(state: GatewayState, study_id: str, upstream_id: str) -> None:
-    async def apply(session: Any, study: Study) -> None:
-        study.upstream_id = upstream_id[:64]
-        study.status = "running"
-        study.updated_at = now()
-
-    await _with_study(state, study_id, apply)
 
 
 def error_of(data: Any) -> tuple[str, str, dict[str, Any]]:
@@ -154,7 +65,6 @@ _LOST = (
     "The mammography service stopped before finishing (it may have restarted); "
     "please upload the exam again.",
 )
-TAGS = {"L-CC", "R-CC", "L-MLO", "R-MLO"}
 ACTIVE = ("queued", "running")
 
 
@@ -177,22 +87,22 @@ async def _consume(state: GatewayState, study_id: str, resp: httpx.Response) -> 
                     progress = ProgressEvent.model_validate(data)
                 except ValidationError:
                     continue
-                await _on_progress(state, study_id, progress)
+                await record_progress(state, study_id, progress)
             elif ev.event in {"result", "error"}:
                 if ev.event == "result":
                     exam = Exam.model_validate(data)
                     if exam.status == "succeeded" and exam.result is not None:
-                        await _store_result(state, study_id, exam)
+                        await finish_mammography(state, study_id, exam)
                         return None
                     code, message, details = error_of(exam.error or {})
                 else:
                     code, message, details = error_of(data)
                 if _retryable(code):
                     return code, message, {**details, "upstream": "bc_service"}
-                await _fail(state, study_id, code, message, details)
+                await fail(state, study_id, code, message, details)
                 return None
             elif isinstance(data, dict) and isinstance(data.get("id"), str):
-                await _on_upstream_id(state, study_id, data["id"])
+                await record_upstream_id(state, study_id, data["id"])
         return (*_LOST, {"upstream": "bc_service", "reason": "stream_ended"})
     except httpx.HTTPError as exc:
         reason = "timeout" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
@@ -205,44 +115,32 @@ async def _consume(state: GatewayState, study_id: str, resp: httpx.Response) -> 
         await resp.aclose()
 
 
-async def _resubmit(state: GatewayState, study_id: str) -> httpx.Response:
-    """Submit the exam again from the study's stored original images (tags as uploaded)."""
-    async with state.sessions() as session:
-        rows = list(
-            (
-                await session.execute(
-                    select(StudyFile)
-                    .where(StudyFile.study_id == study_id, StudyFile.role == "original")
-                    .order_by(StudyFile.position)
-                )
-            ).scalars()
-        )
-    if not rows:
-        raise _Gone
-    parts: list[UploadPart] = []
-    for i, row in enumerate(rows):
-        data = await state.store.get(row.blob_key)
-        field = row.name if row.name in TAGS else "files"
-        parts.append((field, (f"view-{i}", data, row.media_type)))
-    return await state.upstreams.open_exam_stream(parts)
+async def _submit(state: GatewayState, study_id: str) -> httpx.Response | Outcome:
+    """Submit the exam again from the stored images (tags as uploaded, de-identified copies):
+    the stream, or the error that kept bc_service from accepting it."""
+    images = await stored_images(state, study_id)
+    try:
+        return await state.upstreams.open_exam_stream([img.part() for img in images])
+    except UpstreamError as exc:
+        if exc.status_code < 500 and exc.status_code != 429:
+            await fail(state, study_id, exc.code, exc.message, exc.details)
+            return None
+        return exc.code, exc.message, {**exc.details, "upstream": "bc_service"}
+    except ServiceUnavailable as exc:
+        return (*_LOST, {**exc.details, "reason": "unreachable"})
 
 
-async def _record_retry(
-    state: GatewayState, study_id: str, attempt: int, code: str, reason: str
-) -> None:
-    data = {
-        "study_id": study_id,
-        "attempt": attempt,
-        "max_attempts": state.settings.exam_attempts,
-        "code": code,
-        "reason": reason,
-    }
-
-    async def apply(session: Any, study: Study) -> None:
-        study.updated_at = now()
-        await add_event(session, study_id, "retry", data)
-
-    await _with_study(state, study_id, apply)
+async def _wait_ready(state: GatewayState, deadline: float) -> bool:
+    """Wait (backoff between checks) until bc_service reports ready; False past ``deadline``."""
+    settings = state.settings
+    pause = settings.exam_retry_backoff_s
+    while True:
+        await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        if await state.upstreams.ready(state.upstreams.bc):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        pause = min(max(pause * 2, 0.1), settings.exam_retry_backoff_max_s)
 
 
 async def _heartbeat(state: GatewayState, study_id: str) -> None:
@@ -276,43 +174,62 @@ async def _release(state: GatewayState, study_id: str) -> None:
 async def relay_exam(
     state: GatewayState, study_id: str, resp: httpx.Response | None, attempt: int = 1
 ) -> None:
-    """Run the exam to a terminal state: relay the upstream stream, and when bc_service is lost
-    mid-exam (connection error, stream cut, 5xx, overloaded) submit it again from the stored
-    images, up to ``exam_attempts`` in all. A 4xx from bc_service fails at once."""
+    """Run the exam to a terminal state: relay the upstream stream (``resp``; None: submit
+    it from the stored images first, as submission ``attempt``), and when bc_service is lost
+    mid-exam wait for it to be ready and submit again, within ``exam_retry_window_s`` of the
+    loss and up to ``exam_attempts`` accepted submissions. A 4xx fails at once."""
+    settings = state.settings
     beat = asyncio.create_task(_heartbeat(state, study_id))
+    lost_at: float | None = None  # when bc_service last lost the exam (monotonic)
     try:
         while True:
             outcome: Outcome
+            accepted = False
             if resp is None:
-                try:
-                    resp = await _resubmit(state, study_id)
-                except UpstreamError as exc:
-                    if exc.status_code < 500 and exc.status_code != 429:
-                        await _fail(state, study_id, exc.code, exc.message, exc.details)
-                        return
-                    outcome = exc.code, exc.message, {**exc.details, "upstream": "bc_service"}
-                except ServiceUnavailable as exc:
-                    outcome = (*_LOST, {**exc.details, "reason": "unreachable"})
+                submitted = await _submit(state, study_id)
+                if isinstance(submitted, httpx.Response):
+                    resp = submitted
+                elif submitted is None:
+                    return
+                else:
+                    outcome = submitted
             if resp is not None:
                 current, resp = resp, None
+                accepted = True
                 outcome = await _consume(state, study_id, current)
             if outcome is None:
                 return
             code, message, details = outcome
-            if attempt >= state.settings.exam_attempts:
-                await _fail(state, study_id, code, message, {**details, "attempts": attempt})
+            if accepted or lost_at is None:  # the window runs from the latest loss
+                lost_at = time.monotonic()
+            deadline = lost_at + settings.exam_retry_window_s
+            spent = {"attempts": attempt, "window_s": settings.exam_retry_window_s}
+            if (accepted and attempt >= settings.exam_attempts) or time.monotonic() >= deadline:
+                await fail(state, study_id, code, message, {**details, **spent})
                 return
-            attempt += 1
+            if not await _wait_ready(state, deadline):
+                await fail(state, study_id, code, message, {**details, **spent, "ready": False})
+                return
+            attempt += 1 if accepted else 0
             log.warning(
                 "retrying exam",
                 extra={"study_id": study_id, "attempt": attempt, "error": code},
             )
-            await _record_retry(state, study_id, attempt, code, str(details.get("reason", code)))
-            await asyncio.sleep(state.settings.exam_retry_backoff_s * (attempt - 1))
-    except _Gone:
+            await record_retry(
+                state,
+                study_id,
+                {
+                    "attempt": attempt,
+                    "max_attempts": settings.exam_attempts,
+                    "code": code,
+                    "reason": str(details.get("reason", code)),
+                    "window_s": settings.exam_retry_window_s,
+                },
+            )
+    except StudyGone:
         log.info("study deleted during relay", extra={"study_id": study_id})
     except ValidationError:
-        await _fail(
+        await fail(
             state,
             study_id,
             "processing_failed",
@@ -326,7 +243,7 @@ async def relay_exam(
         raise
     except Exception:
         log.exception("relay failed", extra={"study_id": study_id})
-        await _fail(state, study_id, "processing_failed", "The mammography relay failed.", {})
+        await fail(state, study_id, "processing_failed", "The mammography relay failed.", {})
     finally:
         beat.cancel()
         if resp is not None:
@@ -356,15 +273,11 @@ async def _adopt(state: GatewayState, study_id: str, cutoff: datetime) -> None:
         await session.commit()
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return
-        retries = await session.scalar(
-            select(func.count())
-            .select_from(StudyEvent)
-            .where(StudyEvent.study_id == study_id, StudyEvent.event == "retry")
-        )
-    lost = int(retries or 0) + 1  # the attempt whose relay went away
+        _, retries = await run_events(session, study_id)
+    lost = len(retries) + 1  # the attempt whose relay went away
     log.warning("adopting exam", extra={"study_id": study_id, "attempt": lost + 1})
     if lost >= state.settings.exam_attempts:
-        await _fail(
+        await fail(
             state,
             study_id,
             "service_unavailable",
@@ -372,7 +285,17 @@ async def _adopt(state: GatewayState, study_id: str, cutoff: datetime) -> None:
             {"reason": "stale", "attempts": lost},
         )
         return
-    await _record_retry(state, study_id, lost + 1, "service_unavailable", "relay_lost")
+    retry = {
+        "attempt": lost + 1,
+        "max_attempts": state.settings.exam_attempts,
+        "code": "service_unavailable",
+        "reason": "relay_lost",
+        "window_s": state.settings.exam_retry_window_s,
+    }
+    try:
+        await record_retry(state, study_id, retry)
+    except StudyGone:
+        return
     start_relay(state, study_id, None, lost + 1)
 
 

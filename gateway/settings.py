@@ -43,6 +43,22 @@ class Settings(ServiceSettings):
     # Not a SecretStr: the base class would demand it even for the local store.
     s3_secret_access_key: str | None = Field(default=None, repr=False)
     s3_prefix: str = "images/"
+    # Encryption at rest of the store (AES-256-GCM): {"<key id>": "<base64 of 32 bytes>"}.
+    # Rotation: add a key, make it current; keep the old ones for reading (gateway/README.md).
+    store_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        repr=False,
+        description='Image-store keys, JSON {"<id>": "<base64 of 32 bytes>"} (a Secret; '
+        "required outside dev mode).",
+    )
+    store_key_id: str | None = Field(
+        default=None, description="Id of the key new blobs are sealed with (one key: that one)."
+    )
+    store_key_file: Path | None = Field(
+        default=None,
+        description="Dev mode only: where a generated key is kept (default: store-keys.json "
+        "beside store_dir).",
+    )
 
     # Auth.
     jwt_secret: SecretStr | None = None
@@ -70,14 +86,28 @@ class Settings(ServiceSettings):
         default=900,
         description="A mammography study with no event for this long is declared failed.",
     )
+    exam_retry_window_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long after a mammography exam is lost (bc_service died, "
+        "restarted, overloaded, 5xx) the gateway keeps waiting for bc_service to be ready "
+        "again and re-submits it; past it the study ends failed. A 4xx fails at once.",
+    )
     exam_attempts: int = Field(
         default=3,
         ge=1,
-        description="Submissions of a mammography exam to bc_service, in all, when it is lost "
-        "mid-exam (died, overloaded, 5xx); a 4xx fails at once.",
+        description="Submissions of an exam that bc_service accepts and then loses, in all "
+        "(bounds an exam that itself crashes the service). Time spent waiting for the "
+        "service to come back does not use attempts.",
     )
     exam_retry_backoff_s: float = Field(
-        default=1.0, ge=0, description="Wait before re-submitting an exam, times the attempt."
+        default=1.0,
+        ge=0,
+        description="First wait between readiness checks of bc_service after an exam was "
+        "lost; doubled after each failed check up to exam_retry_backoff_max_s.",
+    )
+    exam_retry_backoff_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between readiness checks of bc_service."
     )
     relay_lease_s: float = Field(
         default=15.0,

@@ -3,7 +3,9 @@
 Two backends behind one small interface: :class:`LocalDiskStore` (the default; files written
 to a temporary name, fsynced, then renamed, so a reader never sees half a file) and
 :class:`S3Store` (any S3-compatible object storage; a PUT is atomic). Blobs are never served
-directly: the routes check authorization, then read them through this interface.
+directly: the routes check authorization, then read them through this interface. The
+gateway wraps the backend in :class:`gateway.encryption.EncryptedStore`, so that what either
+backend holds is ciphertext; the key of a blob stays the SHA-256 of its plaintext.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class ImageStore(Protocol):
         """Store the bytes (idempotent) and return their key."""
         ...
 
+    async def write(self, key: str, data: bytes, replace: bool = False) -> None:
+        """Store ``data`` under a key computed by the caller (the encryption layer's)."""
+        ...
+
     async def get(self, key: str) -> bytes:
         """The bytes of a blob; :class:`NotFound` when absent."""
         ...
@@ -67,9 +73,9 @@ class LocalDiskStore:
         _check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
-    def _put(self, data: bytes, key: str) -> None:
+    def _put(self, data: bytes, key: str, replace: bool = False) -> None:
         path = self._path(key)
-        if path.exists():
+        if path.exists() and not replace:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -87,6 +93,10 @@ class LocalDiskStore:
         key = blob_key(data)
         await asyncio.to_thread(self._put, data, key)
         return key
+
+    async def write(self, key: str, data: bytes, replace: bool = False) -> None:
+        """Store ``data`` under ``key`` (kept if present unless ``replace``)."""
+        await asyncio.to_thread(self._put, data, key, replace)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -220,6 +230,10 @@ class S3Store:
         await self._call(self._put, data, key)
         return key
 
+    async def write(self, key: str, data: bytes, replace: bool = False) -> None:
+        """Store ``data`` under ``key`` (a PUT is atomic; it replaces any older object)."""
+        await self._call(self._put, data, key)
+
     async def get(self, key: str) -> bytes:
         data: bytes = await self._call(self._get, key)
         return data
@@ -241,6 +255,13 @@ class S3Store:
 
 
 def create_store(settings: Any) -> ImageStore:
+    """The configured backend, encrypted at rest (:mod:`gateway.encryption`)."""
+    from gateway.encryption import encrypted
+
+    return encrypted(create_backend(settings), settings)
+
+
+def create_backend(settings: Any) -> ImageStore:
     if settings.store == "s3":
         return S3Store(
             settings.s3_bucket,

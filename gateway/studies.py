@@ -1,5 +1,6 @@
-"""Study logic shared by the routes and the mammography relay: uploads, storage, access rules,
-turning stored rows into public models."""
+"""Study logic shared by the routes and the mammography relay: reading uploads, access rules,
+turning stored rows into public models, and the primitive writes (events, failing, deleting)
+that the data layer for study writes (:mod:`gateway.study_writes`) builds on."""
 
 from __future__ import annotations
 

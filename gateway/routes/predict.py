@@ -1,4 +1,5 @@
-"""Stateless predict routes for integrators: nothing is stored, heatmaps come back inline."""
+"""Stateless predict routes for integrators: nothing is stored, heatmaps come back inline;
+the services receive de-identified copies (:mod:`gateway.deidentify`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from fastapi import APIRouter, File, Response, UploadFile
 
 from gateway.deps import PredictPrincipal, StateDep
 from gateway.relay import error_of
-from gateway.studies import mammogram_views, read_upload
-from gateway.upstream import UploadPart, UpstreamError, iter_sse, status_for_code
+from gateway.studies import mammogram_views
+from gateway.study_writes import read_image, read_views
+from gateway.upstream import UpstreamError, iter_sse, status_for_code
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import Exam
 from shared.errors import (
@@ -54,8 +56,8 @@ async def predict_chest(
     state: StateDep,
     file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
 ) -> Any:
-    data, media_type = await read_upload(file, state.settings.max_upload_bytes)
-    body = await state.upstreams.predict_chest("image", data, media_type)
+    image = await read_image(file, state.settings.max_upload_bytes, name="image")
+    body = await state.upstreams.predict_chest("image", image.forward, image.media_type)
     try:
         ChestPrediction.model_validate_json(body)  # the contract holds...
     except ValueError as exc:
@@ -80,12 +82,9 @@ async def predict_mammogram(
     files: Annotated[list[UploadFile] | None, File(description="Untagged views.")] = None,
 ) -> Any:
     tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
-    uploads = mammogram_views(tagged, files, state.settings.max_views)
-    parts: list[UploadPart] = []
-    for i, (tag, upload) in enumerate(uploads):
-        data, media_type = await read_upload(upload, state.settings.max_upload_bytes)
-        parts.append((tag or "files", (f"view-{i}", data, media_type)))
-    resp = await state.upstreams.open_exam_stream(parts)
+    views = mammogram_views(tagged, files, state.settings.max_views)
+    images = await read_views(views, state.settings.max_upload_bytes)
+    resp = await state.upstreams.open_exam_stream([img.part() for img in images])
     try:
         async for ev in iter_sse(resp):
             if ev.event == "result":

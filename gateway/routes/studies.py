@@ -1,5 +1,6 @@
 """Studies: upload (chest: synchronous result; mammography: 202 + events), history, detail,
-original images, heatmaps, the SSE event stream and delete."""
+original images, heatmaps, the SSE event stream, re-run and delete. The writes go through
+:mod:`gateway.study_writes`."""
 
 from __future__ import annotations
 
@@ -21,33 +22,34 @@ from gateway.deps import (
     audit,
     check_scope,
 )
-from gateway.models import Consultation, Study, StudyEvent, StudyFile, new_id
+from gateway.models import Consultation, Study, StudyEvent, StudyFile
 from gateway.relay import start_relay
 from gateway.schemas import (
-    ChestResult,
-    FileRef,
     StudyAccepted,
     StudyDetail,
     StudyPage,
 )
 from gateway.studies import (
     TERMINAL,
-    add_event,
-    decode_png_b64,
     delete_study,
     detail,
     expire_if_stale,
-    heatmap_url,
     load_readable,
     mammogram_views,
-    now,
-    read_upload,
     study_url,
     summary,
 )
-from gateway.upstream import UploadPart
+from gateway.study_writes import (
+    create_chest,
+    create_mammography,
+    read_image,
+    read_views,
+    rerun,
+    run_events,
+)
 from shared.contracts.chest import ChestPrediction
 from shared.errors import (
+    Conflict,
     Forbidden,
     ImageTooLarge,
     InvalidImage,
@@ -96,68 +98,27 @@ async def upload_chest(
     file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
 ) -> StudyDetail:
     _require_patient(principal)
-    data, media_type = await read_upload(file, state.settings.max_upload_bytes)
-    body = await state.upstreams.predict_chest("image", data, media_type)
+    image = await read_image(file, state.settings.max_upload_bytes, name="image")
+    body = await state.upstreams.predict_chest("image", image.forward, image.media_type)
     try:
         prediction = ChestPrediction.model_validate_json(body)
     except ValueError as exc:
         raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
-    study_id = new_id()
-    original_key = await state.store.put(data)
-    files = [
-        StudyFile(
-            study_id=study_id,
-            role="original",
-            name="image",
-            blob_key=original_key,
-            media_type=media_type,
-            size=len(data),
-        )
-    ]
-    heatmap: FileRef | None = None
-    if prediction.heatmap is not None:
-        png = decode_png_b64(prediction.heatmap.base64)
-        files.append(
-            StudyFile(
-                study_id=study_id,
-                role="heatmap",
-                name="abnormal",
-                blob_key=await state.store.put(png),
-                media_type="image/png",
-                size=len(png),
-            )
-        )
-        heatmap = FileRef(
-            url=heatmap_url(study_id, "abnormal"),
-            width=prediction.heatmap.width,
-            height=prediction.heatmap.height,
-        )
-    result = ChestResult.model_validate(
-        {**prediction.model_dump(exclude={"heatmap"}), "heatmap": heatmap}
-    ).model_dump(mode="json")
-    ts = now()
-    study = Study(
-        id=study_id,
-        owner_id=principal.user.id,
-        kind="chest",
-        status="succeeded",
-        created_at=ts,
-        updated_at=ts,
-        finished_at=ts,
-        result=result,
-    )
-    session.add(study)
-    await session.flush()
-    session.add_all(files)
-    await add_event(
-        session,
-        study_id,
-        "result",
-        {"study_id": study_id, "status": "succeeded", "chest_result": result},
-    )
-    audit(session, principal, "create", study_id)
-    await session.commit()
+    study, files = await create_chest(state, session, principal, image, prediction)
     return detail(study, files)
+
+
+def _accepted(study_id: str, events_after: int = 0) -> Response:
+    events = f"{study_url(study_id)}/events" + (f"?after={events_after}" if events_after else "")
+    body = StudyAccepted(
+        id=study_id, status="queued", study_url=study_url(study_id), events_url=events
+    )
+    return Response(
+        body.model_dump_json(),
+        status_code=202,
+        media_type="application/json",
+        headers={"Location": study_url(study_id)},
+    )
 
 
 @router.post(
@@ -183,61 +144,35 @@ async def upload_mammography(
 ) -> Response:
     _require_patient(principal)
     tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
-    uploads = mammogram_views(tagged, files, state.settings.max_views)
-    parts: list[UploadPart] = []
-    study_id = new_id()
-    rows: list[StudyFile] = []
-    blobs: list[bytes] = []
-    for i, (tag, upload) in enumerate(uploads):
-        data, media_type = await read_upload(upload, state.settings.max_upload_bytes)
-        parts.append((tag or "files", (f"view-{i}", data, media_type)))
-        blobs.append(data)
-        rows.append(
-            StudyFile(
-                study_id=study_id,
-                role="original",
-                name=tag or f"view-{i}",
-                blob_key="",
-                media_type=media_type,
-                size=len(data),
-                position=i,
-            )
-        )
-    resp = await state.upstreams.open_exam_stream(parts)
+    views = mammogram_views(tagged, files, state.settings.max_views)
+    images = await read_views(views, state.settings.max_upload_bytes)
+    resp = await state.upstreams.open_exam_stream([img.part() for img in images])
     try:
-        for row, data in zip(rows, blobs, strict=True):
-            row.blob_key = await state.store.put(data)
-        ts = now()
-        session.add(
-            Study(
-                id=study_id,
-                owner_id=principal.user.id,
-                kind="mammography",
-                status="queued",
-                created_at=ts,
-                updated_at=ts,
-            )
-        )
-        await session.flush()
-        session.add_all(rows)
-        audit(session, principal, "create", study_id)
-        await session.commit()
+        study = await create_mammography(state, session, principal, images)
     except BaseException:
         await resp.aclose()
         raise
-    start_relay(state, study_id, resp)
-    body = StudyAccepted(
-        id=study_id,
-        status="queued",
-        study_url=study_url(study_id),
-        events_url=f"{study_url(study_id)}/events",
-    )
-    return Response(
-        body.model_dump_json(),
-        status_code=202,
-        media_type="application/json",
-        headers={"Location": study_url(study_id)},
-    )
+    start_relay(state, study.id, resp)
+    return _accepted(study.id)
+
+
+@router.post(
+    "/{study_id}/rerun",
+    response_model=StudyAccepted,
+    status_code=202,
+    summary="Run a failed mammography study again from its stored images",
+    description="Only the patient who uploaded the study; 409 unless the study failed. The "
+    "new run's events follow the `retry` event (reason `rerun`) that `events_url` starts "
+    "after; if bc_service is down, the run waits for it (`exam_retry_window_s`).",
+    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict),
+)
+async def rerun_study(
+    study_id: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
+) -> Response:
+    study = await load_readable(session, principal, study_id)
+    seq = await rerun(session, principal, study)
+    start_relay(state, study.id, None)
+    return _accepted(study.id, seq - 1)
 
 
 @router.get(
@@ -288,9 +223,13 @@ async def get_study(
     files = list(
         (await session.execute(select(StudyFile).where(StudyFile.study_id == study.id))).scalars()
     )
+    out = detail(study, files)
+    run_start, _ = await run_events(session, study.id)
+    if run_start and out.events_url:  # a re-run: its events start at its `retry` event
+        out.events_url += f"?after={run_start - 1}"
     audit(session, principal, "read", study.id)
     await session.commit()
-    return detail(study, files)
+    return out
 
 
 async def _file_response(

@@ -437,6 +437,7 @@ def gateway_env(pg: Postgres, s3: S3, tb_url: str, bc_url: str, jwt_secret: str)
         "IRMI_DEV_MODE": "0",
         "IRMI_GATEWAY_DATABASE_URL": pg.url,
         "IRMI_GATEWAY_JWT_SECRET": jwt_secret,
+        "IRMI_GATEWAY_STORE_KEYS": '{"scaleout": "c2NhbGVvdXQtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2Q="}',
         "IRMI_GATEWAY_TB_URL": tb_url,
         "IRMI_GATEWAY_BC_URL": bc_url,
         "IRMI_GATEWAY_STORE": "s3",

@@ -5,7 +5,8 @@ services. The behaviour is chosen per request by a marker appended to the upload
 ``FAKE:die`` (the connection breaks mid-exam, as when the service dies), ``FAKE:flaky`` (dies
 mid-exam the first time these bytes come, succeeds the next), ``FAKE:slow`` (a 2 s pause
 mid-exam), ``FAKE:reject`` (an in-stream ``not_a_mammogram`` error); ``FAKE_MODE`` sets
-a default for every request."""
+a default for every request. ``/_debug/received`` lists the files received (base64), so that
+tests can check what the gateway forwards (de-identified copies)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,17 @@ def _mode(data: bytes) -> str:
 app = FastAPI()
 REQUEST_IDS: list[str] = []
 SEEN: set[str] = set()  # digests of the uploads already received (for ``flaky``)
+RECEIVED: list[str] = []  # base64 of every uploaded file, in order (what the gateway sent)
 
 
 @app.get("/_debug/request-ids")
 async def request_ids() -> list[str]:
     return REQUEST_IDS
+
+
+@app.get("/_debug/received")
+async def received() -> list[str]:
+    return RECEIVED
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -78,6 +85,7 @@ async def predict(request: Request) -> JSONResponse:
     form = await request.form()
     upload = form["file"]
     data = await upload.read()  # type: ignore[union-attr]
+    RECEIVED.append(base64.b64encode(data).decode())
     if _mode(data) == "hang":
         await asyncio.sleep(3600)
     if len(data) < 100:
@@ -111,6 +119,7 @@ async def exams(request: Request) -> StreamingResponse:
     for _, v in views:
         if hasattr(v, "read"):
             data = await v.read()
+            RECEIVED.append(base64.b64encode(data).decode())
             mode = _mode(data)
             if mode == "flaky":
                 digest = hashlib.sha256(data).hexdigest()

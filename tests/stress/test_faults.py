@@ -27,6 +27,9 @@ from tests.stress.system import bc_env, signup, start_gateway, tb_env
 from tests.tb_service.svc_helpers import chest_png
 
 GW_TIMEOUT_S = 3
+WINDOW_S = 20  # the gateway's exam retry window in these tests
+OUTAGE_S = 10  # bc_service unavailable this long mid-exam (start-up included): no exam lost
+LONG_FAULTS = os.environ.get("IRMI_TEST_LONG_FAULTS", "").lower() in {"1", "true", "yes"}
 # Keeps an exam running for a few seconds so that it can be interrupted mid-way.
 BC_SLOW = {"IRMI_BC_DEBUG_STAGE_DELAY_MS": "200", "IRMI_BC_HEARTBEAT_SECONDS": "0.2"}
 if not HAVE_MIAS:
@@ -56,7 +59,10 @@ class Stack:
         env = bc_env(IRMI_BC_LOG_LEVEL="WARNING", **BC_SLOW)
         return spawn("bc_service", env, port=self.bc_port, log_dir=self.tmp)
 
-    def start_gw(self, database_url: str | None = None, tmp: Path | None = None) -> Service:
+    def start_gw(
+        self, database_url: str | None = None, tmp: Path | None = None, **extra: str
+    ) -> Service:
+        env = {"IRMI_GATEWAY_EXAM_RETRY_WINDOW_S": str(WINDOW_S), **extra}
         return start_gateway(
             tmp or self.tmp,
             database_url or self.database_url,
@@ -66,6 +72,7 @@ class Stack:
             IRMI_GATEWAY_BC_TIMEOUT_S=str(GW_TIMEOUT_S),
             IRMI_GATEWAY_UPSTREAM_RETRY_AFTER_S="2",
             IRMI_GATEWAY_JWT_SECRET=self.secret,  # tokens outlive a gateway restart
+            **env,
         )
 
     def restart_tb(self) -> None:
@@ -169,29 +176,107 @@ MAMMO = [
 ]
 
 
-def test_bc_killed_mid_exam_fails_study_then_recovers(stack: Stack) -> None:
-    with stack.client() as c:
-        r = c.post("/v1/studies/mammography", files=MAMMO)
-        assert r.status_code == 202, r.text
-        study_url = r.json()["study_url"]
+def _own_gateway(stack: Stack, tmp: Path, window_s: float) -> tuple[Service, str]:
+    """A gateway of its own (database and store in ``tmp``) with another retry window."""
+    gw = stack.start_gw(
+        f"sqlite+aiosqlite:///{tmp / 'gw.db'}", tmp, IRMI_GATEWAY_EXAM_RETRY_WINDOW_S=str(window_s)
+    )
+    return gw, signup(gw.url)[0]
+
+
+def _bc_startup_s(stack: Stack) -> float:
+    """How long a bc_service takes to become ready on this machine now (a throwaway one on
+    another port): the restart below is started that much before the outage should end, so
+    that bc_service is unavailable for the outage asked, start-up included."""
+    t0 = time.monotonic()
+    probe = spawn("bc_service", bc_env(IRMI_BC_LOG_LEVEL="WARNING", **BC_SLOW), log_dir=stack.tmp)
+    try:
+        wait_ready(probe, 180)
+    finally:
+        probe.stop()
+    return time.monotonic() - t0
+
+
+def _exams_survive_bc_outage(
+    stack: Stack, gw: Service, outage_s: float, token: str | None = None
+) -> None:
+    """Three exams in flight, bc_service killed while they run and back (ready, on the same
+    port) ``outage_s`` later: every exam ends succeeded (each re-submitted from its stored
+    images); meanwhile new exams are refused with 503, never accepted and lost."""
+    startup_s = _bc_startup_s(stack)
+    with stack.client(gw, token) as c:
+        urls = []
+        for _ in range(3):
+            r = c.post("/v1/studies/mammography", files=MAMMO)
+            assert r.status_code == 202, r.text
+            urls.append(r.json()["study_url"])
         deadline = time.monotonic() + 60
-        while c.get(study_url).json()["status"] != "running":  # the pipeline has started
+        while c.get(urls[0]).json()["status"] != "running":  # the pipeline has started
             assert time.monotonic() < deadline
             time.sleep(0.05)
         stack.bc.proc.kill()
         stack.bc.proc.wait()
-        study = _wait_terminal(c, study_url)
-        assert study["status"] == "failed", study
-        assert study["error"]["code"] == "service_unavailable"
-        # while bc is down: a new exam is refused with 503, not accepted and lost
+        killed = time.monotonic()
         r = c.post("/v1/studies/mammography", files=MAMMO)
         _assert_503(r, "bc_service")
+        assert [c.get(u).json()["status"] for u in urls] != ["failed"] * 3
+        # start the restart a little less than a start-up early: the outage errs long
+        time.sleep(max(0.0, outage_s - 0.75 * startup_s - (time.monotonic() - killed)))
+        stack.bc = stack._bc()  # same port
+        wait_ready(stack.bc, 180)
+        down_s = time.monotonic() - killed  # bc_service unavailable this long, start-up included
+        assert down_s >= 0.9 * outage_s, f"the outage lasted only {down_s:.1f} s"
+        studies = [_wait_terminal(c, u, limit_s=240) for u in urls]
+        lost = [(s["id"], s["error"]) for s in studies if s["status"] != "succeeded"]
+        assert not lost, (f"bc_service down {down_s:.1f} s", lost)
+        print(f"bc_service down {down_s:.1f} s (start-up {startup_s:.1f} s): 3 of 3 exams kept")
+        for study in studies:
+            assert len(study["mammography_result"]["views"]) == 2
+        with c.stream("GET", urls[0] + "/events") as resp:
+            assert "event: retry" in "".join(resp.iter_text())
+
+
+def test_bc_restarted_mid_exam_loses_no_exam(stack: Stack) -> None:
+    _exams_survive_bc_outage(stack, stack.gw, OUTAGE_S)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG_FAULTS, reason="60 s outage: make fault (IRMI_TEST_LONG_FAULTS=1)")
+def test_bc_down_a_minute_mid_exam_loses_no_exam(stack: Stack, tmp_path: Path) -> None:
+    """The default window (about 2 minutes) outlasts a 60 s bc_service outage."""
+    gw, token = _own_gateway(stack, tmp_path, 120)
+    try:
+        _exams_survive_bc_outage(stack, gw, 60, token)
+    finally:
+        gw.stop()
+
+
+def test_bc_killed_for_good_fails_exam_after_window(stack: Stack, tmp_path: Path) -> None:
+    """bc_service gone longer than the window: the exam ends failed, never stuck running."""
+    gw, token = _own_gateway(stack, tmp_path, 3)
+    try:
+        with stack.client(gw, token) as c:
+            r = c.post("/v1/studies/mammography", files=MAMMO)
+            assert r.status_code == 202, r.text
+            url = r.json()["study_url"]
+            deadline = time.monotonic() + 60
+            while c.get(url).json()["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            stack.bc.proc.kill()
+            stack.bc.proc.wait()
+            study = _wait_terminal(c, url)
+            assert study["status"] == "failed", study
+            assert study["error"]["code"] == "service_unavailable"
+            assert study["error"]["details"]["window_s"] == 3
+    finally:
+        gw.stop()
         stack.restart_bc()
+    with stack.client() as c:
         r = c.post("/v1/studies/mammography", files=MAMMO)
         assert r.status_code == 202, r.text
         study = _wait_terminal(c, r.json()["study_url"])
         assert study["status"] == "succeeded", study
-        assert len(study["mammography_result"]["views"]) == 2
 
 
 def test_bc_frozen_mid_request_is_503(stack: Stack) -> None:

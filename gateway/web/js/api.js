@@ -304,6 +304,7 @@ export function listStudies({ kind, limit = 20, offset = 0 } = {}) {
 
 export const getStudy = (id) => call("GET", `/v1/studies/${encodeURIComponent(id)}`);
 export const deleteStudy = (id) => call("DELETE", `/v1/studies/${encodeURIComponent(id)}`);
+export const rerunStudy = (id) => call("POST", `/v1/studies/${encodeURIComponent(id)}/rerun`);
 export const studyEventsPath = (id) => `/v1/studies/${encodeURIComponent(id)}/events`;
 
 export function listDoctors(specialty) {

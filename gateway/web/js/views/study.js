@@ -217,6 +217,27 @@ export async function render(el, [id], ctx) {
           "div",
           { class: "row study-actions" },
           study.status === "succeeded" ? h("a", { class: "btn", href: `#/studies/${study.id}/share` }, "Ask a doctor about this study") : null,
+          study.status === "failed" && study.kind === "mammography"
+            ? h(
+                "button",
+                {
+                  type: "button",
+                  class: "btn",
+                  onclick: async (ev) => {
+                    const btn = ev.currentTarget;
+                    btn.disabled = true;
+                    try {
+                      await api.rerunStudy(study.id); // the stored images are analysed again
+                      window.dispatchEvent(new HashChangeEvent("hashchange")); // show it running
+                    } catch (ex) {
+                      btn.disabled = false;
+                      body.prepend(h("div", { class: "alert error", role: "alert" }, api.friendly(ex)));
+                    }
+                  },
+                },
+                "Run the analysis again",
+              )
+            : null,
           h(
             "button",
             {

@@ -1,0 +1,362 @@
+"""The data layer for study writes: every change to a study, its files and its events goes
+through here, from the routes (upload, re-run) and from the mammography relay alike.
+
+The stored original keeps the patient's identity (the clinical record needs it: results go
+back to the right patient); what the inference services receive is the de-identified copy
+(:mod:`gateway.deidentify`). Blobs are written before the rows that reference them, so a row
+never points at a missing blob (an orphan blob from a failed request is harmless: content-
+addressed, and deleted with the last study that uses it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import UploadFile
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.deidentify import for_inference, for_storage
+from gateway.deps import Principal, audit
+from gateway.models import Study, StudyEvent, StudyFile, new_id
+from gateway.schemas import ChestResult, ExamResultPublic, FileRef
+from gateway.state import GatewayState
+from gateway.studies import (
+    TERMINAL,
+    add_event,
+    decode_png_b64,
+    fail_study,
+    heatmap_url,
+    now,
+    read_upload,
+)
+from gateway.upstream import UploadPart
+from shared.contracts.chest import ChestPrediction
+from shared.contracts.mammo import Exam, ProgressEvent
+from shared.errors import Conflict, Forbidden
+
+TAGS = {"L-CC", "R-CC", "L-MLO", "R-MLO"}
+RERUN = "rerun"  # the ``reason`` of the ``retry`` event that starts a re-run
+
+
+class StudyGone(Exception):
+    """The study was deleted while a background writer (the relay) worked on it."""
+
+
+@dataclass
+class Image:
+    """One uploaded image: ``data`` is what the store keeps (identity kept, JPEG metadata
+    stripped), ``forward`` the de-identified copy sent to an inference service."""
+
+    name: str
+    tag: str | None
+    media_type: str
+    data: bytes
+    forward: bytes
+    position: int = 0
+
+    def part(self) -> UploadPart:
+        field = self.tag if self.tag in TAGS else None
+        return field or "files", (f"view-{self.position}", self.forward, self.media_type)
+
+
+async def read_image(
+    upload: UploadFile, max_bytes: int, *, name: str, tag: str | None = None, position: int = 0
+) -> Image:
+    """Read, sniff and clean one upload (the parsing runs off the event loop)."""
+    raw, media_type = await read_upload(upload, max_bytes)
+    data = await asyncio.to_thread(for_storage, raw, media_type)
+    forward = await asyncio.to_thread(for_inference, data, media_type)
+    return Image(name, tag, media_type, data, forward, position)
+
+
+async def read_views(views: list[tuple[str | None, UploadFile]], max_bytes: int) -> list[Image]:
+    return [
+        await read_image(f, max_bytes, name=tag or f"view-{i}", tag=tag, position=i)
+        for i, (tag, f) in enumerate(views)
+    ]
+
+
+async def stored_images(state: GatewayState, study_id: str) -> list[Image]:
+    """A study's original images from the store, in upload order, with their de-identified
+    copies (for a re-submission)."""
+    async with state.sessions() as session:
+        rows = list(
+            (
+                await session.execute(
+                    select(StudyFile)
+                    .where(StudyFile.study_id == study_id, StudyFile.role == "original")
+                    .order_by(StudyFile.position)
+                )
+            ).scalars()
+        )
+    if not rows:
+        raise StudyGone
+    out = []
+    for i, row in enumerate(rows):
+        data = await state.store.get(row.blob_key)
+        forward = await asyncio.to_thread(for_inference, data, row.media_type)
+        tag = row.name if row.name in TAGS else None
+        out.append(Image(row.name, tag, row.media_type, data, forward, i))
+    return out
+
+
+# ----------------------------------------------------------------------------- blobs
+async def put_originals(state: GatewayState, study_id: str, images: list[Image]) -> list[StudyFile]:
+    return [
+        StudyFile(
+            study_id=study_id,
+            role="original",
+            name=img.name,
+            blob_key=await state.store.put(img.data),
+            media_type=img.media_type,
+            size=len(img.data),
+            position=img.position,
+        )
+        for img in images
+    ]
+
+
+async def put_heatmap(
+    state: GatewayState, study_id: str, name: str, b64: str, position: int = 0
+) -> StudyFile:
+    png = decode_png_b64(b64)
+    return StudyFile(
+        study_id=study_id,
+        role="heatmap",
+        name=name,
+        blob_key=await state.store.put(png),
+        media_type="image/png",
+        size=len(png),
+        position=position,
+    )
+
+
+# ----------------------------------------------------------------------------- create
+async def create_chest(
+    state: GatewayState,
+    session: AsyncSession,
+    principal: Principal,
+    image: Image,
+    prediction: ChestPrediction,
+) -> tuple[Study, list[StudyFile]]:
+    """A chest study, finished at once with tb_service's prediction (heatmap stored)."""
+    study_id = new_id()
+    files = await put_originals(state, study_id, [image])
+    heatmap: FileRef | None = None
+    if prediction.heatmap is not None:
+        files.append(await put_heatmap(state, study_id, "abnormal", prediction.heatmap.base64))
+        heatmap = FileRef(
+            url=heatmap_url(study_id, "abnormal"),
+            width=prediction.heatmap.width,
+            height=prediction.heatmap.height,
+        )
+    result = ChestResult.model_validate(
+        {**prediction.model_dump(exclude={"heatmap"}), "heatmap": heatmap}
+    ).model_dump(mode="json")
+    ts = now()
+    study = Study(
+        id=study_id,
+        owner_id=principal.user.id,
+        kind="chest",
+        status="succeeded",
+        created_at=ts,
+        updated_at=ts,
+        finished_at=ts,
+        result=result,
+    )
+    session.add(study)
+    await session.flush()
+    session.add_all(files)
+    await add_event(
+        session,
+        study_id,
+        "result",
+        {"study_id": study_id, "status": "succeeded", "chest_result": result},
+    )
+    audit(session, principal, "create", study_id)
+    await session.commit()
+    return study, files
+
+
+async def create_mammography(
+    state: GatewayState, session: AsyncSession, principal: Principal, images: list[Image]
+) -> Study:
+    """A queued mammography study with its stored views (the relay takes it from here)."""
+    study_id = new_id()
+    files = await put_originals(state, study_id, images)
+    ts = now()
+    study = Study(
+        id=study_id,
+        owner_id=principal.user.id,
+        kind="mammography",
+        status="queued",
+        created_at=ts,
+        updated_at=ts,
+    )
+    session.add(study)
+    await session.flush()
+    session.add_all(files)
+    audit(session, principal, "create", study_id)
+    await session.commit()
+    return study
+
+
+# ----------------------------------------------------------------------------- background writes
+async def with_study(
+    state: GatewayState,
+    study_id: str,
+    fn: Callable[[AsyncSession, Study], Awaitable[None]],
+) -> None:
+    """Apply ``fn`` to the study in its own short transaction; :class:`StudyGone` if deleted."""
+    async with state.sessions() as session:
+        study = await session.get(Study, study_id)
+        if study is None:
+            raise StudyGone
+        await fn(session, study)
+        await session.commit()
+
+
+async def fail(
+    state: GatewayState, study_id: str, code: str, message: str, details: dict[str, Any]
+) -> None:
+    async def apply(session: AsyncSession, study: Study) -> None:
+        await fail_study(session, study, code, message, details)
+
+    try:
+        await with_study(state, study_id, apply)
+    except StudyGone:
+        return
+
+
+async def record_progress(state: GatewayState, study_id: str, progress: ProgressEvent) -> None:
+    data = progress.model_dump(mode="json")
+
+    async def apply(session: AsyncSession, study: Study) -> None:
+        if study.status in TERMINAL:
+            return
+        study.status = "running"
+        study.progress = data
+        study.updated_at = now()
+        await add_event(session, study_id, "progress", data)
+
+    await with_study(state, study_id, apply)
+
+
+async def record_upstream_id(state: GatewayState, study_id: str, upstream_id: str) -> None:
+    async def apply(session: AsyncSession, study: Study) -> None:
+        study.upstream_id = upstream_id[:64]
+        study.status = "running"
+        study.updated_at = now()
+
+    await with_study(state, study_id, apply)
+
+
+async def record_retry(state: GatewayState, study_id: str, data: dict[str, Any]) -> None:
+    """A ``retry`` event: the exam is submitted again and its progress starts over."""
+
+    async def apply(session: AsyncSession, study: Study) -> None:
+        study.updated_at = now()
+        await add_event(session, study_id, "retry", {"study_id": study_id, **data})
+
+    await with_study(state, study_id, apply)
+
+
+async def finish_mammography(state: GatewayState, study_id: str, exam: Exam) -> None:
+    """Store the heatmaps of bc_service's result and mark the study succeeded. A study that
+    another replica's relay already finished is left as it is."""
+    assert exam.result is not None
+    files: list[StudyFile] = []
+    views: list[dict[str, Any]] = []
+    for view in exam.result.views:
+        refs: dict[str, FileRef] = {}
+        for name, png in view.heatmaps.items():
+            file_name = f"{view.view_id}-{name}"
+            files.append(await put_heatmap(state, study_id, file_name, png.base64, len(files)))
+            refs[name] = FileRef(
+                url=heatmap_url(study_id, file_name), width=png.width, height=png.height
+            )
+        views.append({**view.model_dump(exclude={"heatmaps"}), "heatmaps": refs})
+    public = ExamResultPublic.model_validate(
+        {**exam.result.model_dump(exclude={"views"}), "views": views}
+    )
+    result = public.model_dump(mode="json")
+
+    async def apply(session: AsyncSession, study: Study) -> None:
+        if study.status in TERMINAL:
+            return
+        session.add_all(files)
+        study.status = "succeeded"
+        study.result = result
+        study.progress = None
+        study.finished_at = study.updated_at = now()
+        await add_event(
+            session,
+            study_id,
+            "result",
+            {"study_id": study_id, "status": "succeeded", "mammography_result": result},
+        )
+
+    await with_study(state, study_id, apply)
+
+
+# ----------------------------------------------------------------------------- re-run
+async def run_events(session: AsyncSession, study_id: str) -> tuple[int, list[StudyEvent]]:
+    """The seq of the event that started the current run (0: the upload; else the last
+    re-run's ``retry`` event) and the ``retry`` events of this run after it."""
+    rows = list(
+        (
+            await session.execute(
+                select(StudyEvent)
+                .where(StudyEvent.study_id == study_id, StudyEvent.event == "retry")
+                .order_by(StudyEvent.seq)
+            )
+        ).scalars()
+    )
+    start = 0
+    for row in rows:
+        if row.data.get("reason") == RERUN:
+            start = row.seq
+    return start, [r for r in rows if r.seq > start]
+
+
+async def rerun(session: AsyncSession, principal: Principal, study: Study) -> int:
+    """Put a failed study back in the queue (its stored images are submitted again); returns
+    the seq of the re-run's event: the new run's events follow it."""
+    if study.owner_id != principal.user.id:
+        raise Forbidden("Only the patient who uploaded a study may run it again.")
+    conflict = Conflict(
+        "Only a failed mammography study can be run again.",
+        details={"status": study.status, "kind": study.kind},
+    )
+    if study.status != "failed" or study.kind != "mammography":
+        raise conflict
+    # One conditional UPDATE: of two re-runs sent at once, only one starts a relay.
+    claimed = await session.execute(
+        update(Study)
+        .where(Study.id == study.id, Study.status == "failed")
+        .values(
+            status="queued",
+            error=None,
+            progress=None,
+            result=None,
+            finished_at=None,
+            upstream_id=None,
+            updated_at=now(),
+        )
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise conflict
+    event = await add_event(
+        session,
+        study.id,
+        "retry",
+        {"study_id": study.id, "attempt": 1, "code": RERUN, "reason": RERUN},
+    )
+    audit(session, principal, "rerun", study.id)
+    await session.commit()
+    return event.seq
