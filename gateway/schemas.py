@@ -176,6 +176,9 @@ class StudySummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    thumbnail_url: str | None = Field(
+        default=None, description="The first uploaded image (what a history list shows)."
+    )
 
 
 class StudyDetail(StudySummary):
@@ -218,6 +221,9 @@ class DoctorPublic(BaseModel):
 
 class DoctorList(BaseModel):
     items: list[DoctorPublic]
+    total: int = Field(description="Doctors matching the filter, all pages together.")
+    limit: int
+    offset: int
 
 
 class SpecialtyList(BaseModel):

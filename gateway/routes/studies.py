@@ -44,6 +44,7 @@ from gateway.studies import (
     read_upload,
     study_url,
     summary,
+    thumbnails,
 )
 from gateway.upstream import UploadPart
 from shared.contracts.chest import ChestPrediction
@@ -266,8 +267,10 @@ async def history(
     rows = await session.execute(
         query.order_by(Study.created_at.desc(), Study.id.desc()).limit(limit).offset(offset)
     )
+    studies = list(rows.scalars())
+    thumbs = await thumbnails(session, [s.id for s in studies])
     return StudyPage(
-        items=[summary(s) for s in rows.scalars()],
+        items=[summary(s, thumbs.get(s.id)) for s in studies],
         total=int(total or 0),
         limit=limit,
         offset=offset,
