@@ -17,7 +17,7 @@ from gateway import __version__
 from gateway.db import create_engine, migrate, ping, session_factory
 from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays, sweeper
-from gateway.routes import auth, care, predict, studies
+from gateway.routes import auth, care, models, predict, studies
 from gateway.settings import Settings
 from gateway.state import GatewayState, SlidingWindowLimiter
 from gateway.store import create_store
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         auth.keys_router,
         studies.router,
+        models.router,
         predict.router,
         care.doctors,
         care.consultations,

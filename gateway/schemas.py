@@ -290,3 +290,34 @@ class ConsultationPublic(BaseModel):
 
 class ConsultationList(BaseModel):
     items: list[ConsultationPublic]
+
+
+# ----------------------------------------------------------------------------- model figures
+class Figure(BaseModel):
+    """One measured figure of a model card, with its 95% confidence interval when measured."""
+
+    metric: Literal["sensitivity", "specificity", "auc"]
+    value: float
+    ci95: tuple[float, float] | None = None
+    label: str = Field(
+        default="", description="For multi-class models, the class it is about (malignant)."
+    )
+    split: str = Field(default="test", description="The data the figure was measured on.")
+
+
+class ModelFigures(BaseModel):
+    """What a doctor needs to weigh a model's label: its measured test figures."""
+
+    name: str
+    version: str = Field(description="The version that produced the study's result.")
+    card_version: str | None = Field(
+        default=None, description="The version whose card the service serves now."
+    )
+    figures: list[Figure] = Field(
+        default_factory=list, description="Empty when the card served is another version."
+    )
+    intended_use: str | None = None
+
+
+class StudyModels(BaseModel):
+    items: list[ModelFigures]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from shared.logs import request_id_var
 
 log = logging.getLogger("irmi.gateway.upstream")
 
+CARD_TTL_S = 300.0  # a model card changes only with a new model version (a restart)
 UploadPart = tuple[str, tuple[str, bytes, str]]  # (field, (filename, bytes, media type))
 
 
@@ -155,6 +157,8 @@ class Upstreams:
             limits=limits,
         )
 
+        self._cards: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
     async def close(self) -> None:
         await self.tb.aclose()
         await self.bc.aclose()
@@ -204,6 +208,27 @@ class Upstreams:
                 await resp.aclose()
             raise envelope_error("bc_service", resp, self.settings.upstream_retry_after_s)
         return resp
+
+    async def model_card(self, service: str, name: str) -> dict[str, Any] | None:
+        """The model card a service serves now (``/v2/models/{name}``), cached a few minutes;
+        None when the service does not know the model."""
+        key = (service, name)
+        cached = self._cards.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CARD_TTL_S:
+            return cached[1]
+        client = self.tb if service == "tb_service" else self.bc
+        request = client.build_request("GET", f"/v2/models/{name}", headers=_headers())
+        try:
+            resp = await send_retrying(client, request)
+        except httpx.HTTPError as exc:
+            raise self.unavailable(service, exc) from exc
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise envelope_error(service, resp, self.settings.upstream_retry_after_s)
+        card: dict[str, Any] = resp.json()
+        self._cards[key] = (time.monotonic(), card)
+        return card
 
     async def ready(self, client: httpx.AsyncClient) -> bool:
         try:

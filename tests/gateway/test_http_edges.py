@@ -3,13 +3,14 @@ the history list carrying what it shows (one request draws the page)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
-from tests.procs import Service
+from tests.procs import REPO, Service
 from tests.tb_service.svc_helpers import chest_png
 
 JSON_LIMIT = 64 * 1024  # the gateway's default max_json_bytes
@@ -122,3 +123,69 @@ def test_openapi_documents_the_new_fields(gw: Service) -> None:
     )
     params = {p["name"] for p in doc["paths"]["/v1/doctors"]["get"]["parameters"]}
     assert {"specialty", "limit", "offset"} <= params
+
+
+def test_study_models_carry_the_cards_measured_figures(gw: Service) -> None:
+    from tests.web.conftest import real_chest_xray
+
+    chest = real_chest_xray()
+    card_path = REPO / "tb_service" / "models" / "chest-abnormality" / "1" / "card.json"
+    if chest is None or not card_path.exists():
+        pytest.skip("needs a real chest X-ray (../shared/data) and the committed chest model")
+    anon = Api(gw.url)
+    p = anon.as_token(signup_login(anon, "figures@example.org")["access_token"])
+    other = anon.as_token(signup_login(anon, "nosy@example.org")["access_token"])
+    study = p.post("/v1/studies/chest", files={"file": ("x.jpg", chest.read_bytes(), "image/jpeg")})
+    assert study.status_code == 201, study.text
+    sid = study.json()["id"]
+    body = p.get(f"/v1/studies/{sid}/models").json()
+    by_name = {m["name"]: m for m in body["items"]}
+    model = by_name["chest-abnormality"]
+    card = json.loads(card_path.read_text())
+    assert model["version"] == model["card_version"] == str(card["version"])
+    test = card["metrics"]["test"]
+    got = {f["metric"]: f for f in model["figures"] if not f["label"]}
+    for metric in ("sensitivity", "specificity", "auc"):
+        assert got[metric]["value"] == test[metric]["value"]
+        assert got[metric]["ci95"] == test[metric]["ci95"]
+        assert got[metric]["split"] == "test"
+    assert model["intended_use"] == card["intended_use"]
+    assert other.get(f"/v1/studies/{sid}/models").status_code == 404  # not theirs
+
+
+def test_card_figures_of_a_multiclass_card() -> None:
+    from gateway.routes.models import card_figures
+
+    card = {
+        "metrics": {
+            "test": {
+                "auc_malignant_vs_rest": {"value": 0.67, "ci_low": 0.47, "ci_high": 0.84},
+                "malignant_at_threshold": {"sensitivity": 0.8, "specificity": 0.63},
+            }
+        }
+    }
+    figures = [f.model_dump() for f in card_figures(card)]
+    assert figures == [
+        {
+            "metric": "sensitivity",
+            "value": 0.8,
+            "ci95": None,
+            "label": "malignant",
+            "split": "test",
+        },
+        {
+            "metric": "specificity",
+            "value": 0.63,
+            "ci95": None,
+            "label": "malignant",
+            "split": "test",
+        },
+        {
+            "metric": "auc",
+            "value": 0.67,
+            "ci95": (0.47, 0.84),
+            "label": "malignant",
+            "split": "test",
+        },
+    ]
+    assert card_figures({}) == [] and card_figures({"metrics": {"test": "n/a"}}) == []

@@ -303,6 +303,7 @@ export function listStudies({ kind, limit = 20, offset = 0 } = {}) {
 }
 
 export const getStudy = (id) => call("GET", `/v1/studies/${encodeURIComponent(id)}`);
+export const getStudyModels = (id) => call("GET", `/v1/studies/${encodeURIComponent(id)}/models`);
 export const deleteStudy = (id) => call("DELETE", `/v1/studies/${encodeURIComponent(id)}`);
 export const studyEventsPath = (id) => `/v1/studies/${encodeURIComponent(id)}/events`;
 
