@@ -177,3 +177,34 @@ def test_history_list_is_one_request(stack: Stack, pages: Pages, tmp_path: Any) 
     others = [c for c in api_calls if c not in lists and not re.search("/(images|heatmaps)/", c)]
     assert len(lists) == 1 and details == [] and others == [], api_calls
     screenshot(page, "34-history-one-request")
+
+
+def test_doctors_page_pages_through_the_list(stack: Stack, pages: Pages) -> None:
+    import httpx
+
+    for i in range(21):  # one more than the page's size
+        body = {
+            "email": f"gp{i}@clinic.example",
+            "password": "correct-horse-42",
+            "full_name": f"Dr GP {i:02d}",
+            "role": "doctor",
+            "specialty": "general_practice",
+            "licence_number": f"GP-{i:04d}",
+        }
+        assert httpx.post(stack.url + "/v1/auth/signup", json=body).status_code == 201
+    page = pages.new()
+    signup(page, name="Jo Patient", email="jo@example.org")
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("heading", name="New study").wait_for()
+    nav(page, "Doctors")
+    page.get_by_role("heading", name="Doctors").wait_for()
+    page.get_by_label("Specialty").select_option("general_practice")
+    items = page.locator("li.doctor-item")
+    more = page.get_by_role("button", name="Show more doctors")
+    more.wait_for()
+    assert items.count() == 20
+    more.click()
+    page.get_by_text("Dr GP 20").wait_for()
+    assert items.count() == 21 and not more.is_visible()
+    names = items.locator("strong").all_inner_texts()
+    assert len(set(names)) == 21  # no doctor twice across the pages
