@@ -17,12 +17,12 @@ from gateway import __version__
 from gateway.db import create_engine, migrate, ping, session_factory
 from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays, sweeper
-from gateway.routes import auth, care, predict, studies
+from gateway.routes import auth, care, models, predict, studies
 from gateway.settings import Settings
 from gateway.state import GatewayState, SlidingWindowLimiter
 from gateway.store import create_store
 from gateway.upstream import Upstreams
-from shared.bodylimit import BodyLimitMiddleware, uniform
+from shared.bodylimit import BodyLimitMiddleware, by_route
 from shared.service import ServiceContext, create_service_app
 
 log = logging.getLogger("irmi.gateway")
@@ -107,14 +107,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_shutdown=[shutdown],
         openapi_tags=TAGS,
     )
-    app.include_router(auth.router)
-    app.include_router(auth.keys_router)
-    app.include_router(studies.router)
-    app.include_router(predict.router)
-    app.include_router(care.doctors)
-    app.include_router(care.consultations)
+    routers = [
+        auth.router,
+        auth.keys_router,
+        studies.router,
+        models.router,
+        predict.router,
+        care.doctors,
+        care.consultations,
+    ]
+    for router in routers:
+        app.include_router(router)
     _mount_web_ui(app)
-    app.add_middleware(BodyLimitMiddleware, limit_for=uniform(settings.max_request_bytes))
+    # Upload routes may take max_request_bytes; every other body (JSON) max_json_bytes.
+    limits = by_route(
+        [route for router in routers for route in router.routes],
+        uploads=settings.max_request_bytes,
+        other=settings.max_json_bytes,
+    )
+    app.add_middleware(BodyLimitMiddleware, limit_for=limits)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -176,6 +176,9 @@ class StudySummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    thumbnail_url: str | None = Field(
+        default=None, description="The first uploaded image (what a history list shows)."
+    )
 
 
 class StudyDetail(StudySummary):
@@ -218,6 +221,9 @@ class DoctorPublic(BaseModel):
 
 class DoctorList(BaseModel):
     items: list[DoctorPublic]
+    total: int = Field(description="Doctors matching the filter, all pages together.")
+    limit: int
+    offset: int
 
 
 class SpecialtyList(BaseModel):
@@ -284,3 +290,34 @@ class ConsultationPublic(BaseModel):
 
 class ConsultationList(BaseModel):
     items: list[ConsultationPublic]
+
+
+# ----------------------------------------------------------------------------- model figures
+class Figure(BaseModel):
+    """One measured figure of a model card, with its 95% confidence interval when measured."""
+
+    metric: Literal["sensitivity", "specificity", "auc"]
+    value: float
+    ci95: tuple[float, float] | None = None
+    label: str = Field(
+        default="", description="For multi-class models, the class it is about (malignant)."
+    )
+    split: str = Field(default="test", description="The data the figure was measured on.")
+
+
+class ModelFigures(BaseModel):
+    """What a doctor needs to weigh a model's label: its measured test figures."""
+
+    name: str
+    version: str = Field(description="The version that produced the study's result.")
+    card_version: str | None = Field(
+        default=None, description="The version whose card the service serves now."
+    )
+    figures: list[Figure] = Field(
+        default_factory=list, description="Empty when the card served is another version."
+    )
+    intended_use: str | None = None
+
+
+class StudyModels(BaseModel):
+    items: list[ModelFigures]

@@ -26,6 +26,13 @@ class Settings(ServiceSettings):
         default=120.0, description="Longest silence tolerated on a mammography event stream."
     )
     upstream_max_connections: int = 100
+    upstream_keepalive_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Idle upstream connections are closed after this long; keep it below the "
+        "inference services' HTTP_KEEP_ALIVE_S (5 s) so the gateway never reuses a connection "
+        "they are closing.",
+    )
     upstream_retry_after_s: int = 5
 
     # Database: SQLite file (WAL) by default, PostgreSQL via postgresql+asyncpg://...
@@ -80,6 +87,12 @@ class Settings(ServiceSettings):
         description="Origins allowed to call the API from a browser.",
     )
     max_views: int = 4
+    max_json_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest body of a route that does not take files (JSON); the upload "
+        "routes take up to max_views x max_upload_bytes + 1 MiB. Larger: 413 before reading.",
+    )
     hsts: bool = False  # turn on behind TLS
     events_poll_s: float = 0.5
     relay_stale_s: int = Field(

@@ -99,7 +99,11 @@ def result_label(study: Study) -> str | None:
     return str(label) if label is not None else None
 
 
-def summary(study: Study) -> StudySummary:
+def image_url(study_id: str, file_id: str) -> str:
+    return f"/v1/studies/{study_id}/images/{file_id}"
+
+
+def summary(study: Study, thumbnail_url: str | None = None) -> StudySummary:
     return StudySummary(
         id=study.id,
         kind=study.kind,
@@ -108,7 +112,23 @@ def summary(study: Study) -> StudySummary:
         created_at=study.created_at,
         updated_at=study.updated_at,
         finished_at=study.finished_at,
+        thumbnail_url=thumbnail_url,
     )
+
+
+async def thumbnails(session: AsyncSession, study_ids: list[str]) -> dict[str, str]:
+    """The URL of each study's first original image, in one query (for a history page)."""
+    if not study_ids:
+        return {}
+    rows = await session.execute(
+        select(StudyFile.study_id, StudyFile.id, StudyFile.position)
+        .where(StudyFile.study_id.in_(study_ids), StudyFile.role == "original")
+        .order_by(StudyFile.study_id, StudyFile.position)
+    )
+    out: dict[str, str] = {}
+    for study_id, file_id, _ in rows.all():
+        out.setdefault(study_id, image_url(study_id, file_id))
+    return out
 
 
 def detail(study: Study, files: list[StudyFile]) -> StudyDetail:
@@ -118,13 +138,13 @@ def detail(study: Study, files: list[StudyFile]) -> StudyDetail:
             name=f.name,
             media_type=f.media_type,
             size=f.size,
-            url=f"/v1/studies/{study.id}/images/{f.id}",
+            url=image_url(study.id, f.id),
         )
         for f in sorted(files, key=lambda f: f.position)
         if f.role == "original"
     ]
     out = StudyDetail(
-        **summary(study).model_dump(),
+        **summary(study, images[0].url if images else None).model_dump(),
         owner_id=study.owner_id,
         images=images,
         events_url=f"/v1/studies/{study.id}/events",

@@ -2,12 +2,18 @@
 
 An upstream that is down or too slow becomes 503 ``service_unavailable`` with Retry-After;
 its 4xx errors are passed on with their status and envelope; the request id travels along.
+
+Idle pooled connections expire after ``upstream_keepalive_s``, kept below the services'
+``http_keep_alive_s`` so the gateway never picks a connection the service is closing. A request
+lost to a connection-level failure before any answer (a reused connection closed under it,
+connection refused or reset) is sent once more, on a fresh connection.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +26,7 @@ from shared.logs import request_id_var
 
 log = logging.getLogger("irmi.gateway.upstream")
 
+CARD_TTL_S = 300.0  # a model card changes only with a new model version (a restart)
 UploadPart = tuple[str, tuple[str, bytes, str]]  # (field, (filename, bytes, media type))
 
 
@@ -110,12 +117,33 @@ async def iter_sse(resp: httpx.Response) -> AsyncIterator[SseEvent]:
         yield SseEvent(event, "\n".join(data), eid)
 
 
+# Failures of a request that got no answer and, as the inference routes are safe to repeat
+# (predictions are stateless; an exam refused before its stream opened never started), may be
+# sent once more. Timeouts are not among them: the service may still be working on it.
+RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+async def send_retrying(
+    client: httpx.AsyncClient, request: httpx.Request, *, stream: bool = False
+) -> httpx.Response:
+    """``client.send`` that repeats the request once after a connection-level failure."""
+    try:
+        return await client.send(request, stream=stream)
+    except RETRYABLE as exc:
+        log.info(
+            "upstream connection lost before an answer; sending again",
+            extra={"upstream": str(client.base_url), "error": type(exc).__name__},
+        )
+        return await client.send(request, stream=stream)
+
+
 class Upstreams:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         limits = httpx.Limits(
             max_connections=settings.upstream_max_connections,
             max_keepalive_connections=max(10, settings.upstream_max_connections // 4),
+            keepalive_expiry=settings.upstream_keepalive_s,
         )
         connect = settings.upstream_connect_timeout_s
         self.tb = httpx.AsyncClient(
@@ -128,6 +156,8 @@ class Upstreams:
             timeout=httpx.Timeout(settings.bc_timeout_s, connect=connect, pool=connect),
             limits=limits,
         )
+
+        self._cards: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
     async def close(self) -> None:
         await self.tb.aclose()
@@ -145,10 +175,11 @@ class Upstreams:
 
     async def predict_chest(self, filename: str, data: bytes, media_type: str) -> bytes:
         """The raw JSON of a ChestPrediction (the caller validates it)."""
+        request = self.tb.build_request(
+            "POST", "/v1/predict", files={"file": (filename, data, media_type)}, headers=_headers()
+        )
         try:
-            resp = await self.tb.post(
-                "/v1/predict", files={"file": (filename, data, media_type)}, headers=_headers()
-            )
+            resp = await send_retrying(self.tb, request)
         except httpx.HTTPError as exc:
             raise self.unavailable("tb_service", exc) from exc
         if resp.status_code != 200:
@@ -165,7 +196,7 @@ class Upstreams:
             headers={**_headers(), "Accept": "text/event-stream"},
         )
         try:
-            resp = await self.bc.send(request, stream=True)
+            resp = await send_retrying(self.bc, request, stream=True)
         except httpx.HTTPError as exc:
             raise self.unavailable("bc_service", exc) from exc
         if resp.status_code >= 300:
@@ -177,6 +208,27 @@ class Upstreams:
                 await resp.aclose()
             raise envelope_error("bc_service", resp, self.settings.upstream_retry_after_s)
         return resp
+
+    async def model_card(self, service: str, name: str) -> dict[str, Any] | None:
+        """The model card a service serves now (``/v2/models/{name}``), cached a few minutes;
+        None when the service does not know the model."""
+        key = (service, name)
+        cached = self._cards.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CARD_TTL_S:
+            return cached[1]
+        client = self.tb if service == "tb_service" else self.bc
+        request = client.build_request("GET", f"/v2/models/{name}", headers=_headers())
+        try:
+            resp = await send_retrying(client, request)
+        except httpx.HTTPError as exc:
+            raise self.unavailable(service, exc) from exc
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise envelope_error(service, resp, self.settings.upstream_retry_after_s)
+        card: dict[str, Any] = resp.json()
+        self._cards[key] = (time.monotonic(), card)
+        return card
 
     async def ready(self, client: httpx.AsyncClient) -> bool:
         try:

@@ -41,7 +41,7 @@ class _WebFiles(StaticFiles):
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])  # HEAD: uptime checks and link checkers
 async def index() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=_HEADERS)
 

@@ -8,8 +8,12 @@ client went away, so nothing unbounded is buffered or spooled to disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 
+from fastapi import params
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import PayloadTooLarge
@@ -35,6 +39,33 @@ def uniform(limit: int) -> LimitFor:
 
     def limit_for(scope: Scope) -> int | None:
         return None if scope.get("method") in _BODYLESS_METHODS else limit
+
+    return limit_for
+
+
+def upload_routes(routes: Iterable[BaseRoute]) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """The (path pattern, methods) of the routes taking a multipart form (``File``/``Form``)."""
+    out = []
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        if any(isinstance(f.field_info, params.Form) for f in route.dependant.body_params):
+            out.append((route.path_regex, frozenset(route.methods or ())))
+    return out
+
+
+def by_route(routes: Iterable[BaseRoute], uploads: int, other: int) -> LimitFor:
+    """``uploads`` bytes for the routes that take files (read from their declarations, so a
+    new upload route needs nothing here), ``other`` for every other request: a JSON route
+    refuses a huge body before reading it instead of parsing it into a 422."""
+    forms = upload_routes(routes)
+
+    def limit_for(scope: Scope) -> int | None:
+        path, method = str(scope.get("path", "")), scope.get("method")
+        for pattern, methods in forms:
+            if method in methods and pattern.match(path):
+                return uploads
+        return other
 
     return limit_for
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("irmi.errors")
 
@@ -232,6 +233,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, headers=headers)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Reached only by apps without UnhandledErrorMiddleware (which logs with the request id).
         log.exception("unhandled error: %s", type(exc).__name__)
         return error_response(500, "processing_failed", "Processing failed unexpectedly.")
 
@@ -279,3 +281,56 @@ def _document_unparsable_bodies(app: FastAPI) -> None:
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_UNEXPECTED = ErrorEnvelope(
+    error=ErrorBody(code="processing_failed", message="Processing failed unexpectedly.")
+)
+
+
+class UnhandledErrorMiddleware:
+    """Turns an exception no handler took into the 500 envelope *inside* the request's
+    context, so its one log line carries the request id, the method and the route template.
+
+    Starlette's own last-resort handler runs outside every middleware, after the request id
+    is gone, and the server then logs the traceback a second time without it. Install this
+    innermost (inside the request-id middleware)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            log.exception(
+                "unhandled error: %s",
+                type(exc).__name__,
+                extra={"method": scope.get("method"), "route": route},
+            )
+            if started:
+                return  # the response is half sent: the connection is closed without more
+            body = _UNEXPECTED.model_dump_json().encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

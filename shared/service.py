@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 from fastapi import FastAPI
 
 from shared.concurrency import CpuPool
-from shared.errors import install_error_handlers
+from shared.errors import UnhandledErrorMiddleware, install_error_handlers
 from shared.logs import RequestContextMiddleware, configure_logging
 from shared.metrics import MetricsMiddleware, ServiceMetrics
 from shared.model import ModelRepository
@@ -144,6 +144,7 @@ def create_service_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    app.add_middleware(UnhandledErrorMiddleware)  # innermost: logs inside the request's context
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router(name, ctx.readiness, models))
@@ -212,5 +213,7 @@ def run_service(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # uvicorn annotates an int but only hands it to loop.call_later: fractions work.
+        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]
         proxy_headers=False,
     )

@@ -51,6 +51,12 @@ class ServiceSettings(BaseSettings):
     onnx_inter_op_threads: int = 1
     use_gpu: bool = True  # take CUDAExecutionProvider when it is really available
     cpu_workers: int = 2  # threads for CPU-heavy work kept off the event loop
+    http_keep_alive_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="An idle keep-alive connection is closed after this long (seconds). "
+        "Clients pooling connections (the gateway) must expire theirs sooner.",
+    )
 
     @model_validator(mode="after")
     def _require_secrets(self) -> ServiceSettings:

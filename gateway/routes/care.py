@@ -52,20 +52,35 @@ def _rating_stats() -> tuple[Any, Any]:
     )
 
 
+def _doctor_filters(specialty: str | None, doctor_id: str | None) -> list[Any]:
+    """Which users a doctors listing shows (one place for the list, its count and one doctor)."""
+    where: list[Any] = [User.role == "doctor"]
+    if specialty is not None:
+        where.append(User.specialty == specialty)
+    if doctor_id is not None:
+        where.append(User.id == doctor_id)
+    return where
+
+
 async def _doctor_rows(
-    session: SessionDep, specialty: str | None, doctor_id: str | None
+    session: SessionDep,
+    specialty: str | None,
+    doctor_id: str | None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[DoctorPublic]:
     avg, count = _rating_stats()
     query = (
         select(User, avg, count)
         .outerjoin(Consultation, Consultation.doctor_id == User.id)
-        .where(User.role == "doctor")
+        .where(*_doctor_filters(specialty, doctor_id))
         .group_by(User.id)
+        # Best rated first; unrated doctors last; then by the number of ratings and by name.
+        .order_by(avg.is_(None), avg.desc(), count.desc(), User.full_name, User.id)
+        .offset(offset)
     )
-    if specialty is not None:
-        query = query.where(User.specialty == specialty)
-    if doctor_id is not None:
-        query = query.where(User.id == doctor_id)
+    if limit is not None:
+        query = query.limit(limit)
     out = []
     for user, rating, ratings_count in (await session.execute(query)).all():
         out.append(
@@ -78,8 +93,6 @@ async def _doctor_rows(
                 ratings_count=int(ratings_count or 0),
             )
         )
-    # Best rated first; unrated doctors last; then by the number of ratings and by name.
-    out.sort(key=lambda d: (d.rating is None, -(d.rating or 0), -d.ratings_count, d.full_name))
     return out
 
 
@@ -99,9 +112,17 @@ async def list_specialties() -> SpecialtyList:
     responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
 )
 async def list_doctors(
-    _: UserDep, session: SessionDep, specialty: Specialty | None = None
+    _: UserDep,
+    session: SessionDep,
+    specialty: Specialty | None = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> DoctorList:
-    return DoctorList(items=await _doctor_rows(session, specialty, None))
+    total = await session.scalar(
+        select(func.count(User.id)).where(*_doctor_filters(specialty, None))
+    )
+    items = await _doctor_rows(session, specialty, None, limit, offset)
+    return DoctorList(items=items, total=int(total or 0), limit=limit, offset=offset)
 
 
 @doctors.get(

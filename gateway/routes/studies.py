@@ -38,6 +38,7 @@ from gateway.studies import (
     mammogram_views,
     study_url,
     summary,
+    thumbnails,
 )
 from gateway.study_writes import (
     create_chest,
@@ -201,8 +202,10 @@ async def history(
     rows = await session.execute(
         query.order_by(Study.created_at.desc(), Study.id.desc()).limit(limit).offset(offset)
     )
+    studies = list(rows.scalars())
+    thumbs = await thumbnails(session, [s.id for s in studies])
     return StudyPage(
-        items=[summary(s) for s in rows.scalars()],
+        items=[summary(s, thumbs.get(s.id)) for s in studies],
         total=int(total or 0),
         limit=limit,
         offset=offset,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -137,3 +138,28 @@ def test_json_logs_never_carry_bytes() -> None:
     record.body = b"\x89PNG" * 1000
     line = JsonFormatter("svc").format(record)
     assert "PNG" not in line and "<4000 bytes>" in line
+
+
+async def test_unhandled_error_logged_with_request_id_and_route(client: httpx.AsyncClient) -> None:
+    """One log line for an unhandled error, carrying the request id and the route template."""
+    lines: list[dict[str, object]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(JsonFormatter("t").format(record)))
+
+    handler = Capture()
+    errors_log = logging.getLogger("irmi.errors")
+    errors_log.addHandler(handler)
+    try:
+        r = await client.get("/crash", headers={"X-Request-ID": "crash-id-1"})
+    finally:
+        errors_log.removeHandler(handler)
+    assert r.status_code == 500 and r.json()["error"]["code"] == "processing_failed"
+    assert r.headers["x-request-id"] == "crash-id-1"
+    unhandled = [rec for rec in lines if str(rec["msg"]).startswith("unhandled error")]
+    assert len(unhandled) == 1, lines
+    assert unhandled[0]["request_id"] == "crash-id-1"
+    assert unhandled[0]["route"] == "/crash" and unhandled[0]["method"] == "GET"
+    assert unhandled[0]["exc_type"] == "RuntimeError"
+    assert "secret internals" not in json.dumps(unhandled[0])  # exception text is not logged

@@ -303,13 +303,19 @@ export function listStudies({ kind, limit = 20, offset = 0 } = {}) {
 }
 
 export const getStudy = (id) => call("GET", `/v1/studies/${encodeURIComponent(id)}`);
+export const getStudyModels = (id) => call("GET", `/v1/studies/${encodeURIComponent(id)}/models`);
 export const deleteStudy = (id) => call("DELETE", `/v1/studies/${encodeURIComponent(id)}`);
 export const rerunStudy = (id) => call("POST", `/v1/studies/${encodeURIComponent(id)}/rerun`);
 export const studyEventsPath = (id) => `/v1/studies/${encodeURIComponent(id)}/events`;
 
-export function listDoctors(specialty) {
-  const q = specialty ? `?${new URLSearchParams({ specialty })}` : "";
-  return call("GET", `/v1/doctors${q}`);
+/** One page of doctors (best rated first): {items, total, limit, offset}. */
+export function listDoctors(specialty, { limit, offset = 0 } = {}) {
+  const params = new URLSearchParams();
+  if (specialty) params.set("specialty", specialty);
+  if (limit) params.set("limit", String(limit));
+  if (offset) params.set("offset", String(offset));
+  const q = params.toString();
+  return call("GET", `/v1/doctors${q ? `?${q}` : ""}`);
 }
 
 export const listConsultations = () => call("GET", "/v1/consultations");

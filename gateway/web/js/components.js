@@ -184,11 +184,6 @@ export function kindName(kind) {
   return kind === "mammography" ? "Mammogram" : "Chest X-ray";
 }
 
-export function labelBadge(label) {
-  if (!label) return h("span", { class: "badge neutral" }, "No result");
-  return h("span", { class: `badge ${label}` }, capitalize(label));
-}
-
 export function statusBadge(status) {
   const text = { queued: "Queued", running: "Analysing", succeeded: "Done", failed: "Failed" }[status] || status;
   return h("span", { class: `badge ${status}` }, text);

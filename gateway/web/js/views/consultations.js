@@ -3,7 +3,8 @@
 
 import * as api from "../api.js";
 import { alertBox, announce, backLink, clear, field, fill, formatDate, h, newId, showError, stars } from "../dom.js";
-import { kindName, labelBadge } from "../components.js";
+import { kindName } from "../components.js";
+import { resultBadge } from "../wording.js";
 import { follow } from "../sse.js";
 import { resultSection } from "./study.js";
 
@@ -106,7 +107,7 @@ export async function renderShare(el, [studyId], ctx) {
       "p",
       { class: "row" },
       `${kindName(study.kind)} of ${formatDate(study.created_at)}`,
-      study.label ? labelBadge(study.label) : null,
+      study.label ? resultBadge(study.label) : null,
     ),
     form,
   );

@@ -3,6 +3,8 @@
 import * as api from "../api.js";
 import { clear, fill, h, stars } from "../dom.js";
 
+const PAGE = 20;
+
 export function doctorCard(d, action) {
   return h(
     "li",
@@ -26,15 +28,22 @@ export async function render(el, _params, ctx) {
     api.SPECIALTIES.map(([v, t]) => h("option", { value: v }, t)),
   );
   const list = h("ul", { class: "list", "aria-label": "Doctors", "aria-live": "polite" });
-  const load = async () => {
-    const page = await api.listDoctors(select.value || undefined);
+  const more = h("button", { type: "button", class: "btn secondary", hidden: true }, "Show more doctors");
+  let shown = 0;
+  const load = async (reset = true) => {
+    const page = await api.listDoctors(select.value || undefined, { limit: PAGE, offset: reset ? 0 : shown });
     if (!ctx.isCurrent()) return;
-    clear(list);
-    const items = page.items || page;
-    if (!items.length) list.append(h("li", { class: "empty" }, "No doctors in this specialty yet."));
-    for (const d of items) list.append(doctorCard(d));
+    if (reset) {
+      clear(list);
+      shown = 0;
+    }
+    if (!page.total) list.append(h("li", { class: "empty" }, "No doctors in this specialty yet."));
+    for (const d of page.items) list.append(doctorCard(d));
+    shown += page.items.length;
+    more.hidden = shown >= page.total;
   };
-  select.addEventListener("change", load);
+  select.addEventListener("change", () => load(true));
+  more.addEventListener("click", () => load(false));
   fill(el,
     h("h1", {}, "Doctors"),
     h(
@@ -44,6 +53,7 @@ export async function render(el, _params, ctx) {
     ),
     h("div", { class: "field" }, h("label", { for: "specialty-filter" }, "Specialty"), select),
     list,
+    more,
   );
   await load();
 }

@@ -2,7 +2,8 @@
 
 import * as api from "../api.js";
 import { clear, fill, formatDate, h } from "../dom.js";
-import { kindName, labelBadge, statusBadge, thumbnail } from "../components.js";
+import { kindName, statusBadge, thumbnail } from "../components.js";
+import { resultBadge } from "../wording.js";
 
 const PAGE = 10;
 
@@ -25,16 +26,14 @@ export async function render(el, _params, ctx) {
     return h(
       "li",
       { class: "study-item" },
-      // Thumbnails are fetched with the access token: images are never served without a check.
-      thumbnail(
-        s.thumbnail_url || api.getStudy(s.id).then((d) => d.images?.[0]?.url),
-        `Thumbnail of the ${kindName(s.kind).toLowerCase()}`,
-      ),
+      // The list carries its thumbnail's URL (one request draws the page); the image itself is
+      // fetched with the access token: images are never served without a check.
+      thumbnail(s.thumbnail_url, `Thumbnail of the ${kindName(s.kind).toLowerCase()}`),
       h(
         "div",
         {},
         h("a", { class: "title", href }, title),
-        h("p", { class: "row small" }, statusBadge(s.status), s.status === "succeeded" ? labelBadge(s.label) : null),
+        h("p", { class: "row small" }, statusBadge(s.status), s.status === "succeeded" ? resultBadge(s.label) : null),
       ),
       h("div", { class: "row" }, h("a", { class: "btn secondary", href }, "Open", h("span", { class: "visually-hidden" }, ` ${title}`))),
     );

@@ -3,7 +3,8 @@
 import * as api from "../api.js";
 import { backLink, capitalize, clear, fill, formatDate, h, newId, percent } from "../dom.js";
 import { follow } from "../sse.js";
-import { STAGES, disclaimer, kindName, labelBadge, probBars, statusBadge, viewer } from "../components.js";
+import { STAGES, disclaimer, kindName, probBars, statusBadge, viewer } from "../components.js";
+import { headline, modelFigures, patientView, resultBadge } from "../wording.js";
 
 function modelLine(models) {
   if (!models?.length) return null;
@@ -22,23 +23,25 @@ function modelLine(models) {
 
 function chestResult(study) {
   const r = study.chest_result;
+  const patient = patientView();
   const image = study.images?.[0];
-  const heatmaps = r.heatmap ? [{ key: "abnormal", label: "Evidence for abnormal", ref: r.heatmap }] : [];
-  const summary =
-    r.label === "abnormal"
+  const heatmapLabel = patient ? "Areas the screening aid weighed most" : "Evidence for abnormal";
+  const heatmaps = r.heatmap ? [{ key: "abnormal", label: heatmapLabel, ref: r.heatmap }] : [];
+  const summary = patient
+    ? null
+    : r.label === "abnormal"
       ? "The model found patterns that may need a doctor's attention."
       : "The model found no sign that needs attention.";
   const facts = h(
     "dl",
     { class: "facts" },
     h("dt", {}, "Score"),
-    h("dd", {}, h("strong", {}, `${Math.round(r.score)} / 100`), " (higher = more likely abnormal)"),
-    h("dt", {}, "Operating threshold"),
-    h("dd", {}, percent(r.threshold)),
+    h("dd", {}, h("strong", {}, `${Math.round(r.score)} / 100`), patient ? " (higher = more reason to review)" : " (higher = more likely abnormal)"),
+    patient ? null : [h("dt", {}, "Operating threshold"), h("dd", {}, percent(r.threshold))],
     h("dt", {}, "Chest X-ray check"),
     h("dd", {}, r.validity?.passed ? "Passed" : "Not passed", r.validity ? ` (${percent(r.validity.score)})` : ""),
   );
-  const findings = r.findings?.length
+  const findings = !patient && r.findings?.length
     ? [
         h("h3", {}, "Findings"),
         h(
@@ -68,18 +71,25 @@ function chestResult(study) {
       { class: "card", "aria-labelledby": "img-h" },
       h("h2", { id: "img-h" }, "Image and heatmap"),
       viewer({ image, heatmaps, cropBox: r.crop_box, alt: "Uploaded chest X-ray" }),
-      h("p", { class: "small muted" }, "Red and yellow show where the model saw evidence for an abnormality; blue, little."),
+      h(
+        "p",
+        { class: "small muted" },
+        patient
+          ? "Red and yellow show the areas the screening aid weighed most; blue, least."
+          : "Red and yellow show where the model saw evidence for an abnormality; blue, little.",
+      ),
     ),
     h(
       "section",
       { class: "card result-card", "aria-labelledby": "res-h" },
       h("h2", { id: "res-h" }, "Result"),
-      h("p", { class: `result-label ${r.label}`, "data-testid": "result-label" }, capitalize(r.label)),
-      h("p", {}, summary),
-      probBars(r.probabilities, "Probabilities"),
+      headline(r.label),
+      summary ? h("p", {}, summary) : null,
+      patient ? null : probBars(r.probabilities, "Probabilities"),
       facts,
       findings,
       modelLine(r.models),
+      patient ? null : modelFigures(study.id),
       disclaimer(r.disclaimer),
     ),
   );
@@ -100,11 +110,13 @@ function viewName(study, viewId) {
 
 function mammoResult(study) {
   const r = study.mammography_result;
+  const patient = patientView();
+  const cols = patient ? ["Breast", "Screening aid"] : ["Breast", "Result", "Benign", "Malignant"];
   const breasts = h(
     "table",
     { class: "data" },
     h("caption", { class: "visually-hidden" }, "Result per breast"),
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Breast"), h("th", { scope: "col" }, "Result"), h("th", { scope: "col" }, "Benign"), h("th", { scope: "col" }, "Malignant"))),
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
     h(
       "tbody",
       {},
@@ -113,28 +125,31 @@ function mammoResult(study) {
           "tr",
           {},
           h("th", { scope: "row" }, b.laterality === "L" ? "Left" : "Right"),
-          h("td", {}, labelBadge(b.label)),
-          h("td", {}, percent(b.probabilities.benign)),
-          h("td", {}, percent(b.probabilities.malignant)),
+          h("td", {}, resultBadge(b.label)),
+          patient ? null : h("td", {}, percent(b.probabilities.benign)),
+          patient ? null : h("td", {}, percent(b.probabilities.malignant)),
         ),
       ),
     ),
   );
   const views = (r.views || []).map((v) => {
+    // Patients get one map, named for what it is to them, not for a diagnosis.
     const heatmaps = ["malignant", "benign"]
       .filter((k) => v.heatmaps?.[k])
-      .map((k) => ({ key: k, label: `${capitalize(k)} evidence`, ref: v.heatmaps[k], ramp: k }));
+      .map((k) => ({ key: k, label: `${capitalize(k)} evidence`, ref: v.heatmaps[k], ramp: k }))
+      .slice(0, patient ? 1 : 2)
+      .map((m) => (patient ? { ...m, label: "Areas the screening aid weighed most" } : m));
     const hid = newId("vh");
     return h(
       "section",
       { class: "card", "aria-labelledby": hid },
-      h("h3", { id: hid }, `${v.tag}`, " ", labelBadge(v.label)),
+      h("h3", { id: hid }, `${v.tag}`, patient ? null : [" ", resultBadge(v.label)]),
       v.given_tag
         ? null
         : h("p", { class: "small muted" }, `View detected automatically (${percent(v.detection_confidence, 0)} confidence).`),
       v.tag_conflict ? h("p", { class: "alert info small" }, v.tag_conflict) : null,
       viewer({ image: viewImage(study, v), heatmaps, cropBox: v.crop_box, alt: `Mammogram view ${v.tag}` }),
-      probBars(v.probabilities, `Probabilities for ${v.tag}`),
+      patient ? null : probBars(v.probabilities, `Probabilities for ${v.tag}`),
     );
   });
   return [
@@ -145,9 +160,10 @@ function mammoResult(study) {
         "section",
         { class: "card result-card", "aria-labelledby": "res-h" },
         h("h2", { id: "res-h" }, "Result"),
-        h("p", { class: `result-label ${r.label}`, "data-testid": "result-label" }, capitalize(r.label)),
-        probBars(r.probabilities, "Exam probabilities (the more concerning breast)"),
+        headline(r.label),
+        patient ? null : probBars(r.probabilities, "Exam probabilities (the more concerning breast)"),
         modelLine(r.models),
+        patient ? null : modelFigures(study.id),
       ),
       h("section", { class: "card", "aria-labelledby": "br-h" }, h("h2", { id: "br-h" }, "Per breast"), h("div", { class: "table-wrap" }, breasts), disclaimer(r.disclaimer)),
     ),
