@@ -21,7 +21,7 @@ from gateway.deps import (
     audit,
     check_scope,
 )
-from gateway.models import Consultation, Study, StudyEvent, StudyFile, new_id
+from gateway.models import Study, StudyEvent, StudyFile, new_id
 from gateway.relay import start_relay
 from gateway.schemas import (
     ChestResult,
@@ -30,6 +30,7 @@ from gateway.schemas import (
     StudyDetail,
     StudyPage,
 )
+from gateway.sharing import shared_study_ids
 from gateway.studies import (
     TERMINAL,
     add_event,
@@ -256,8 +257,7 @@ async def history(
     user = principal.user
     query = select(Study)
     if user.role == "doctor":
-        shared = select(Consultation.study_id).where(Consultation.doctor_id == user.id)
-        query = query.where(Study.id.in_(shared))
+        query = query.where(Study.id.in_(shared_study_ids(user)))
     else:
         query = query.where(Study.owner_id == user.id)
     if kind is not None:
@@ -422,7 +422,7 @@ async def study_events(
 @router.delete(
     "/{study_id}",
     status_code=204,
-    summary="Delete a study, its images, heatmaps, events and consultations",
+    summary="Delete a study: its images, heatmaps, results and events (consultations stay)",
     responses=READ_ERRORS,
 )
 async def remove_study(
