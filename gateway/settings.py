@@ -100,13 +100,18 @@ class Settings(ServiceSettings):
         description="How reset links reach users: `smtp`; `log` (dev mode: the link is "
         "logged); `none`; `auto`: `smtp` when smtp_host is set, else `log` in dev mode, else none.",
     )
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_starttls: bool = True
-    smtp_username: str | None = None
-    smtp_password: str | None = Field(default=None, repr=False)
-    smtp_from: str = "IRMI <no-reply@irmi.invalid>"
-    smtp_timeout_s: float = 10.0
+    smtp_host: str | None = Field(default=None, description="SMTP relay for reset e-mails.")
+    smtp_port: int = Field(default=587, description="SMTP relay port.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection to TLS.")
+    smtp_username: str | None = Field(default=None, description="SMTP login (none: no login).")
+    # Not a SecretStr: the base class would demand it even without SMTP.
+    smtp_password: str | None = Field(
+        default=None, repr=False, description="SMTP password (a Secret)."
+    )
+    smtp_from: str = Field(
+        default="IRMI <no-reply@irmi.invalid>", description="Sender of reset e-mails."
+    )
+    smtp_timeout_s: float = Field(default=10.0, description="SMTP connect and command timeout.")
 
     # Records kept after a patient deletes a study (see gateway/README.md).
     record_retention_days: int = Field(

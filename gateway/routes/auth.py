@@ -132,7 +132,8 @@ async def login(
     # Timing-safe: an unknown e-mail still costs one Argon2 verification.
     ok = verify_password(body.password, user.password_hash if user else None)
     if user is None or not ok:
-        await throttle.record_failure(session, settings, counters, now)
+        # The wait counts from now, after the (slow) Argon2 verification.
+        await throttle.record_failure(session, settings, counters, _now())
         await session.commit()
         raise Unauthorized("Wrong e-mail or password.", details={"reason": "credentials"})
     await throttle.clear(session, [c.key for c in counters[:2]])

@@ -136,7 +136,7 @@ def gateway_env(
         "IRMI_GATEWAY_TB_URL": tb_url,
         "IRMI_GATEWAY_BC_URL": bc_url,
         "IRMI_GATEWAY_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
-        "IRMI_GATEWAY_LOGIN_RATE_PER_MINUTE": "1000",
+        "IRMI_GATEWAY_LOGIN_CLIENT_FREE_FAILURES": "1000",
         "IRMI_GATEWAY_EVENTS_POLL_S": "0.1",
         "IRMI_GATEWAY_CPU_WORKERS": "1",
     }

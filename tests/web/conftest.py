@@ -67,7 +67,7 @@ def gateway_env(tmp: Path, tb_url: str, bc_url: str, **extra: str) -> dict[str, 
         "IRMI_GATEWAY_STORE_DIR": str(tmp / "images"),
         "IRMI_GATEWAY_TB_URL": tb_url,
         "IRMI_GATEWAY_BC_URL": bc_url,
-        "IRMI_GATEWAY_LOGIN_RATE_PER_MINUTE": "200",
+        "IRMI_GATEWAY_LOGIN_CLIENT_FREE_FAILURES": "200",
     }
     env.update(extra)
     return env

@@ -51,20 +51,22 @@ def upgrade() -> None:
     with op.batch_alter_table("password_resets", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_password_resets_user_id"), ["user_id"], unique=False)
 
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("doctor_status", sa.String(length=16), nullable=True))
-        batch_op.create_index(batch_op.f("ix_users_doctor_status"), ["doctor_status"], unique=False)
-        batch_op.drop_column("failed_logins")
-        batch_op.drop_column("locked_until")
+    # Plain ALTER TABLE (SQLite >= 3.35 drops columns in place): a batch re-creation of
+    # ``users`` would drop the table, and with foreign keys on, SQLite would cascade that drop
+    # to every study and consultation.
+    op.add_column("users", sa.Column("doctor_status", sa.String(length=16), nullable=True))
+    op.create_index(op.f("ix_users_doctor_status"), "users", ["doctor_status"], unique=False)
+    op.drop_column("users", "failed_logins")
+    op.drop_column("users", "locked_until")
     op.execute("UPDATE users SET doctor_status = 'pending' WHERE role = 'doctor'")
 
-    with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("subject_user_id", sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column("details", sa.JSON(), nullable=True))
-        batch_op.create_index(
-            batch_op.f("ix_audit_events_subject_user_id"), ["subject_user_id"], unique=False
-        )
+    op.add_column("audit_events", sa.Column("subject_user_id", sa.String(length=32)))
+    op.add_column("audit_events", sa.Column("details", sa.JSON(), nullable=True))
+    op.create_index(
+        op.f("ix_audit_events_subject_user_id"), "audit_events", ["subject_user_id"], unique=False
+    )
 
+    # Nothing references consultations, so re-creating that table (SQLite) cascades nowhere.
     with op.batch_alter_table("consultations", schema=None) as batch_op:
         batch_op.add_column(sa.Column("study_kind", sa.String(length=16), nullable=True))
         batch_op.add_column(
@@ -98,19 +100,17 @@ def downgrade() -> None:
         batch_op.drop_column("study_deleted_at")
         batch_op.drop_column("study_kind")
 
-    with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_events_subject_user_id"))
-        batch_op.drop_column("details")
-        batch_op.drop_column("subject_user_id")
+    op.drop_index(op.f("ix_audit_events_subject_user_id"), table_name="audit_events")
+    op.drop_column("audit_events", "details")
+    op.drop_column("audit_events", "subject_user_id")
 
     op.execute("DELETE FROM users WHERE role = 'admin'")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
-        batch_op.drop_index(batch_op.f("ix_users_doctor_status"))
-        batch_op.drop_column("doctor_status")
+    op.add_column(
+        "users", sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
+    )
+    op.add_column("users", sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
+    op.drop_index(op.f("ix_users_doctor_status"), table_name="users")
+    op.drop_column("users", "doctor_status")
 
     with op.batch_alter_table("password_resets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_password_resets_user_id"))
