@@ -55,6 +55,7 @@ class Stack:
     bc: Service
     real_chest: bool
     real_mammo: bool
+    database_url: str = ""
 
     @property
     def url(self) -> str:
@@ -111,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iter
         started.append(gw)
         for svc in started:
             wait_ready(svc, timeout=120)
-        yield Stack(gw, tb, bc, real_chest, real_mammo)
+        yield Stack(gw, tb, bc, real_chest, real_mammo, f"sqlite+aiosqlite:///{tmp / 'irmi.db'}")
     finally:
         for svc in reversed(started):
             svc.stop()
