@@ -4,19 +4,23 @@ against a real gateway process.
 Deleting a study removes its images, heatmaps, result and events, but the consultation (the
 question, the doctor's answer, the rating) and the audit trail stay, marked as about a deleted
 study, for the patient and the doctor alike. Revoking a doctor's access ends it at once: 404
-for the study, its images and its heatmaps; the consultation record stays.
+for the study, its images and its heatmaps; the consultation record stays. After the
+retention period ``python -m gateway.admin purge-records`` removes what a deletion left.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login, verify_doctor
-from tests.procs import Service
+from tests.procs import REPO, Service
 from tests.tb_service.svc_helpers import chest_png
 
 
@@ -120,3 +124,46 @@ def test_patient_revokes_a_doctors_access(world: dict[str, Any]) -> None:
     )
     assert r.status_code == 201
     assert d.get(f"/v1/studies/{study['id']}").status_code == 200
+
+
+def test_purge_records_applies_the_retention_period(world: dict[str, Any]) -> None:
+    """``python -m gateway.admin purge-records``: consultations of studies deleted longer ago
+    than ``record_retention_days`` go; the others, and recent audit rows, stay."""
+    p = world["p"]
+    study, old_cid = shared_study(world, "Old question")
+    assert p.delete(f"/v1/studies/{study['id']}").status_code == 204
+    study2, recent_cid = shared_study(world, "Recent question")
+    assert p.delete(f"/v1/studies/{study2['id']}").status_code == 204
+    with sqlite3.connect(world["db_path"]) as conn:
+        conn.execute(
+            "UPDATE consultations SET study_deleted_at = '2020-01-01 00:00:00' WHERE id = ?",
+            (old_cid,),
+        )
+        audit_before = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "IRMI_DEV_MODE": "1",
+        "IRMI_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{world['db_path']}",
+        "IRMI_GATEWAY_RECORD_RETENTION_DAYS": "365",
+    }
+
+    def purge(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "gateway.admin", "purge-records", *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "would delete 1 consultations" in purge("--dry-run")
+    assert p.get(f"/v1/consultations/{old_cid}").status_code == 200
+    assert "deleted 1 consultations of deleted studies and 0 audit rows" in purge()
+    assert p.get(f"/v1/consultations/{old_cid}").status_code == 404
+    assert p.get(f"/v1/consultations/{recent_cid}").json()["study_access"] == "deleted"
+    with sqlite3.connect(world["db_path"]) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_events").fetchone()[0] == audit_before
