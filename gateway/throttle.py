@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import case, delete, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import LoginThrottle
@@ -33,7 +33,7 @@ class Counter:
 
 
 def login_counters(settings: Settings, email: str, client: str) -> list[Counter]:
-    """[account from client, account, client]: the first two are cleared by a good login."""
+    """[account from client, account, client]: a good login clears the first two."""
     return [
         Counter(
             "ac:" + sha256_hex(f"{email}\n{client}"),
@@ -79,13 +79,26 @@ def _upsert(dialect: str) -> Any:
     return sqlite_insert
 
 
-async def record_failure(
+def _wait(settings: Settings, counter: Counter, failures: int) -> float:
+    return float(
+        min(counter.cap_s, settings.login_backoff_base_s * 2 ** min(failures - counter.free, 30))
+    )
+
+
+async def admit(
     session: AsyncSession, settings: Settings, counters: list[Counter], now: datetime
-) -> None:
-    """Count one failure on each counter (atomically: concurrent replicas add up) and start
-    the backoff of every counter past its free failures."""
+) -> float:
+    """Count this attempt on every counter BEFORE the password is checked, unless a counter is
+    in backoff: 0 when admitted, else the seconds to wait. Counting first, atomically (a
+    conditional upsert; the row stays locked until the caller commits), means that parallel
+    attempts cannot all slip through before the first failure is recorded. The caller commits
+    at once, then calls :func:`failed` or :func:`succeeded`."""
+    wait = await retry_after(session, counters, now)
+    if wait > 0:
+        return wait
     insert = _upsert(session.get_bind().dialect.name)
     forget = now - timedelta(seconds=settings.login_failure_window_s)
+    free = or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until <= now)
     for counter in counters:
         stmt = insert(LoginThrottle).values(
             key=counter.key, failures=1, last_failure_at=now, blocked_until=None
@@ -99,20 +112,62 @@ async def record_failure(
                 ),
                 "last_failure_at": now,
             },
+            where=free,
         ).returning(LoginThrottle.failures)
-        failures = int((await session.execute(stmt)).scalar_one())
+        failures = (await session.execute(stmt)).scalar_one_or_none()
+        if failures is None:  # another replica started a backoff meanwhile
+            await session.rollback()
+            return max(1.0, await retry_after(session, counters, now))
         if failures >= counter.free:
-            wait = min(
-                counter.cap_s,
-                settings.login_backoff_base_s * 2 ** min(failures - counter.free, 30),
-            )
-            await session.execute(
-                update(LoginThrottle)
-                .where(LoginThrottle.key == counter.key)
-                .values(blocked_until=now + timedelta(seconds=wait))
-            )
-    if random.random() < 0.01:
+            await _block(session, settings, counter, failures, now)
+    if random.random() < 0.01:  # housekeeping now and then (not a security decision)
         await _forget_old(session, settings, now)
+    return 0.0
+
+
+async def failed(
+    session: AsyncSession, settings: Settings, counters: list[Counter], now: datetime
+) -> None:
+    """The admitted attempt failed: the backoffs it started run from now (after the slow
+    password check), not from its arrival."""
+    rows = await session.execute(
+        select(LoginThrottle.key, LoginThrottle.failures).where(
+            LoginThrottle.key.in_([c.key for c in counters])
+        )
+    )
+    counts: dict[str, int] = {key: int(n) for key, n in rows.all()}
+    for counter in counters:
+        failures = counts.get(counter.key, 0)
+        if failures >= counter.free:
+            await _block(session, settings, counter, failures, now)
+
+
+async def succeeded(session: AsyncSession, counters: list[Counter]) -> None:
+    """The admitted attempt succeeded: the account's counters (from this client, from any)
+    are cleared; the client's counter gets this attempt back."""
+    await clear(session, [c.key for c in counters[:-1]])
+    client = counters[-1]
+    await session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == client.key)
+        .values(
+            failures=case((LoginThrottle.failures > 0, LoginThrottle.failures - 1), else_=0),
+            blocked_until=case(
+                (LoginThrottle.failures - 1 < client.free, null()),
+                else_=LoginThrottle.blocked_until,
+            ),
+        )
+    )
+
+
+async def _block(
+    session: AsyncSession, settings: Settings, counter: Counter, failures: int, now: datetime
+) -> None:
+    """Start (or restart from ``now``) the backoff of a counter at ``failures``."""
+    until = now + timedelta(seconds=_wait(settings, counter, failures))
+    await session.execute(
+        update(LoginThrottle).where(LoginThrottle.key == counter.key).values(blocked_until=until)
+    )
 
 
 async def clear(session: AsyncSession, keys: list[str]) -> None:

@@ -122,7 +122,8 @@ async def login(
     client = request.client.host if request.client else "unknown"
     counters = throttle.login_counters(settings, body.email, client)
     now = _now()
-    wait = await throttle.retry_after(session, counters, now)
+    wait = await throttle.admit(session, settings, counters, now)
+    await session.commit()  # the attempt is counted before the password is checked
     if wait > 0:
         # The same answer whether the account exists or not: the counters are per address.
         raise RateLimited(TOO_MANY_LOGINS, retry_after=max(1, math.ceil(wait)))
@@ -132,11 +133,10 @@ async def login(
     # Timing-safe: an unknown e-mail still costs one Argon2 verification.
     ok = verify_password(body.password, user.password_hash if user else None)
     if user is None or not ok:
-        # The wait counts from now, after the (slow) Argon2 verification.
-        await throttle.record_failure(session, settings, counters, _now())
+        await throttle.failed(session, settings, counters, _now())
         await session.commit()
         raise Unauthorized("Wrong e-mail or password.", details={"reason": "credentials"})
-    await throttle.clear(session, [c.key for c in counters[:2]])
+    await throttle.succeeded(session, counters)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(body.password)
     auth_session = AuthSession(

@@ -65,13 +65,12 @@ async def request_reset(
             settings.login_backoff_max_s,
         )
     ]
-    wait = await throttle.retry_after(session, counters, now)
+    wait = await throttle.admit(session, settings, counters, now)
     if wait > 0:
         raise RateLimited(
             "Too many reset requests; wait before trying again.",
             retry_after=max(1, math.ceil(wait)),
         )
-    await throttle.record_failure(session, settings, counters, now)
     user = (
         await session.execute(select(User).where(User.email == body.email))
     ).scalar_one_or_none()

@@ -3,7 +3,8 @@
 Known and unknown e-mail addresses get the same answers (no oracle); failures back off
 exponentially per account and client, per account and per client, the counts live in the
 database (a failure counted by one replica is enforced by the other), and an attacker cannot
-keep the account's owner out for longer than ``login_account_backoff_max_s``. Clients are told
+keep the account's owner out for longer than ``login_account_backoff_max_s``; parallel
+guesses are counted before their password is checked. Clients are told
 apart by their source address: the tests bind to distinct loopback addresses (127.0.0.x).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,23 @@ def test_login_backoff_no_oracle_shared_by_replicas_owner_never_locked_out(
             assert attempt(replica, "ghost@example.org", "wrong-pass-1")[0] == 401
         assert waits[0] <= 3 < waits[1] <= 6, waits
     an_attacker_cannot_lock_the_owner_out(url_a, url_b)
+    parallel_guesses_are_counted_before_checking(url_a, url_b)
+
+
+def parallel_guesses_are_counted_before_checking(url_a: str, url_b: str) -> None:
+    """20 wrong passwords sent at once, through both replicas: each attempt is counted before
+    its password is checked, so no more than the free failures (3) are even tried."""
+    signup_login(Api(url_a), "parallel@example.org")
+    clients = [client_at(url_a if i % 2 else url_b, "127.0.0.50") for i in range(20)]
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            codes = list(
+                pool.map(lambda c: attempt(c, "parallel@example.org", "wrong-pass-1")[0], clients)
+            )
+    finally:
+        for c in clients:
+            c.close()
+    assert codes.count(401) <= 3 and codes.count(401) + codes.count(429) == 20, codes
 
 
 def strip(answer: tuple[int, Any, int | None]) -> tuple[int, Any]:
