@@ -17,9 +17,9 @@ from gateway import __version__
 from gateway.db import create_engine, migrate, ping, session_factory
 from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays, sweeper
-from gateway.routes import auth, care, models, predict, studies
+from gateway.routes import admin, auth, care, models, predict, reset, studies
 from gateway.settings import Settings
-from gateway.state import GatewayState, SlidingWindowLimiter
+from gateway.state import GatewayState
 from gateway.store import create_store
 from gateway.upstream import Upstreams
 from shared.bodylimit import BodyLimitMiddleware, by_route
@@ -35,6 +35,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "predict", "description": "Stateless predictions for integrators."},
     {"name": "doctors", "description": "Doctors by specialty, best rated first."},
     {"name": "consultations", "description": "A patient asks a doctor about a study."},
+    {"name": "admin", "description": "Administrators: doctors' verification."},
     {"name": "operations", "description": "Health and readiness."},
 ]
 
@@ -64,7 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sessions=session_factory(engine),
             store=create_store(settings),
             upstreams=Upstreams(settings),
-            login_limiter=SlidingWindowLimiter(settings.login_rate_per_minute),
             jwt_secret=secret,
         )
         state.db_ok = await ping(engine)
@@ -109,12 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     routers = [
         auth.router,
+        reset.router,
         auth.keys_router,
         studies.router,
         models.router,
         predict.router,
         care.doctors,
         care.consultations,
+        admin.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -175,8 +175,17 @@ PatientDep = Annotated[User, Depends(get_patient)]
 DoctorDep = Annotated[User, Depends(get_doctor)]
 
 
-def audit(session: AsyncSession, principal: Principal, action: str, study_id: str | None) -> None:
-    """Add an audit row to the session (committed with the request's unit of work)."""
+def audit(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    study_id: str | None,
+    *,
+    subject_user_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit row to the session (committed with the request's unit of work).
+    ``subject_user_id``: the account an action was about (an admin's decision on a doctor)."""
     session.add(
         AuditEvent(
             user_id=principal.user.id,
@@ -184,5 +193,7 @@ def audit(session: AsyncSession, principal: Principal, action: str, study_id: st
             action=action,
             study_id=study_id,
             request_id=request_id_var.get(),
+            subject_user_id=subject_user_id,
+            details=details,
         )
     )

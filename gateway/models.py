@@ -69,13 +69,37 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16))  # patient | doctor
+    role: Mapped[str] = mapped_column(String(16))  # patient | doctor | admin
     full_name: Mapped[str] = mapped_column(String(200))
     specialty: Mapped[str | None] = mapped_column(String(32), index=True)
     licence_number: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
+    # Doctors only: pending (signed up) | verified | rejected | suspended, set by an admin.
+    doctor_status: Mapped[str | None] = mapped_column(String(16), index=True)
+
+
+class LoginThrottle(Base):
+    """Failed logins per key (account + client, account, client), shared by every replica."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column()
+
+
+class PasswordReset(Base):
+    """A one-time password-reset token: only its SHA-256 is stored."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
 
 
 class AuthSession(Base):
@@ -165,10 +189,17 @@ class StudyEvent(Base):
 
 
 class Consultation(Base):
+    """A question about a study and the doctor's answer. No foreign key to the study: the
+    record outlives the study's deletion by its patient (``study_deleted_at`` is set)."""
+
     __tablename__ = "consultations"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[str] = mapped_column(String(32), index=True)
+    study_kind: Mapped[str] = mapped_column(String(16))
+    study_deleted_at: Mapped[datetime | None] = mapped_column()
+    # The patient withdrew this doctor's access to the study (the record itself stays).
+    access_revoked_at: Mapped[datetime | None] = mapped_column()
     patient_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     doctor_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     question: Mapped[str] = mapped_column(Text)
@@ -193,3 +224,6 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     study_id: Mapped[str | None] = mapped_column(String(32), index=True)
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # The account a decision was about (an admin verifying a doctor), and what was decided.
+    subject_user_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -11,13 +11,16 @@ from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import ExamResult, ProgressEvent, ViewResult
 from shared.errors import ErrorBody
 
-Role = Literal["patient", "doctor"]
+Role = Literal["patient", "doctor", "admin"]
+SignupRole = Literal["patient", "doctor"]  # admins are created by `python -m gateway.admin`
+DoctorStatus = Literal["pending", "verified", "rejected", "suspended"]
 Specialty = Literal["radiology", "pulmonology", "oncology", "breast_surgery", "general_practice"]
 SPECIALTIES: list[str] = list(Specialty.__args__)  # type: ignore[attr-defined]
 Scope = Literal["predict", "studies"]
 StudyKind = Literal["chest", "mammography"]
 StudyStatus = Literal["queued", "running", "succeeded", "failed"]
 ConsultationStatus = Literal["open", "answered"]
+StudyAccess = Literal["shared", "revoked", "deleted", "suspended"]
 
 Email = Annotated[
     str,
@@ -57,7 +60,11 @@ class SignupRequest(BaseModel):
     email: Email
     password: str = Field(min_length=1, max_length=1024, description="Rules: see the 422.")
     full_name: Name
-    role: Role = "patient"
+    role: SignupRole = Field(
+        default="patient",
+        description="`doctor` accounts stay `pending` until an admin verifies them; admin "
+        "accounts are never created by sign-up.",
+    )
     specialty: Specialty | None = Field(default=None, description="Required for doctors.")
     licence_number: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64)] | None
@@ -90,6 +97,11 @@ class UserPublic(BaseModel):
     role: Role
     specialty: Specialty | None = None
     licence_number: str | None = None
+    doctor_status: DoctorStatus | None = Field(
+        default=None,
+        description="Doctors only: `pending` until an admin verifies the licence; only a "
+        "`verified` doctor is listed to patients and can receive studies.",
+    )
     created_at: datetime
 
 
@@ -286,6 +298,14 @@ class ConsultationPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     answered_at: datetime | None = None
+    study_access: StudyAccess = Field(
+        default="shared",
+        description="Whether the doctor can open the study: `shared`; `revoked` by the "
+        "patient; `deleted` by the patient (this record, question and answer remain); "
+        "`suspended` while the doctor's account is not verified.",
+    )
+    study_deleted_at: datetime | None = None
+    access_revoked_at: datetime | None = None
 
 
 class ConsultationList(BaseModel):
@@ -321,3 +341,77 @@ class ModelFigures(BaseModel):
 
 class StudyModels(BaseModel):
     items: list[ModelFigures]
+
+
+# ----------------------------------------------------------------------------- admin
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "Licence GMC-1234567 checked on the register."}]}
+    )
+
+    reason: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+        | None
+    ) = Field(default=None, description="Why; required to reject or suspend.")
+
+
+class PersonBrief(BaseModel):
+    id: str
+    full_name: str
+
+
+class DecisionPublic(BaseModel):
+    """One verification decision about a doctor (an audit row)."""
+
+    at: datetime
+    admin: PersonBrief | None = Field(description="Who decided (null if the account is gone).")
+    decision: Literal["verify", "reject", "suspend"]
+    from_status: DoctorStatus
+    to_status: DoctorStatus
+    reason: str | None = None
+
+
+class DoctorAccount(BaseModel):
+    """A doctor's account as an admin sees it."""
+
+    id: str
+    email: str
+    full_name: str
+    specialty: Specialty | None = None
+    licence_number: str | None = None
+    status: DoctorStatus
+    created_at: datetime
+    last_decision: DecisionPublic | None = None
+
+
+class DoctorAccountPage(BaseModel):
+    items: list[DoctorAccount]
+    total: int
+    limit: int
+    offset: int
+
+
+class DecisionList(BaseModel):
+    items: list[DecisionPublic]
+
+
+# ----------------------------------------------------------------------------- password reset
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.org"}]})
+
+    email: Email
+
+
+class ResetAccepted(BaseModel):
+    message: str = Field(description="Always the same, whether or not an account has this address.")
+
+
+class ResetConfirm(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"token": "Zq3...from-the-link", "password": "new-horse-battery-9"}]
+        }
+    )
+
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024, description="Rules: see the 422.")

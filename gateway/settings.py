@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import REPO_ROOT, ServiceSettings
 
 VAR_DIR = REPO_ROOT / "var"
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Settings(ServiceSettings):
@@ -73,12 +75,73 @@ class Settings(ServiceSettings):
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     password_min_length: int = 10
-    login_max_failures: int = Field(
-        default=5, description="Failed logins in a row before the account is locked."
+    # Login throttling: state in the database, shared by every replica. Failures are counted
+    # per account and client address, per account, and per client address; from a counter's
+    # free failures on, each failure doubles the wait (Retry-After), up to the caps.
+    login_free_failures: int = Field(
+        default=5, ge=1, description="Failed logins of one account from one client before backoff."
     )
-    login_lockout_s: int = 15 * 60
-    login_rate_per_minute: int = Field(
-        default=20, description="Login attempts per client address per minute (per replica)."
+    login_account_free_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Failed logins of one account, from any client, before backoff.",
+    )
+    login_client_free_failures: int = Field(
+        default=50, ge=1, description="Failed logins from one client, any account, before backoff."
+    )
+    login_backoff_base_s: float = Field(
+        default=1.0, gt=0, description="First backoff wait; it doubles with each further failure."
+    )
+    login_backoff_max_s: int = Field(
+        default=15 * 60,
+        ge=1,
+        description="Longest wait imposed on one client (for one account, or for all of them).",
+    )
+    login_account_backoff_max_s: int = Field(
+        default=60,
+        ge=1,
+        description="Longest wait imposed on an account from every client: an attacker "
+        "elsewhere cannot keep its owner out for longer than this.",
+    )
+    login_failure_window_s: int = Field(
+        default=15 * 60, ge=1, description="Failures older than this are forgotten."
+    )
+
+    # Password reset by a one-time link.
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Address users reach the web UI at (the password-reset links point there).",
+    )
+    password_reset_ttl_s: int = Field(
+        default=30 * 60, ge=60, description="Lifetime of a password-reset token."
+    )
+    password_reset_interval_s: int = Field(
+        default=60, ge=0, description="At most one reset e-mail per account this often."
+    )
+    reset_delivery: Literal["auto", "log", "smtp", "none"] = Field(
+        default="auto",
+        description="How reset links reach users: `smtp`; `log` (dev mode: the link is "
+        "logged); `none`; `auto`: `smtp` when smtp_host is set, else `log` in dev mode, else none.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP relay for reset e-mails.")
+    smtp_port: int = Field(default=587, description="SMTP relay port.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection to TLS.")
+    smtp_username: str | None = Field(default=None, description="SMTP login (none: no login).")
+    # Not a SecretStr: the base class would demand it even without SMTP.
+    smtp_password: str | None = Field(
+        default=None, repr=False, description="SMTP password (a Secret)."
+    )
+    smtp_from: str = Field(
+        default="IRMI <no-reply@irmi.invalid>", description="Sender of reset e-mails."
+    )
+    smtp_timeout_s: float = Field(default=10.0, description="SMTP connect and command timeout.")
+
+    # Records kept after a patient deletes a study (see gateway/README.md).
+    record_retention_days: int = Field(
+        default=3650,
+        ge=1,
+        description="Consultations of deleted studies, and audit rows, are kept this long; "
+        "`python -m gateway.admin purge-records` removes older ones.",
     )
 
     # HTTP.
@@ -132,7 +195,35 @@ class Settings(ServiceSettings):
         default=5.0, gt=0, description="How often each replica looks for exams to adopt."
     )
 
+    @model_validator(mode="after")
+    def _strong_jwt_secret(self) -> Settings:
+        secret = self.jwt_secret.get_secret_value().encode() if self.jwt_secret else b""
+        if not self.dev_mode and len(secret) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"IRMI_GATEWAY_JWT_SECRET is {len(secret)} bytes long; outside dev mode it must "
+                f"be at least {MIN_JWT_SECRET_BYTES} bytes (a short secret is brute-forced from "
+                "one token). Generate one with: python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        if self.reset_delivery == "log" and not self.dev_mode:
+            raise ValueError(
+                "IRMI_GATEWAY_RESET_DELIVERY=log writes reset links to the logs: dev mode only"
+            )
+        if self.reset_delivery == "smtp" and not self.smtp_host:
+            raise ValueError("IRMI_GATEWAY_RESET_DELIVERY=smtp needs IRMI_GATEWAY_SMTP_HOST")
+        return self
+
     @property
     def max_request_bytes(self) -> int:
         """Whole multipart body: up to ``max_views`` files plus form overhead."""
         return self.max_upload_bytes * self.max_views + 1024 * 1024
+
+
+def load_or_exit(prog: str = "gateway") -> Settings:
+    """The settings, or a clear one-line reason on stderr and exit status 2 (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        print(f"{prog}: refusing to start: {reasons}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -43,7 +43,6 @@ class GatewayState:
     sessions: async_sessionmaker[AsyncSession]
     store: ImageStore
     upstreams: Upstreams
-    login_limiter: SlidingWindowLimiter
     relays: set[asyncio.Task[None]] = field(default_factory=set)
     db_ok: bool = False
     store_ok: bool = False

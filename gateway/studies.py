@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import UploadFile
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import Principal
@@ -23,6 +23,7 @@ from gateway.schemas import (
     StudyImage,
     StudySummary,
 )
+from gateway.sharing import doctor_can_read
 from gateway.state import GatewayState
 from shared.contracts.mammo import ProgressEvent
 from shared.errors import ErrorBody, InvalidImage, NotFound, PayloadTooLarge, ValidationFailed
@@ -165,12 +166,7 @@ async def can_read(session: AsyncSession, principal: Principal, study: Study) ->
     if user.role == "patient":
         return study.owner_id == user.id
     if user.role == "doctor":
-        shared = await session.scalar(
-            select(func.count())
-            .select_from(Consultation)
-            .where(Consultation.study_id == study.id, Consultation.doctor_id == user.id)
-        )
-        return bool(shared)
+        return await doctor_can_read(session, user, study.id)
     return False
 
 
@@ -217,7 +213,13 @@ async def delete_study(state: GatewayState, session: AsyncSession, study: Study)
         .all()
     )
     await session.execute(delete(StudyEvent).where(StudyEvent.study_id == study.id))
-    await session.execute(delete(Consultation).where(Consultation.study_id == study.id))
+    # The consultations stay (the doctor's record of the question and the answer), marked as
+    # about a deleted study; see gateway/README.md, "What a patient's deletion leaves".
+    await session.execute(
+        update(Consultation)
+        .where(Consultation.study_id == study.id, Consultation.study_deleted_at.is_(None))
+        .values(study_deleted_at=now())
+    )
     await session.execute(delete(StudyFile).where(StudyFile.study_id == study.id))
     await session.delete(study)
     await session.commit()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from gateway import throttle
 from gateway.deps import SessionDep, StateDep, UserDep
 from gateway.models import ApiKey, AuthSession, RefreshToken, User
 from gateway.schemas import (
@@ -47,6 +48,7 @@ router = APIRouter(prefix="/v1", tags=["auth"])
 keys_router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
 AUTH_ERRORS = error_responses(Unauthorized)
+TOO_MANY_LOGINS = "Too many failed logins; wait before trying again."
 
 
 def user_public(user: User) -> UserPublic:
@@ -76,7 +78,7 @@ async def _issue_pair(
     "/auth/signup",
     response_model=UserPublic,
     status_code=201,
-    summary="Create a patient or doctor account",
+    summary="Create a patient or doctor account (doctors stay pending until verified)",
     responses=error_responses(ValidationFailed, Conflict),
 )
 async def signup(body: SignupRequest, state: StateDep, session: SessionDep) -> UserPublic:
@@ -96,6 +98,7 @@ async def signup(body: SignupRequest, state: StateDep, session: SessionDep) -> U
         full_name=body.full_name,
         specialty=body.specialty,
         licence_number=body.licence_number,
+        doctor_status="pending" if body.role == "doctor" else None,
     )
     session.add(user)
     try:
@@ -117,31 +120,23 @@ async def login(
 ) -> TokenPair:
     settings = state.settings
     client = request.client.host if request.client else "unknown"
-    wait = state.login_limiter.hit(client)
+    counters = throttle.login_counters(settings, body.email, client)
+    now = _now()
+    wait = await throttle.admit(session, settings, counters, now)
+    await session.commit()  # the attempt is counted before the password is checked
     if wait > 0:
-        raise RateLimited("Too many login attempts; wait a minute.", retry_after=math.ceil(wait))
+        # The same answer whether the account exists or not: the counters are per address.
+        raise RateLimited(TOO_MANY_LOGINS, retry_after=max(1, math.ceil(wait)))
     user = (
         await session.execute(select(User).where(User.email == body.email))
     ).scalar_one_or_none()
-    now = _now()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        # Verify anyway so a locked account answers in the same time as any other.
-        verify_password(body.password, None)
-        retry = math.ceil((user.locked_until - now).total_seconds())
-        raise RateLimited(
-            "Too many failed logins: the account is locked for a while.", retry_after=retry
-        )
+    # Timing-safe: an unknown e-mail still costs one Argon2 verification.
     ok = verify_password(body.password, user.password_hash if user else None)
     if user is None or not ok:
-        if user is not None:
-            user.failed_logins += 1
-            if user.failed_logins >= settings.login_max_failures:
-                user.locked_until = now + timedelta(seconds=settings.login_lockout_s)
-                user.failed_logins = 0
-            await session.commit()
+        await throttle.failed(session, settings, counters, _now())
+        await session.commit()
         raise Unauthorized("Wrong e-mail or password.", details={"reason": "credentials"})
-    user.failed_logins = 0
-    user.locked_until = None
+    await throttle.succeeded(session, counters)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(body.password)
     auth_session = AuthSession(

@@ -1,6 +1,10 @@
 """Doctors by specialty (sorted by rating) and consultations: a patient shares a study with a
 doctor and asks a question; that doctor (and no other) sees the study and replies; the patient
-rates the doctor once per consultation."""
+rates the doctor once per consultation, and may revoke the doctor's access to the study.
+
+Only verified doctors are listed and can receive studies (gateway/sharing.py). A doctor's
+rating is the mean over patients, each patient counted once (the mean of their own ratings),
+so one patient opening many consultations cannot move it more than any other."""
 
 from __future__ import annotations
 
@@ -14,7 +18,16 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select, update
 
-from gateway.deps import DoctorDep, PatientDep, SessionDep, StateDep, StreamPrincipal, UserDep
+from gateway.deps import (
+    DoctorDep,
+    PatientDep,
+    PrincipalDep,
+    SessionDep,
+    StateDep,
+    StreamPrincipal,
+    UserDep,
+    audit,
+)
 from gateway.models import Consultation, Study, User
 from gateway.schemas import (
     SPECIALTIES,
@@ -28,7 +41,9 @@ from gateway.schemas import (
     ReplyRequest,
     Specialty,
     SpecialtyList,
+    StudyAccess,
 )
+from gateway.sharing import VERIFIED, doctor_is_active
 from gateway.studies import now
 from shared.errors import (
     Conflict,
@@ -45,16 +60,32 @@ consultations = APIRouter(prefix="/v1/consultations", tags=["consultations"])
 ERR = error_responses(Unauthorized, Forbidden, NotFound)
 
 
-def _rating_stats() -> tuple[Any, Any]:
+def _rating_stats() -> Any:
+    """Per doctor: the mean over patients of each patient's mean rating, and the patients."""
+    per_patient = (
+        select(
+            Consultation.doctor_id.label("doctor_id"),
+            func.avg(Consultation.rating).label("rating"),
+        )
+        .where(Consultation.rating.is_not(None))
+        .group_by(Consultation.doctor_id, Consultation.patient_id)
+        .subquery()
+    )
     return (
-        func.avg(Consultation.rating).label("rating"),
-        func.count(Consultation.rating).label("ratings_count"),
+        select(
+            per_patient.c.doctor_id,
+            func.avg(per_patient.c.rating).label("rating"),
+            func.count().label("ratings_count"),
+        )
+        .group_by(per_patient.c.doctor_id)
+        .subquery()
     )
 
 
 def _doctor_filters(specialty: str | None, doctor_id: str | None) -> list[Any]:
     """Which users a doctors listing shows (one place for the list, its count and one doctor)."""
-    where: list[Any] = [User.role == "doctor"]
+    # Patients see verified doctors only (pending, rejected and suspended ones are invisible).
+    where: list[Any] = [User.role == "doctor", User.doctor_status == VERIFIED]
     if specialty is not None:
         where.append(User.specialty == specialty)
     if doctor_id is not None:
@@ -69,14 +100,19 @@ async def _doctor_rows(
     limit: int | None = None,
     offset: int = 0,
 ) -> list[DoctorPublic]:
-    avg, count = _rating_stats()
+    stats = _rating_stats()
     query = (
-        select(User, avg, count)
-        .outerjoin(Consultation, Consultation.doctor_id == User.id)
+        select(User, stats.c.rating, stats.c.ratings_count)
+        .outerjoin(stats, stats.c.doctor_id == User.id)
         .where(*_doctor_filters(specialty, doctor_id))
-        .group_by(User.id)
         # Best rated first; unrated doctors last; then by the number of ratings and by name.
-        .order_by(avg.is_(None), avg.desc(), count.desc(), User.full_name, User.id)
+        .order_by(
+            stats.c.rating.is_(None),
+            stats.c.rating.desc(),
+            stats.c.ratings_count.desc(),
+            User.full_name,
+            User.id,
+        )
         .offset(offset)
     )
     if limit is not None:
@@ -108,7 +144,7 @@ async def list_specialties() -> SpecialtyList:
 @doctors.get(
     "/doctors",
     response_model=DoctorList,
-    summary="Doctors, optionally of one specialty, best rated first",
+    summary="Verified doctors, optionally of one specialty, best rated first",
     responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
 )
 async def list_doctors(
@@ -145,10 +181,6 @@ async def _public(session: SessionDep, rows: list[Consultation]) -> list[Consult
     users = {
         u.id: u for u in (await session.execute(select(User).where(User.id.in_(ids)))).scalars()
     }
-    study_rows = await session.execute(
-        select(Study.id, Study.kind).where(Study.id.in_({r.study_id for r in rows}))
-    )
-    kinds = {sid: kind for sid, kind in study_rows.all()}
     out = []
     for r in rows:
         patient, doctor = users[r.patient_id], users[r.doctor_id]
@@ -156,7 +188,7 @@ async def _public(session: SessionDep, rows: list[Consultation]) -> list[Consult
             ConsultationPublic(
                 id=r.id,
                 study_id=r.study_id,
-                study_kind=kinds.get(r.study_id, "chest"),
+                study_kind=r.study_kind,
                 patient=PersonRef(id=patient.id, full_name=patient.full_name),
                 doctor=PersonRef(
                     id=doctor.id,
@@ -170,9 +202,20 @@ async def _public(session: SessionDep, rows: list[Consultation]) -> list[Consult
                 created_at=r.created_at,
                 updated_at=r.updated_at,
                 answered_at=r.answered_at,
+                study_access=_access(r, doctor),
+                study_deleted_at=r.study_deleted_at,
+                access_revoked_at=r.access_revoked_at,
             )
         )
     return out
+
+
+def _access(row: Consultation, doctor: User) -> StudyAccess:
+    if row.study_deleted_at is not None:
+        return "deleted"
+    if row.access_revoked_at is not None:
+        return "revoked"
+    return "shared" if doctor_is_active(doctor) else "suspended"
 
 
 async def _load(session: SessionDep, user: UserDep, consultation_id: str) -> Consultation:
@@ -198,8 +241,18 @@ async def ask(
     doctor = await session.get(User, body.doctor_id)
     if doctor is None or doctor.role != "doctor":
         raise NotFound("No such doctor.")
+    if not doctor_is_active(doctor):
+        raise Forbidden(
+            "This doctor's account is not verified, so it cannot receive studies; "
+            "choose a doctor from the list.",
+            details={"reason": "doctor_not_verified"},
+        )
     row = Consultation(
-        study_id=study.id, patient_id=patient.id, doctor_id=doctor.id, question=body.question
+        study_id=study.id,
+        study_kind=study.kind,
+        patient_id=patient.id,
+        doctor_id=doctor.id,
+        question=body.question,
     )
     session.add(row)
     await session.commit()
@@ -328,6 +381,11 @@ async def reply(
     row = await _load(session, doctor, consultation_id)
     if row.doctor_id != doctor.id:
         raise NotFound("No such consultation.")
+    if not doctor_is_active(doctor):
+        raise Forbidden(
+            "Your account is not verified (or is suspended): you cannot answer consultations.",
+            details={"reason": "doctor_not_verified"},
+        )
     if row.answer is not None:
         raise Conflict("This consultation is already answered.")
     ts = now()
@@ -361,6 +419,46 @@ async def rate(
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("This consultation is already rated.")
+    await session.commit()
+    await session.refresh(row)
+    return (await _public(session, [row]))[0]
+
+
+@consultations.post(
+    "/{consultation_id}/revoke",
+    response_model=ConsultationPublic,
+    summary="Withdraw this doctor's access to the study (the consultation record stays)",
+    description="After this the doctor gets 404 for the study, its images and heatmaps. "
+    "Asking the same doctor again about the study shares it again.",
+    responses=ERR,
+)
+async def revoke_access(
+    consultation_id: str, patient: PatientDep, principal: PrincipalDep, session: SessionDep
+) -> ConsultationPublic:
+    row = await _load(session, patient, consultation_id)
+    if row.patient_id != patient.id:
+        raise NotFound("No such consultation.")
+    ts = now()
+    # Every consultation of this patient with this doctor about this study: access is per
+    # (study, doctor), not per question.
+    await session.execute(
+        update(Consultation)
+        .where(
+            Consultation.patient_id == patient.id,
+            Consultation.doctor_id == row.doctor_id,
+            Consultation.study_id == row.study_id,
+            Consultation.access_revoked_at.is_(None),
+        )
+        .values(access_revoked_at=ts, updated_at=ts)
+    )
+    audit(
+        session,
+        principal,
+        "revoke_share",
+        row.study_id,
+        subject_user_id=row.doctor_id,
+        details={"consultation_id": row.id},
+    )
     await session.commit()
     await session.refresh(row)
     return (await _public(session, [row]))[0]

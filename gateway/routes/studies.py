@@ -22,13 +22,14 @@ from gateway.deps import (
     audit,
     check_scope,
 )
-from gateway.models import Consultation, Study, StudyEvent, StudyFile
+from gateway.models import Study, StudyEvent, StudyFile
 from gateway.relay import start_relay
 from gateway.schemas import (
     StudyAccepted,
     StudyDetail,
     StudyPage,
 )
+from gateway.sharing import shared_study_ids
 from gateway.studies import (
     TERMINAL,
     delete_study,
@@ -192,8 +193,7 @@ async def history(
     user = principal.user
     query = select(Study)
     if user.role == "doctor":
-        shared = select(Consultation.study_id).where(Consultation.doctor_id == user.id)
-        query = query.where(Study.id.in_(shared))
+        query = query.where(Study.id.in_(shared_study_ids(user)))
     else:
         query = query.where(Study.owner_id == user.id)
     if kind is not None:
@@ -364,7 +364,7 @@ async def study_events(
 @router.delete(
     "/{study_id}",
     status_code=204,
-    summary="Delete a study, its images, heatmaps, events and consultations",
+    summary="Delete a study: its images, heatmaps, results and events (consultations stay)",
     responses=READ_ERRORS,
 )
 async def remove_study(

@@ -119,12 +119,12 @@ def test_patient_flow_over_two_replicas_of_everything(tmp_path: Path) -> None:
     service is stopped mid-run, the exam in flight with them: it completes on the survivors,
     every study, image and session is still there, and new studies go through the
     survivors."""
-    from tests.gateway.conftest import Api, signup_login
+    from tests.gateway.conftest import Api, signup_login, verify_doctor
     from tests.tb_service.svc_helpers import chest_png
 
     tb_env, bc_env = _inference_env(tmp_path)
     extra = {
-        "IRMI_GATEWAY_LOGIN_RATE_PER_MINUTE": "1000",
+        "IRMI_GATEWAY_LOGIN_CLIENT_FREE_FAILURES": "1000",
         "IRMI_GATEWAY_EVENTS_POLL_S": "0.1",
         "IRMI_GATEWAY_CPU_WORKERS": "1",
         # a stopped replica's exam is adopted by the other within seconds
@@ -140,6 +140,7 @@ def test_patient_flow_over_two_replicas_of_everything(tmp_path: Path) -> None:
         doctor = signup_login(
             anon, "doc@example.org", "doctor", specialty="radiology", licence_number="LIC-1"
         )
+        verify_doctor(anon, st.pg.url, doctor["user"]["id"])  # admin made by the CLI
         p = anon.as_token(patient["access_token"])
         d = anon.as_token(doctor["access_token"])
 

@@ -136,7 +136,7 @@ def gateway_env(
         "IRMI_GATEWAY_TB_URL": tb_url,
         "IRMI_GATEWAY_BC_URL": bc_url,
         "IRMI_GATEWAY_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
-        "IRMI_GATEWAY_LOGIN_RATE_PER_MINUTE": "1000",
+        "IRMI_GATEWAY_LOGIN_CLIENT_FREE_FAILURES": "1000",
         "IRMI_GATEWAY_EVENTS_POLL_S": "0.1",
         "IRMI_GATEWAY_CPU_WORKERS": "1",
     }
@@ -294,3 +294,54 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.kill()  # a throwaway server in a temporary folder: no need for a clean stop
         proc.wait()
+
+
+# ----------------------------------------------------------------------------- admins
+ADMIN_PASSWORD = "admin-password-0001"
+_admins: dict[str, str] = {}  # database URL -> admin e-mail
+
+
+def create_admin_cli(database_url: str, email: str, password: str = ADMIN_PASSWORD) -> None:
+    """``python -m gateway.admin create-admin`` against the database, the password on stdin."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "IRMI_DEV_MODE": "1",
+        "IRMI_GATEWAY_DATABASE_URL": database_url,
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.admin",
+            "create-admin",
+            "--email",
+            email,
+            "--password-stdin",
+        ],
+        input=password + "\n",
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def admin_api(api: Api, database_url: str) -> Api:
+    """An admin's session on this gateway (the admin is created once per database)."""
+    if database_url not in _admins:
+        email = f"admin-{uuid.uuid4().hex[:8]}@example.org"
+        create_admin_cli(database_url, email)
+        _admins[database_url] = email
+    r = api.post(
+        "/v1/auth/login", json={"email": _admins[database_url], "password": ADMIN_PASSWORD}
+    )
+    assert r.status_code == 200, r.text
+    return api.as_token(r.json()["access_token"])
+
+
+def verify_doctor(api: Api, database_url: str, doctor_id: str) -> None:
+    r = admin_api(api, database_url).post(f"/v1/admin/doctors/{doctor_id}/verify", json={})
+    assert r.status_code == 200, r.text

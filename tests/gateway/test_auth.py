@@ -1,6 +1,6 @@
 """Accounts and tokens, in process (FastAPI TestClient): password rules, timing-safe login
-with lockout and rate limit, refresh rotation with reuse detection, logout, API keys shown
-once and stored hashed, security headers and CORS."""
+with backoff per account and per client, refresh rotation with reuse detection, logout, API
+keys shown once and stored hashed, security headers and CORS."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def make_client(tmp_path: Path, **overrides: object) -> TestClient:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(tmp_path, login_max_failures=3, login_lockout_s=60) as c:
+    with make_client(tmp_path, login_free_failures=3, login_backoff_base_s=60) as c:
         yield c
 
 
@@ -132,7 +132,7 @@ def test_login_lockout_and_refresh_rotation(client: TestClient) -> None:
     assert client.get("/v1/users/me", headers=bearer(s1["access_token"])).status_code == 401
     assert client.get("/v1/users/me", headers=bearer(s2["access_token"])).status_code == 200
 
-    # lockout after 3 failures in a row, even for the right password
+    # backoff after 3 failures in a row (from this client), even for the right password
     for _ in range(3):
         assert (
             client.post(
@@ -146,10 +146,13 @@ def test_login_lockout_and_refresh_rotation(client: TestClient) -> None:
 
 
 def test_login_rate_limit_per_client(tmp_path: Path) -> None:
-    with make_client(tmp_path, login_rate_per_minute=3) as c:
+    """Failures from one client add up across accounts (password spraying)."""
+    with make_client(tmp_path, login_client_free_failures=3, login_backoff_base_s=60) as c:
         codes = [
-            c.post("/v1/auth/login", json={"email": "z@example.org", "password": "x"}).status_code
-            for _ in range(5)
+            c.post(
+                "/v1/auth/login", json={"email": f"z{i}@example.org", "password": "x"}
+            ).status_code
+            for i in range(5)
         ]
     assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429]
 

@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
+from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login, verify_doctor
 from tests.procs import REPO, Service
 from tests.tb_service.svc_helpers import chest_png
 
@@ -43,6 +43,8 @@ def world(
         doc2 = signup_login(
             anon, "doc2@example.org", "doctor", specialty="oncology", licence_number="L-2"
         )
+        for d in (doc, doc2):
+            verify_doctor(anon, f"sqlite+aiosqlite:///{tmp / 'gw.db'}", d["user"]["id"])
         o = anon.as_token(owner["access_token"])
         study = o.post(
             "/v1/studies/chest", files={"file": ("x.png", chest_png(), "image/png")}

@@ -45,6 +45,8 @@ def test_every_route_is_documented() -> None:
                 "/v1/auth/login",
                 "/v1/auth/refresh",
                 "/v1/auth/logout",
+                "/v1/auth/password-reset",
+                "/v1/auth/password-reset/confirm",
                 "/v1/specialties",
             }
             if not public:

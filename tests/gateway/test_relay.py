@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.models import Study
+from gateway.models import Study, User
 from gateway.upstream import iter_sse, status_for_code
 from tests.gateway.test_auth import bearer, login, make_client, signup
 
@@ -79,6 +79,8 @@ def test_consultation_events_and_stream_token(tmp_path: Path) -> None:
         async def insert() -> None:
             async with c.app.state.gw.sessions() as s:  # type: ignore[attr-defined]
                 s.add(Study(id="c" * 32, owner_id=patient["id"], kind="chest", status="succeeded"))
+                doctor = await s.get(User, doctor_id)
+                doctor.doctor_status = "verified"  # as an admin would (tests/gateway/test_accounts)
                 await s.commit()
 
         c.portal.call(insert)  # type: ignore[union-attr]

@@ -55,6 +55,7 @@ class Stack:
     bc: Service
     real_chest: bool
     real_mammo: bool
+    database_url: str = ""
 
     @property
     def url(self) -> str:
@@ -67,7 +68,7 @@ def gateway_env(tmp: Path, tb_url: str, bc_url: str, **extra: str) -> dict[str, 
         "IRMI_GATEWAY_STORE_DIR": str(tmp / "images"),
         "IRMI_GATEWAY_TB_URL": tb_url,
         "IRMI_GATEWAY_BC_URL": bc_url,
-        "IRMI_GATEWAY_LOGIN_RATE_PER_MINUTE": "200",
+        "IRMI_GATEWAY_LOGIN_CLIENT_FREE_FAILURES": "200",
     }
     env.update(extra)
     return env
@@ -111,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iter
         started.append(gw)
         for svc in started:
             wait_ready(svc, timeout=120)
-        yield Stack(gw, tb, bc, real_chest, real_mammo)
+        yield Stack(gw, tb, bc, real_chest, real_mammo, f"sqlite+aiosqlite:///{tmp / 'irmi.db'}")
     finally:
         for svc in reversed(started):
             svc.stop()

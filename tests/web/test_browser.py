@@ -2,7 +2,9 @@
 
 Patient signs up, uploads a real chest X-ray and a real two-view mammogram exam, watches the
 progress bar (driven by the study's SSE stream) reach 100%, sees the heatmaps, shares a study
-with a doctor; the doctor replies from the inbox; the patient reads the reply and rates.
+with a doctor (verified by an admin on the admin screen first); the doctor replies from the
+inbox; the patient reads the reply and rates, withdraws the doctor's access, deletes the study
+(the consultation stays and says so).
 Error paths: a wrong file type, a photograph instead of an X-ray, an upload that is too large
 and an inference service that is down. A screenshot of every screen is saved at desktop and
 phone size under tests/artifacts/screenshots/.
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.gateway.conftest import create_admin_cli
 from tests.procs import spawn, wait_ready
 from tests.web.conftest import (
     LOGS,
@@ -96,9 +99,25 @@ def test_patient_and_doctor_flow(stack: Stack, pages: Pages, tmp_path: Path) -> 
     doc.get_by_role("button", name="Create account").click()
     doc.get_by_role("heading", name="Inbox").wait_for()
     doc.get_by_text("No questions from patients yet.").wait_for()
+    doc.get_by_test_id("doctor-status").wait_for()  # pending until an admin verifies
     screenshot(doc, "10-doctor-inbox-empty")
     doc.get_by_role("button", name="Log out").click()
     doc.get_by_role("heading", name="Log in to IRMI").wait_for()
+
+    # --- an admin (made by the CLI) verifies the doctor on the admin screen
+    create_admin_cli(stack.database_url, "admin@irmi.example", PASSWORD)
+    adm = pages.new()
+    login(adm, "admin@irmi.example")
+    adm.get_by_role("heading", name="Doctors to verify").wait_for()
+    adm.get_by_role("heading", name="Dr Grace Hopper").wait_for()
+    screenshot(adm, "03-admin-pending")
+    adm.get_by_role("button", name="Verify Dr Grace Hopper").click()
+    adm.get_by_text("Nobody here.").wait_for()
+    adm.get_by_label("Show").select_option("verified")
+    adm.get_by_role("heading", name="Dr Grace Hopper").wait_for()
+    adm.get_by_text("History of decisions").click()
+    adm.get_by_text(re.compile("verified by Administrator")).first.wait_for()
+    screenshot(adm, "04-admin-verified")
 
     # --- the patient signs up
     pat = pages.new()
@@ -267,6 +286,29 @@ def test_patient_and_doctor_flow(stack: Stack, pages: Pages, tmp_path: Path) -> 
     pat.get_by_role("heading", name="My studies").wait_for()
     pat.get_by_text("1 study, newest first.").wait_for()
     assert pat.locator("li.study-item").count() == 1
+
+    # --- the patient withdraws the doctor's access to the chest study; the record stays
+    nav(pat, "My questions")
+    pat.get_by_role("link", name=re.compile("^Open .consultation with Dr Grace Hopper")).click()
+    pat.once("dialog", lambda dialog: dialog.accept())
+    pat.get_by_role("button", name="Withdraw access").click()
+    pat.get_by_test_id("access-notice").wait_for()
+    assert "withdrew" in pat.get_by_test_id("access-notice").inner_text()
+    screenshot(pat, "19-access-withdrawn")
+    doc.reload()
+    doc.get_by_test_id("access-notice").wait_for()
+    assert doc.get_by_test_id("reply").inner_text() == answer
+    assert doc.locator("img.overlay").count() == 0
+    # --- and deletes the study: the consultation says so, for both
+    pat.goto(chest_url)
+    pat.once("dialog", lambda dialog: dialog.accept())
+    pat.get_by_role("button", name="Delete study").click()
+    pat.get_by_role("heading", name="My studies").wait_for()
+    nav(pat, "My questions")
+    pat.get_by_text("Study deleted").wait_for()
+    doc.reload()
+    doc.get_by_text(re.compile("The patient deleted this study")).wait_for()
+    screenshot(doc, "20-doctor-study-deleted")
 
 
 def test_upload_errors(stack: Stack, pages: Pages, tmp_path: Path) -> None:

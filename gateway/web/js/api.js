@@ -71,6 +71,13 @@ export function currentUser() {
   return session?.user || null;
 }
 
+/** Where a user starts: patients upload, doctors read their inbox, admins verify doctors. */
+export function homeOf(user) {
+  if (user.role === "doctor") return "#/consultations";
+  if (user.role === "admin") return "#/admin";
+  return "#/upload";
+}
+
 export function onSessionChange(fn) {
   listeners.add(fn);
 }
@@ -326,3 +333,26 @@ export const reply = (id, answer) =>
   call("POST", `/v1/consultations/${encodeURIComponent(id)}/reply`, { json: { answer } });
 export const rate = (id, rating) =>
   call("POST", `/v1/consultations/${encodeURIComponent(id)}/rating`, { json: { rating } });
+export const revokeAccess = (id) => call("POST", `/v1/consultations/${encodeURIComponent(id)}/revoke`);
+
+// ---------------------------------------------------------------------------- password reset
+export const requestReset = (email) =>
+  call("POST", "/v1/auth/password-reset", { json: { email }, auth: false });
+export const confirmReset = (token, password) =>
+  call("POST", "/v1/auth/password-reset/confirm", { json: { token, password }, auth: false });
+
+// ---------------------------------------------------------------------------- admin
+export function listDoctorAccounts(status = "pending", { limit = 50, offset = 0 } = {}) {
+  const q = new URLSearchParams({ status, limit: String(limit), offset: String(offset) });
+  return call("GET", `/v1/admin/doctors?${q}`);
+}
+export const decideDoctor = (id, decision, reason) =>
+  call("POST", `/v1/admin/doctors/${encodeURIComponent(id)}/${decision}`, { json: reason ? { reason } : {} });
+export const doctorDecisions = (id) => call("GET", `/v1/admin/doctors/${encodeURIComponent(id)}/decisions`);
+
+/** The logged-in user as the server sees it now (a doctor's verification may have changed). */
+export async function refreshMe() {
+  const user = await me();
+  if (session) setSession({ ...session, user });
+  return user;
+}

@@ -8,14 +8,18 @@ import * as studies from "./views/studies.js";
 import * as study from "./views/study.js";
 import * as doctors from "./views/doctors.js";
 import * as consult from "./views/consultations.js";
+import * as admin from "./views/admin.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 
-// [pattern, view, who may see it ("any" | "guest" | "patient" | "doctor" | "user"), title]
+// [pattern, view, who may see it ("any" | "guest" | "patient" | "doctor" | "admin" | "user"), title]
 const ROUTES = [
   [/^\/login$/, auth.renderLogin, "guest", "Log in"],
   [/^\/signup$/, auth.renderSignup, "guest", "Sign up"],
+  [/^\/forgot$/, auth.renderForgot, "guest", "Forgotten password"],
+  [/^\/reset$/, auth.renderReset, "any", "Choose a new password"],
+  [/^\/admin$/, admin.render, "admin", "Doctors to verify"],
   [/^\/upload$/, upload.render, "patient", "New study"],
   [/^\/studies$/, studies.render, "patient", "My studies"],
   [/^\/studies\/([\w-]+)$/, study.render, "user", "Study"],
@@ -33,6 +37,7 @@ function navLinks(user) {
     ];
   }
   if (user.role === "doctor") return [["#/consultations", "Inbox"]];
+  if (user.role === "admin") return [["#/admin", "Doctors to verify"]];
   return [
     ["#/upload", "New study"],
     ["#/studies", "My studies"],
@@ -89,7 +94,7 @@ async function route() {
   const path = currentPath();
   const user = api.currentUser();
   if (path === "/") {
-    location.replace(user ? (user.role === "doctor" ? "#/consultations" : "#/upload") : "#/login");
+    location.replace(user ? api.homeOf(user) : "#/login");
     return;
   }
   const match = ROUTES.map(([re, view, who, title]) => ({ m: path.match(re), view, who, title })).find((r) => r.m);
@@ -108,7 +113,7 @@ async function route() {
     location.replace("#/login");
     return;
   }
-  if ((match.who === "patient" || match.who === "doctor") && user.role !== match.who) {
+  if (["patient", "doctor", "admin"].includes(match.who) && user.role !== match.who) {
     show(null, "Not available", (el) => {
       el.append(
         h("h1", { tabindex: "-1" }, "Not available"),

@@ -1,4 +1,5 @@
-// Log in and sign up (patient or doctor; a doctor also gives a specialty and a licence number).
+// Log in and sign up (patient or doctor; a doctor also gives a specialty and a licence number),
+// and the forgotten-password pair: ask for a link, then choose a new password with it.
 
 import * as api from "../api.js";
 import { alertBox, field, h, showError } from "../dom.js";
@@ -6,7 +7,7 @@ import { alertBox, field, h, showError } from "../dom.js";
 function afterLogin(user) {
   const next = sessionStorage.getItem("irmi.next");
   sessionStorage.removeItem("irmi.next");
-  location.hash = next && next !== "#/login" ? next : user.role === "doctor" ? "#/consultations" : "#/upload";
+  location.hash = next && next !== "#/login" ? next : api.homeOf(user);
 }
 
 function busy(button, on, text) {
@@ -56,6 +57,7 @@ export function renderLogin(el) {
       h("h1", {}, "Log in to IRMI"),
       h("p", { class: "muted" }, "Chest X-ray and mammogram screening, reviewed with your doctor."),
       form,
+      h("p", {}, h("a", { href: "#/forgot" }, "Forgot your password?")),
       h("p", {}, "New here? ", h("a", { href: "#/signup" }, "Create an account")),
     ),
   );
@@ -92,6 +94,11 @@ export function renderSignup(el) {
     { hidden: true },
     field("Specialty", specialty),
     field("Licence number", licence, "Your medical registration number, e.g. GMC-1234567."),
+    h(
+      "p",
+      { class: "alert info" },
+      "An administrator checks your licence before patients can find you or share studies with you.",
+    ),
   );
   const isDoctor = () => roles.querySelector("input:checked")?.value === "doctor";
   roles.addEventListener("change", () => {
@@ -164,4 +171,115 @@ export function renderSignup(el) {
       h("p", {}, "Already registered? ", h("a", { href: "#/login" }, "Log in")),
     ),
   );
+}
+
+export function renderForgot(el) {
+  const err = alertBox();
+  const done = h("div", { class: "alert ok", role: "status", "aria-live": "polite" });
+  const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true });
+  const submit = h("button", { type: "submit", class: "btn block" }, "Send me a reset link");
+  const form = h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email.value.trim())) {
+          showError(err, "Enter a valid e-mail address.");
+          email.focus();
+          return;
+        }
+        busy(submit, true, "Sending…");
+        try {
+          const r = await api.requestReset(email.value.trim());
+          done.textContent = `${r.message} Check your inbox (and spam folder); the link works once, for 30 minutes.`;
+        } catch (ex) {
+          showError(err, api.friendly(ex));
+        } finally {
+          busy(submit, false, "Send me a reset link");
+        }
+      },
+    },
+    err,
+    done,
+    field("E-mail", email, "The address you log in with."),
+    submit,
+  );
+  el.append(
+    h(
+      "div",
+      { class: "narrow" },
+      h("h1", {}, "Forgotten password"),
+      h("p", { class: "muted" }, "We send a link to choose a new password to your e-mail address."),
+      form,
+      h("p", {}, h("a", { href: "#/login" }, "Back to log in")),
+    ),
+  );
+}
+
+export function renderReset(el) {
+  const q = new URLSearchParams(location.hash.split("?")[1] || "");
+  const token = q.get("token") || "";
+  // Keep the one-time token out of the address bar and the history.
+  history.replaceState(null, "", `${location.pathname}#/reset`);
+  const err = alertBox();
+  const password = h("input", {
+    type: "password",
+    name: "password",
+    autocomplete: "new-password",
+    required: true,
+    minlength: "10",
+  });
+  const submit = h("button", { type: "submit", class: "btn block" }, "Set the new password");
+  const box = h("div", { class: "narrow" }, h("h1", {}, "Choose a new password"));
+  if (!token) {
+    box.append(
+      h("p", { class: "alert error", role: "alert" }, "This page needs the link from the e-mail."),
+      h("p", {}, h("a", { href: "#/forgot" }, "Ask for a new link")),
+    );
+    el.append(box);
+    return;
+  }
+  const form = h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        if (password.value.length < 10 || !/[A-Za-z]/.test(password.value) || !/\d/.test(password.value)) {
+          showError(err, "The password needs at least 10 characters, with at least one letter and one digit.");
+          password.focus();
+          return;
+        }
+        busy(submit, true, "Saving…");
+        try {
+          await api.confirmReset(token, password.value);
+          await api.logout();
+          form.replaceWith(
+            h(
+              "div",
+              { class: "alert ok", role: "status" },
+              "Your password is changed, and every device was logged out. ",
+              h("a", { href: "#/login" }, "Log in with the new password"),
+            ),
+          );
+        } catch (ex) {
+          showError(
+            err,
+            ex.code === "bad_request" ? "This link is invalid, used or expired. Ask for a new one." : api.friendly(ex),
+          );
+          busy(submit, false, "Set the new password");
+        }
+      },
+    },
+    err,
+    field("New password", password, "At least 10 characters, with a letter and a digit."),
+    submit,
+  );
+  box.append(form, h("p", {}, h("a", { href: "#/forgot" }, "Ask for a new link")));
+  el.append(box);
 }

@@ -1,5 +1,6 @@
 // Consultations: a patient asks a doctor about a study; the doctor reads it in the inbox and
-// replies; the patient reads the reply and rates the doctor (1-5, once).
+// replies; the patient reads the reply and rates the doctor (1-5, once), and may withdraw the
+// doctor's access to the study. A consultation outlives its study: it then says so.
 
 import * as api from "../api.js";
 import { alertBox, announce, backLink, clear, field, fill, formatDate, h, newId, showError, stars } from "../dom.js";
@@ -13,6 +14,63 @@ const POLL_MS = 30000; // fallback: the notifications stream normally brings cha
 /** Follow /v1/consultations/events (new, answered, rated); calls onChange(c) for each. */
 function liveConsultations(onChange) {
   return follow("/v1/consultations/events", { consultation: onChange }, { terminal: [] });
+}
+
+/** Why the doctor cannot open the study (null when they can), worded for the reader. */
+function accessNotice(c, doctor) {
+  const doc = c.doctor.full_name;
+  if (c.study_access === "deleted") {
+    return `${doctor ? "The patient" : "You"} deleted this study on ${formatDate(c.study_deleted_at)}. ` +
+      "The question and the reply are kept; the images and the result are gone.";
+  }
+  if (c.study_access === "revoked") {
+    return doctor
+      ? `The patient withdrew your access to this study on ${formatDate(c.access_revoked_at)}.`
+      : `You withdrew ${doc}'s access to this study on ${formatDate(c.access_revoked_at)}. Ask again to share it again.`;
+  }
+  if (c.study_access === "suspended") {
+    return doctor
+      ? "Your account is not verified at the moment: you cannot open shared studies or reply."
+      : `${doc}'s account is not verified at the moment: they cannot open this study.`;
+  }
+  return null;
+}
+
+function accessBadge(c) {
+  const text = { deleted: "Study deleted", revoked: "Access withdrawn", suspended: "Doctor not verified" }[c.study_access];
+  return text ? h("span", { class: "badge neutral", "data-testid": "study-access" }, text) : null;
+}
+
+function revokeButton(c, onDone) {
+  const err = alertBox();
+  const button = h(
+    "button",
+    {
+      type: "button",
+      class: "btn danger",
+      onclick: async () => {
+        if (!window.confirm(`Withdraw ${c.doctor.full_name}'s access to this study? The question and the reply stay.`)) return;
+        button.disabled = true;
+        try {
+          await api.revokeAccess(c.id);
+          announce(`${c.doctor.full_name} can no longer open this study.`);
+          onDone();
+        } catch (ex) {
+          showError(err, api.friendly(ex));
+          button.disabled = false;
+        }
+      },
+    },
+    "Withdraw access",
+  );
+  return h(
+    "div",
+    { class: "card" },
+    h("h2", {}, "Access to your study"),
+    h("p", { class: "muted" }, `${c.doctor.full_name} can open this study, its images and the system's result.`),
+    err,
+    button,
+  );
 }
 
 function statusBadge(c) {
@@ -148,7 +206,7 @@ export async function renderList(el, _params, ctx) {
             h("a", { class: "title", href }, h("strong", {}, who)),
             h("p", { class: "small muted" }, `${kindName(c.study_kind)} · asked ${formatDate(c.created_at)}`),
             h("p", { class: "quote" }, c.question.length > 160 ? `${c.question.slice(0, 160)}…` : c.question),
-            statusBadge(c),
+            h("p", { class: "row" }, statusBadge(c), accessBadge(c)),
           ),
           h(
             "a",
@@ -162,12 +220,25 @@ export async function renderList(el, _params, ctx) {
     const open = items.filter((c) => c.status === "open").length;
     updated.textContent = doctor ? `${open} waiting for your reply.` : "";
   };
+  const status = h("div", { "aria-live": "polite" });
   fill(el,
     h("h1", {}, doctor ? "Inbox" : "My questions"),
     doctor ? h("p", { class: "muted" }, "Studies patients shared with you. Open one to see the images and the system's result, then reply.") : null,
+    status,
     updated,
     list,
   );
+  if (doctor) {
+    const me = await api.refreshMe();
+    if (ctx.isCurrent() && me.doctor_status !== "verified") {
+      const text = {
+        pending: "Your account is waiting for an administrator to verify your licence. Until then patients cannot find you or share studies with you.",
+        suspended: "Your account is suspended: you cannot open shared studies or reply. Contact the IRMI administrators.",
+        rejected: "Your application was not accepted. Contact the IRMI administrators.",
+      }[me.doctor_status];
+      fill(status, h("p", { class: "alert info", "data-testid": "doctor-status" }, text));
+    }
+  }
   await load();
   // Each side sees the other's changes: live over SSE, and a slow poll as a fallback.
   let pending = null;
@@ -305,19 +376,25 @@ export async function renderDetail(el, [id], ctx) {
     const parts = [
       backLink("#/consultations", doctor ? "Back to the inbox" : "Back to my questions"),
       h("h1", {}, doctor ? `Consultation with ${c.patient.full_name}` : `Your question to ${c.doctor.full_name}`),
-      h("p", { class: "row" }, statusBadge(c), h("span", { class: "muted" }, kindName(c.study_kind))),
+      h("p", { class: "row" }, statusBadge(c), accessBadge(c), h("span", { class: "muted" }, kindName(c.study_kind))),
       conversation,
     ];
+    const notice = accessNotice(c, doctor);
+    const readable = c.study_access === "shared";
     if (!doctor && c.status === "answered" && !c.rating) parts.push(ratingForm(c, () => draw()));
-    if (!doctor) parts.push(h("p", {}, h("a", { href: `#/studies/${c.study_id}` }, "Open the study and its result")));
+    if (notice) parts.push(h("p", { class: "alert info", "data-testid": "access-notice" }, notice));
+    if (!doctor && c.study_access !== "deleted") {
+      parts.push(h("p", {}, h("a", { href: `#/studies/${c.study_id}` }, "Open the study and its result")));
+    }
+    if (!doctor && (readable || c.study_access === "suspended")) parts.push(revokeButton(c, () => draw()));
     const studyBox = h("section", { "aria-labelledby": "s-h" }, h("h2", { id: "s-h" }, "The study and the system's result"));
-    if (doctor) parts.push(studyBox);
+    if (doctor && readable) parts.push(studyBox);
     // The doctor reviews the images and the system's result first, then replies below them.
-    if (doctor && c.status === "open") parts.push(replyForm(c, () => draw()));
+    if (doctor && c.status === "open" && readable) parts.push(replyForm(c, () => draw()));
     const focused = document.activeElement;
     fill(el, ...parts);
     if (focused && !el.contains(focused)) el.querySelector("h1")?.focus();
-    if (doctor) {
+    if (doctor && readable) {
       try {
         const study = await api.getStudy(c.study_id);
         if (ctx.isCurrent()) studyBox.append(resultSection(study));
@@ -332,7 +409,8 @@ export async function renderDetail(el, [id], ctx) {
   // Redraw only when this consultation really changed (a redraw would clear a reply being typed).
   const stop = liveConsultations((c) => {
     if (c.id !== id || !shown) return;
-    if (c.status !== shown.status || c.rating !== shown.rating) draw().catch(() => {});
+    const changed = c.status !== shown.status || c.rating !== shown.rating || c.study_access !== shown.study_access;
+    if (changed) draw().catch(() => {});
   });
   return () => {
     clearInterval(timer);
