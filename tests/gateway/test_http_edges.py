@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
+from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login, verify_doctor
 from tests.procs import REPO, Service
 from tests.tb_service.svc_helpers import chest_png
 
@@ -17,9 +17,16 @@ JSON_LIMIT = 64 * 1024  # the gateway's default max_json_bytes
 
 
 @pytest.fixture(scope="module")
-def gw(upstreams: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def edges_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('edges-db') / 'gw.db'}"
+
+
+@pytest.fixture(scope="module")
+def gw(
+    upstreams: dict[str, str], edges_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("edges")
-    env = gateway_env(tmp, f"sqlite+aiosqlite:///{tmp / 'gw.db'}", upstreams["tb"], upstreams["bc"])
+    env = gateway_env(tmp, edges_db, upstreams["tb"], upstreams["bc"])
     with run_gateway(env, tmp) as svc:
         yield svc
 
@@ -78,16 +85,21 @@ def test_head_index_is_200(gw: Service) -> None:
     assert get.status_code == 200 and int(head.headers["content-length"]) == len(get.content)
 
 
-def test_doctors_are_paginated(gw: Service) -> None:
+def test_doctors_are_paginated(gw: Service, edges_db: str) -> None:
     anon = Api(gw.url)
     for i in range(3):
-        signup_login(
+        doctor = signup_login(
             anon,
             f"doc{i}@clinic.example",
             "doctor",
             specialty="oncology",
             licence_number=f"LIC-10{i}",
         )
+        verify_doctor(anon, edges_db, doctor["user"]["id"])
+    # A pending doctor is never listed (nor counted) for patients.
+    signup_login(
+        anon, "pending@clinic.example", "doctor", specialty="oncology", licence_number="LIC-PEND"
+    )
     p = anon.as_token(signup_login(anon, "pager@example.org")["access_token"])
     everything = p.get("/v1/doctors", params={"specialty": "oncology"}).json()
     assert everything["total"] == 3 and len(everything["items"]) == 3  # default: first page

@@ -3,6 +3,7 @@ clear message (a short HS256 secret is brute-forced from one token); 32 bytes st
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from tests.gateway.conftest import gateway_env, run_gateway
@@ -13,7 +14,14 @@ def _env(tmp_path: Path, fakes: dict[str, Service], secret: str) -> dict[str, st
     env = gateway_env(
         tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", fakes["ok"].url, fakes["ok"].url
     )
-    env.update({"IRMI_DEV_MODE": "0", "IRMI_GATEWAY_JWT_SECRET": secret})
+    env.update(
+        {
+            "IRMI_DEV_MODE": "0",
+            "IRMI_GATEWAY_JWT_SECRET": secret,
+            # Outside dev mode the image store's key is required too (tests/gateway/test_privacy).
+            "IRMI_GATEWAY_STORE_KEYS": '{"k1": "' + base64.b64encode(b"s" * 32).decode() + '"}',
+        }
+    )
     return env
 
 
