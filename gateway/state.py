@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.settings import Settings
 from gateway.store import ImageStore
+from gateway.streams import StreamHub
 from gateway.upstream import Upstreams
 
 
@@ -44,6 +45,7 @@ class GatewayState:
     store: ImageStore
     upstreams: Upstreams
     login_limiter: SlidingWindowLimiter
+    streams: StreamHub  # the process's event fan-out (one poller for all open streams)
     relays: set[asyncio.Task[None]] = field(default_factory=set)
     db_ok: bool = False
     store_ok: bool = False
