@@ -22,6 +22,7 @@ help:
 	@echo "make train-chest-pretrain-probe - ImageNet-pretraining linear probe (own torch venv)"
 	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
+	@echo "             IRMI_LOAD_MODE=streams make load: /v1/users/me p50/p95 idle vs 300 held streams"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

@@ -32,20 +32,25 @@ class StudyFeed:
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
-        self._by_study: dict[str, dict[Subscriber, int]] = defaultdict(dict)
+        self._by_study: dict[str, dict[Subscriber, int]] = defaultdict(dict)  # -> last seq sent
+        self._study_of: dict[Subscriber, str] = {}
 
     def follow(self, sub: Subscriber, study_id: str, after: int) -> None:
         self._by_study[study_id][sub] = after
+        self._study_of[sub] = study_id
         self.state.streams.wake()
 
     def has_subscribers(self) -> bool:
         return bool(self._by_study)
 
     def drop(self, sub: Subscriber) -> None:
-        for study_id in [k for k, subs in self._by_study.items() if sub in subs]:
-            del self._by_study[study_id][sub]
-            if not self._by_study[study_id]:
-                del self._by_study[study_id]
+        study_id = self._study_of.pop(sub, None)
+        if study_id is None:
+            return
+        subs = self._by_study.get(study_id, {})
+        subs.pop(sub, None)
+        if not subs:
+            self._by_study.pop(study_id, None)
 
     async def poll(self, session: AsyncSession) -> bool:
         ids = list(self._by_study)
@@ -68,8 +73,13 @@ class StudyFeed:
                 for sub in list(self._by_study.get(sid, {})):
                     sub.end("gone")
         live = [sid for sid in ids if sid in statuses and sid in self._by_study]
+        # only those subscribed now: one who joins during the queries waits for the next tick
+        members = {sid: list(self._by_study[sid]) for sid in live}
         for chunk in _chunks(live):
-            cursors = {sid: min(self._by_study[sid].values()) for sid in chunk}
+            cursors = {
+                sid: min(self._by_study.get(sid, {}).get(sub, 0) for sub in members[sid])
+                for sid in chunk
+            }
             events = await session.execute(
                 select(StudyEvent.study_id, StudyEvent.seq, StudyEvent.event, StudyEvent.data)
                 .where(
@@ -85,13 +95,13 @@ class StudyFeed:
             for sid, seq, event, data in events.all():
                 payload = json.dumps(data, separators=(",", ":"))
                 subs = self._by_study.get(sid, {})
-                for sub, cursor in subs.items():
-                    if seq > cursor:
+                for sub in members[sid]:
+                    if sub in subs and seq > subs[sub]:
                         sub.send(sse(event, payload, str(seq)))
                         subs[sub] = seq
         for sid in live:
             if statuses[sid] in TERMINAL:
-                for sub in list(self._by_study.get(sid, {})):
+                for sub in members[sid]:
                     sub.end("finished")
         return False
 
