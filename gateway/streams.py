@@ -117,18 +117,18 @@ class StreamHub:
         retry = self.settings.stream_retry_after_s
         if self._closed:
             raise Overloaded("The server is shutting down; reconnect shortly.", retry_after=retry)
-        if len(self._subs) >= self.settings.stream_max_open:
-            raise Overloaded(
-                "Too many event streams are open on this server; reconnect shortly.",
-                retry_after=retry,
-                details={"limit": self.settings.stream_max_open, "scope": "server"},
-            )
         if self._per_user[principal.user.id] >= self.settings.stream_max_per_user:
             raise Overloaded(
                 "You have too many event streams open; close one (another tab or device) "
                 "or reconnect shortly.",
                 retry_after=retry,
                 details={"limit": self.settings.stream_max_per_user, "scope": "user"},
+            )
+        if len(self._subs) >= self.settings.stream_max_open:
+            raise Overloaded(
+                "Too many event streams are open on this server; reconnect shortly.",
+                retry_after=retry,
+                details={"limit": self.settings.stream_max_open, "scope": "server"},
             )
         sub = Subscriber(principal, deadline)
         self._subs.add(sub)

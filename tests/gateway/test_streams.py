@@ -2,25 +2,71 @@
 connection (20 consultation streams used to freeze every other request), 300 streams held open
 while uploads and ``/v1/users/me`` keep answering, caps answer 503 + Retry-After, and a stream
 ends when its session is revoked or its access token expires. Latency figures: ``make load``
-(``IRMI_LOAD_MODE=streams``), not here."""
+(``IRMI_LOAD_MODE=streams``), not here. One gateway per database serves the whole file."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
+from gateway.security import decode_access_token, issue_access_token
+from tests.gateway.conftest import (
+    Api,
+    create_pg_database,
+    gateway_env,
+    run_gateway,
+    signup_login,
+)
 from tests.imagegen import gradient, png_bytes
 from tests.procs import Service
 from tests.tb_service.svc_helpers import chest_png
 
+PER_USER, SERVER = 150, 300
+
+
+@dataclass
+class Gateway:
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def gw(
+    request: pytest.FixtureRequest,
+    fakes: dict[str, Service],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Gateway]:
+    """A gateway on SQLite, then on PostgreSQL (as ``database_url``), with the stand-in
+    upstreams and caps of 150 streams a user, 300 in all."""
+    tmp = tmp_path_factory.mktemp(f"streams-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp / 'gateway.db'}"
+    else:
+        url = create_pg_database(request.getfixturevalue("postgres_server"))
+    fake = fakes["ok"].url
+    env = gateway_env(
+        tmp,
+        url,
+        fake,
+        fake,
+        IRMI_GATEWAY_STREAM_MAX_PER_USER=str(PER_USER),
+        IRMI_GATEWAY_STREAM_MAX_OPEN=str(SERVER),
+    )
+    with run_gateway(env, tmp) as svc:
+        yield Gateway(svc.url, env)
+
+
 CONSULTATIONS = "/v1/consultations/events"
+PASSWORD = "s3cure-password"
 
 
 class Streams:
@@ -102,20 +148,17 @@ def _mammogram(seed: int, marker: bytes = b"") -> list[tuple[str, tuple[str, byt
     return [("L-CC", ("m.png", png_bytes(gradient(96 + seed, 96)) + marker, "image/png"))]
 
 
-def test_held_streams_never_freeze_the_gateway(
-    database_url: str, fakes: dict[str, Service], tmp_path: Path
-) -> None:
-    """20 consultation streams, then 300 streams in all (280 on running mammography studies),
+def test_held_streams_never_freeze_the_gateway(gw: Gateway) -> None:
+    """20 consultation streams, then 300 streams in all (130 on running mammography exams),
     while chest and mammography uploads and /v1/users/me run: every answer 2xx, every exam
-    succeeds, every stream stays open and gets its study's events."""
-    fake = fakes["ok"].url
-    env = gateway_env(tmp_path, database_url, fake, fake, IRMI_GATEWAY_STREAM_MAX_PER_USER="400")
-    with run_gateway(env, tmp_path) as gw:
-        token = signup_login(Api(gw.url), "p@example.org")["access_token"]
-        asyncio.run(_held_streams(gw.url, token))
+    succeeds, every stream stays open and gets its exam's events; the 301st stream, and a
+    user's 151st, are refused with 503 overloaded + Retry-After."""
+    anon = Api(gw.url)
+    tokens = [signup_login(anon, f"{who}@example.org")["access_token"] for who in "pqr"]
+    asyncio.run(_held_streams(gw.url, *tokens))
 
 
-async def _held_streams(base: str, token: str) -> None:
+async def _held_streams(base: str, token: str, other: str, third: str) -> None:
     async with clients(base) as (sc, c):
         streams = Streams(sc)
         try:
@@ -125,7 +168,7 @@ async def _held_streams(base: str, token: str) -> None:
             assert me.status_code == 200, me.text
             assert await streams.wait([streams.opened[i] for i in first], 20)
             assert [streams.status[i] for i in first] == [200] * 20
-            # 4 exams that stay running (the stand-in goes silent), 70 streams on each
+            # 4 exams that stay running (the stand-in goes silent), watched by 130 streams
             running = []
             for seed in range(4):
                 r = await c.post(
@@ -135,17 +178,22 @@ async def _held_streams(base: str, token: str) -> None:
                 )
                 assert r.status_code == 202, r.text
                 running.append(r.json()["events_url"])
-            watched = [streams.open(running[i % 4], token) for i in range(280)]
-            assert await streams.wait([streams.opened[i] for i in watched], 60)
-            assert [streams.status[i] for i in watched] == [200] * 280
+            watched = [streams.open(running[i % 4], token) for i in range(PER_USER - 20)]
+            theirs = [streams.open(CONSULTATIONS, other) for _ in range(PER_USER)]
+            held = first + watched + theirs
+            assert len(held) == SERVER
+            assert await streams.wait([streams.opened[i] for i in held], 60)
+            assert [streams.status[i] for i in held] == [200] * SERVER
+            # at the caps: a user's 151st stream, and anyone's 301st, are refused
+            _refused(await c.get(CONSULTATIONS, headers=_bearer(token)), "user")
+            _refused(await c.get(CONSULTATIONS, headers=_bearer(third)), "server")
             # the load: uploads and /v1/users/me while 300 streams are held
             statuses: list[int] = []
 
             async def me_calls() -> None:
                 for _ in range(10):
-                    statuses.append(
-                        (await c.get("/v1/users/me", headers=_bearer(token))).status_code
-                    )
+                    r = await c.get("/v1/users/me", headers=_bearer(token))
+                    statuses.append(r.status_code)
 
             async def chest(seed: int) -> None:
                 png = chest_png(96, 96, seed=seed)
@@ -166,16 +214,10 @@ async def _held_streams(base: str, token: str) -> None:
 
             jobs: list[Any] = [me_calls() for _ in range(4)] + [chest(s) for s in range(8)]
             finished = await asyncio.gather(*(mammo(s) for s in range(4)), *jobs)
-            assert statuses and all(200 <= s < 300 for s in statuses), statuses
+            assert len(statuses) == 52 and all(200 <= s < 300 for s in statuses), statuses
             assert [study["status"] for study in finished[:4]] == ["succeeded"] * 4, finished[:4]
-            # a new stream on a finished exam replays it, progress to result, and ends
-            fresh = streams.open(finished[0]["events_url"], token)
-            assert await streams.wait([streams.ended[fresh]], 30)
-            text = streams.text(fresh)
-            assert "event: progress" in text, text
-            assert "event: result" in text
             # every held stream is still open, and each watcher got its exam's progress
-            assert not any(streams.ended[i].is_set() for i in first + watched)
+            assert not any(streams.ended[i].is_set() for i in held)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 if all("event: progress" in streams.text(i) for i in watched):
@@ -184,36 +226,21 @@ async def _held_streams(base: str, token: str) -> None:
             assert all("event: progress" in streams.text(i) for i in watched)
         finally:
             await streams.close()
+        # once the streams are gone their slots are free: a finished exam's stream replays it
+        replay = await _open_when_free(c, finished[0]["events_url"], token)
+        assert "event: progress" in replay and "event: result" in replay, replay
 
 
-def test_stream_caps_revocation_expiry_and_no_url_token(
-    database_url: str, fakes: dict[str, Service], tmp_path: Path
-) -> None:
-    """Per-user and per-server caps answer 503 overloaded + Retry-After; logout ends the
-    session's streams, an expired access token ends its stream, and both free their slots; a
-    token in the URL is refused on every stream route."""
-    fake = fakes["ok"].url
-    env = gateway_env(
-        tmp_path,
-        database_url,
-        fake,
-        fake,
-        IRMI_GATEWAY_STREAM_MAX_PER_USER="2",
-        IRMI_GATEWAY_STREAM_MAX_OPEN="3",
-        IRMI_GATEWAY_ACCESS_TOKEN_TTL_S="6",
-    )
-    with run_gateway(env, tmp_path) as gw:
-        anon = Api(gw.url)
-        a = signup_login(anon, "a@example.org")
-        signup_login(anon, "b@example.org")
-        asyncio.run(_caps(gw.url, a))
-
-
-async def _login(c: httpx.AsyncClient, email: str) -> dict[str, Any]:
-    r = await c.post("/v1/auth/login", json={"email": email, "password": "s3cure-password"})
-    assert r.status_code == 200, r.text
-    out: dict[str, Any] = r.json()
-    return out
+async def _open_when_free(c: httpx.AsyncClient, url: str, token: str) -> str:
+    """Read a stream to its end, retrying while the server still counts closed streams
+    (it frees a slot when it notices the client left)."""
+    deadline = time.monotonic() + 20
+    while True:
+        r = await c.get(url, headers=_bearer(token))
+        if r.status_code != 503 or time.monotonic() > deadline:
+            assert r.status_code == 200, r.text
+            return r.text
+        await asyncio.sleep(0.2)
 
 
 def _refused(r: httpx.Response, scope: str) -> None:
@@ -223,37 +250,50 @@ def _refused(r: httpx.Response, scope: str) -> None:
     assert error["code"] == "overloaded" and error["details"]["scope"] == scope, error
 
 
-async def _caps(base: str, a: dict[str, Any]) -> None:
-    async with clients(base) as (sc, c):
+def test_stream_ends_on_revocation_and_expiry(gw: Gateway) -> None:
+    """Logout ends that session's streams (not another session's); a stream opened with an
+    access token ends when the token expires; a token in the URL is refused on every stream
+    route."""
+    first = signup_login(Api(gw.url), "a@example.org")
+    asyncio.run(_session_end(gw, first))
+
+
+def _short_token(gw: Gateway, token: str, ttl_s: int) -> str:
+    """The same login's access token, minted to expire in ``ttl_s`` (the test knows the key)."""
+    secret = gw.env["IRMI_GATEWAY_JWT_SECRET"]
+    claims = decode_access_token(secret, "irmi-gateway", token)
+    short, _ = issue_access_token(
+        secret, "irmi-gateway", claims.user_id, claims.role, claims.session_id, ttl_s
+    )
+    return short
+
+
+async def _session_end(gw: Gateway, first: dict[str, Any]) -> None:
+    async with clients(gw.url) as (sc, c):
+        r = await c.post("/v1/auth/login", json={"email": "a@example.org", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        second = r.json()
         streams = Streams(sc)
         try:
-            a = await _login(c, "a@example.org")  # a fresh token: 6 s to live
-            mine = [streams.open(CONSULTATIONS, a["access_token"]) for _ in range(2)]
-            assert await streams.wait([streams.opened[i] for i in mine], 10)
-            assert [streams.status[i] for i in mine] == [200, 200]
-            _refused(await c.get(CONSULTATIONS, headers=_bearer(a["access_token"])), "user")
-            b = await _login(c, "b@example.org")
-            theirs = streams.open(CONSULTATIONS, b["access_token"])
-            assert await streams.wait([streams.opened[theirs]], 10)
-            assert streams.status[theirs] == 200
-            _refused(await c.get(CONSULTATIONS, headers=_bearer(b["access_token"])), "server")
-            # logout: the session's streams end (revoked), the other user's stays open
-            r = await c.post("/v1/auth/logout", json={"refresh_token": a["refresh_token"]})
+            ended = [streams.open(CONSULTATIONS, first["access_token"]) for _ in range(2)]
+            kept = streams.open(CONSULTATIONS, second["access_token"])
+            expiring = streams.open(CONSULTATIONS, _short_token(gw, second["access_token"], 3))
+            opened = [streams.opened[i] for i in [*ended, kept, expiring]]
+            assert await streams.wait(opened, 20)
+            assert [streams.status[i] for i in [*ended, kept, expiring]] == [200] * 4
+            # logout: that session's streams end (revoked), the other session's stay open
+            r = await c.post("/v1/auth/logout", json={"refresh_token": first["refresh_token"]})
             assert r.status_code == 204
-            assert await streams.wait([streams.ended[i] for i in mine], 5)
-            assert all(": end: revoked" in streams.text(i) for i in mine)
-            assert not streams.ended[theirs].is_set()
-            # B's access token expires: its stream ends (the client reconnects with a new one)
-            assert await streams.wait([streams.ended[theirs]], 30)
-            assert ": end: expired" in streams.text(theirs), streams.text(theirs)
-            # the slots are free again; a token in the URL is refused on both stream routes
-            a = await _login(c, "a@example.org")
-            again = streams.open(CONSULTATIONS, a["access_token"])
-            assert await streams.wait([streams.opened[again]], 10)
-            assert streams.status[again] == 200
+            assert await streams.wait([streams.ended[i] for i in ended], 20)
+            assert all(": end: revoked" in streams.text(i) for i in ended)
+            # the short-lived token's stream ends when the token expires
+            assert await streams.wait([streams.ended[expiring]], 30)
+            assert ": end: expired" in streams.text(expiring), streams.text(expiring)
+            assert not streams.ended[kept].is_set()
+            # a token in the URL is refused on both stream routes
             study = "/v1/studies/" + "0" * 32 + "/events"
             for url in (CONSULTATIONS, study):
-                r = await c.get(url, params={"access_token": a["access_token"]})
+                r = await c.get(url, params={"access_token": second["access_token"]})
                 assert r.status_code == 401, (url, r.text)
                 assert r.json()["error"]["code"] == "unauthorized"
         finally:
