@@ -229,6 +229,17 @@ async def _held_streams(base: str, token: str, other: str, third: str) -> None:
         # once the streams are gone their slots are free: a finished exam's stream replays it
         replay = await _open_when_free(c, finished[0]["events_url"], token)
         assert "event: progress" in replay and "event: result" in replay, replay
+        ids = [line[4:] for line in replay.splitlines() if line.startswith("id: ")]
+        # resumed with Last-Event-ID (or ?after=): only the events after that id
+        for how in ({"Last-Event-ID": ids[-2]}, {"after": ids[-2]}):
+            header = {k: v for k, v in how.items() if k == "Last-Event-ID"}
+            query = {k: v for k, v in how.items() if k == "after"}
+            r = await c.get(
+                finished[0]["events_url"], params=query, headers={**_bearer(token), **header}
+            )
+            later = [line[4:] for line in r.text.splitlines() if line.startswith("id: ")]
+            assert r.status_code == 200 and later == ids[-1:], (how, r.text)
+            assert "event: result" in r.text
 
 
 async def _open_when_free(c: httpx.AsyncClient, url: str, token: str) -> str:
