@@ -80,18 +80,19 @@ class Streams:
         self.opened: list[asyncio.Event] = []
         self.ended: list[asyncio.Event] = []
 
-    def open(self, url: str, token: str) -> int:
+    def open(self, url: str, token: str | None = None, key: str | None = None) -> int:
         i = len(self.tasks)
         self.status.append(None)
         self.lines.append([])
         self.opened.append(asyncio.Event())
         self.ended.append(asyncio.Event())
-        self.tasks.append(asyncio.create_task(self._follow(i, url, token)))
+        headers = {"Accept": "text/event-stream"}
+        headers.update(_bearer(token) if token else {"X-API-Key": key or ""})
+        self.tasks.append(asyncio.create_task(self._follow(i, url, headers)))
         return i
 
-    async def _follow(self, i: int, url: str, token: str) -> None:
+    async def _follow(self, i: int, url: str, headers: dict[str, str]) -> None:
         try:
-            headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
             async with self.client.stream("GET", url, headers=headers) as resp:
                 self.status[i] = resp.status_code
                 self.opened[i].set()
@@ -263,8 +264,8 @@ def _refused(r: httpx.Response, scope: str) -> None:
 
 def test_stream_ends_on_revocation_and_expiry(gw: Gateway) -> None:
     """Logout ends that session's streams (not another session's); a stream opened with an
-    access token ends when the token expires; a token in the URL is refused on every stream
-    route."""
+    access token ends when the token expires; revoking an API key ends the streams it opened;
+    a token in the URL is refused on every stream route."""
     first = signup_login(Api(gw.url), "a@example.org")
     asyncio.run(_session_end(gw, first))
 
@@ -289,9 +290,25 @@ async def _session_end(gw: Gateway, first: dict[str, Any]) -> None:
             ended = [streams.open(CONSULTATIONS, first["access_token"]) for _ in range(2)]
             kept = streams.open(CONSULTATIONS, second["access_token"])
             expiring = streams.open(CONSULTATIONS, _short_token(gw, second["access_token"], 3))
-            opened = [streams.opened[i] for i in [*ended, kept, expiring]]
-            assert await streams.wait(opened, 20)
-            assert [streams.status[i] for i in [*ended, kept, expiring]] == [200] * 4
+            # an integrator's key follows a running exam
+            auth = _bearer(second["access_token"])
+            r = await c.post(
+                "/v1/api-keys", json={"name": "ris", "scopes": ["studies"]}, headers=auth
+            )
+            assert r.status_code == 201, r.text
+            key = r.json()
+            r = await c.post(
+                "/v1/studies/mammography", files=_mammogram(50, b"FAKE:hang"), headers=auth
+            )
+            assert r.status_code == 202, r.text
+            by_key = streams.open(r.json()["events_url"], key=key["key"])
+            everyone = [*ended, kept, expiring, by_key]
+            assert await streams.wait([streams.opened[i] for i in everyone], 20)
+            assert [streams.status[i] for i in everyone] == [200] * 5
+            r = await c.delete(f"/v1/api-keys/{key['id']}", headers=auth)
+            assert r.status_code == 204, r.text
+            assert await streams.wait([streams.ended[by_key]], 20)
+            assert ": end: revoked" in streams.text(by_key), streams.text(by_key)
             # logout: that session's streams end (revoked), the other session's stay open
             r = await c.post("/v1/auth/logout", json={"refresh_token": first["refresh_token"]})
             assert r.status_code == 204
