@@ -59,6 +59,10 @@ class Subscriber:
         expiry = principal.expires_at.timestamp() if principal.expires_at else None
         limits = [t for t in (deadline, expiry) if t is not None]
         self.deadline = min(limits) if limits else None  # wall-clock seconds
+        # why the stream ends at its deadline: the credential's expiry, or the asked duration
+        self.deadline_reason = (
+            "expired" if expiry is not None and expiry == self.deadline else "timeout"
+        )
         self.queue: asyncio.Queue[ServerSentEvent | None] = asyncio.Queue()
         self.ended: str | None = None
 
@@ -163,7 +167,7 @@ class StreamHub:
             while True:
                 timeout = None if sub.deadline is None else sub.deadline - time.time()
                 if timeout is not None and timeout <= 0:
-                    sub.end("expired")
+                    sub.end(sub.deadline_reason)
                     break
                 try:
                     item = await asyncio.wait_for(sub.queue.get(), timeout)
@@ -172,7 +176,7 @@ class StreamHub:
                 if item is None:
                     break
                 yield item
-            if sub.ended not in (None, "finished", "closed"):
+            if sub.ended not in (None, "finished", "closed", "timeout"):
                 yield ServerSentEvent(comment=f"end: {sub.ended}", sep=SEP)
         finally:
             self.close(sub)
