@@ -23,6 +23,7 @@ help:
 	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
 	@echo "make fault  - long fault tests (bc_service down 60 s mid-exam: no exam lost)"
+	@echo "             IRMI_LOAD_MODE=streams make load: /v1/users/me p50/p95 idle vs 300 held streams"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

@@ -21,6 +21,7 @@ from gateway.routes import admin, auth, care, models, predict, reset, studies
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import create_store
+from gateway.streams import StreamHub
 from gateway.upstream import Upstreams
 from shared.bodylimit import BodyLimitMiddleware, by_route
 from shared.service import ServiceContext, create_service_app
@@ -59,12 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_startup:
             await migrate(engine)
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+        sessions = session_factory(engine)
         state = GatewayState(
             settings=settings,
             engine=engine,
-            sessions=session_factory(engine),
+            sessions=sessions,
             store=create_store(settings),
             upstreams=Upstreams(settings),
+            streams=StreamHub(settings, sessions),
             jwt_secret=secret,
         )
         state.db_ok = await ping(engine)
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = holder.pop("state", None)
         if state is None:
             return
+        await state.streams.aclose()
         await stop_relays(state)
         await state.upstreams.close()
         await state.store.close()

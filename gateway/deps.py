@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,9 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# Closed as soon as the route function returns, before the response is sent: routes that answer
+# with a long-lived stream use it, so that an open stream never holds a pooled connection.
+ShortSessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 @dataclass
@@ -46,6 +49,8 @@ class Principal:
 
     user: User
     api_key: ApiKey | None = None
+    session_id: str | None = None  # the login (AuthSession) behind a user token
+    expires_at: datetime | None = None  # when the token stops being valid
 
     @property
     def scopes(self) -> set[str] | None:
@@ -78,7 +83,12 @@ async def _resolve(
             raise Unauthorized(
                 "This session has ended; log in again.", details={"reason": "revoked"}
             )
-        return Principal(user=user)
+        token_expiry = datetime.fromtimestamp(claims.expires_at, UTC)
+        return Principal(
+            user=user,
+            session_id=auth_session.id,
+            expires_at=min(token_expiry, auth_session.expires_at),
+        )
     if api_key:
         prefix = parse_api_key(api_key)
         if prefix is not None:
@@ -112,18 +122,13 @@ async def get_principal(
 
 async def get_stream_principal(
     state: StateDep,
-    session: SessionDep,
+    session: ShortSessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
-    access_token: Annotated[
-        str | None,
-        Query(
-            description="For EventSource clients, which cannot set headers: the access token. "
-            "Prefer the Authorization header elsewhere."
-        ),
-    ] = None,
 ) -> Principal:
-    token = bearer.credentials if bearer is not None else access_token
+    """The caller of an event stream, read through a session that is closed before the stream
+    starts. Headers only: a token in the URL would land in access logs and proxies."""
+    token = bearer.credentials if bearer is not None else None
     return await _resolve(state, session, token, api_key)
 
 

@@ -157,7 +157,21 @@ class Settings(ServiceSettings):
         "routes take up to max_views x max_upload_bytes + 1 MiB. Larger: 413 before reading.",
     )
     hsts: bool = False  # turn on behind TLS
-    events_poll_s: float = 0.5
+    events_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often the replica's one event poller reads new study and "
+        "consultation events for all its open streams.",
+    )
+    stream_max_per_user: int = Field(
+        default=16, ge=1, description="Event streams one user may hold open on a replica."
+    )
+    stream_max_open: int = Field(
+        default=2000, ge=1, description="Event streams a replica holds open in all."
+    )
+    stream_retry_after_s: int = Field(
+        default=10, ge=1, description="Retry-After of a stream refused at a cap (503)."
+    )
     relay_stale_s: int = Field(
         default=900,
         description="A mammography study with no event for this long is declared failed.",

@@ -56,7 +56,7 @@ MEANING = {
     "login_lockout_s": "lockout after too many failed logins",
     "max_views": "mammogram views per exam",
     "hsts": "send Strict-Transport-Security (behind TLS)",
-    "events_poll_s": "how often an event stream polls the database",
+    "events_poll_s": "how often the replica's one event poller reads the database",
     "gate_model": "validity-gate model name",
     "abnormality_model": "abnormality model name",
     "strict_preprocessing": "refuse to start when a card's preprocessing differs from the code",

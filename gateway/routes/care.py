@@ -8,15 +8,12 @@ so one patient opening many consultations cannot move it more than any other."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Query
 from sqlalchemy import func, select, update
+from sse_starlette import EventSourceResponse
 
 from gateway.deps import (
     DoctorDep,
@@ -28,6 +25,7 @@ from gateway.deps import (
     UserDep,
     audit,
 )
+from gateway.feeds import ConsultationFeed
 from gateway.models import Consultation, Study, User
 from gateway.schemas import (
     SPECIALTIES,
@@ -49,6 +47,7 @@ from shared.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    Overloaded,
     Unauthorized,
     ValidationFailed,
     error_responses,
@@ -292,69 +291,33 @@ async def list_consultations(
 @consultations.get(
     "/events",
     summary="Server-sent events: my consultations as they change (new, answered, rated)",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {
             "description": "text/event-stream of `consultation` events (ConsultationPublic). "
             "The event id is the change time in microseconds: reconnect with `Last-Event-ID` "
-            "to get only later changes. The stream ends after `max_seconds`; reconnect.",
+            "to get only later changes. The stream ends after `max_seconds`, and when the "
+            "session is revoked or the access token expires; reconnect (with a fresh token).",
             "content": {"text/event-stream": {}},
         },
-        **error_responses(Unauthorized, Forbidden),
+        **error_responses(Unauthorized, Forbidden, Overloaded),
     },
 )
 async def consultation_events(
-    request: Request,
     principal: StreamPrincipal,
     state: StateDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     if principal.api_key is not None:
         raise Forbidden("API keys may not call this route; log in as a user.")
-    user_id, role = principal.user.id, principal.user.role
     since = 0
     if last_event_id and last_event_id.strip().isdigit():
         since = int(last_event_id.strip())
-    poll = max(0.5, state.settings.events_poll_s * 4)
-
-    async def stream() -> AsyncIterator[str]:
-        last = datetime.fromtimestamp(since / 1e6, UTC)
-        end = time.monotonic() + max_seconds
-        keepalive = time.monotonic()
-        yield "retry: 3000\n\n"
-        while time.monotonic() < end:
-            async with state.sessions() as s:
-                mine = Consultation.doctor_id if role == "doctor" else Consultation.patient_id
-                rows = list(
-                    (
-                        await s.execute(
-                            select(Consultation)
-                            .where(mine == user_id, Consultation.updated_at > last)
-                            .order_by(Consultation.updated_at)
-                            .limit(100)
-                        )
-                    ).scalars()
-                )
-                public = await _public(s, rows)
-            for row, item in zip(rows, public, strict=True):
-                last = row.updated_at
-                stamp = int(last.timestamp() * 1e6)
-                yield f"id: {stamp}\nevent: consultation\ndata: {item.model_dump_json()}\n\n"
-            if rows:
-                continue
-            if await request.is_disconnected():
-                return
-            if time.monotonic() - keepalive > 15:
-                keepalive = time.monotonic()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(min(poll, max(0.0, end - time.monotonic())))
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    sub = state.streams.open(principal, deadline=time.time() + max_seconds)
+    feed = state.streams.feed("consultations", lambda: ConsultationFeed(state, _public))
+    feed.follow(sub, since)
+    return state.streams.response(sub, retry_ms=3000)
 
 
 @consultations.get(

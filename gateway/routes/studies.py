@@ -4,25 +4,23 @@ original images, heatmaps, the SSE event stream, re-run and delete. The writes g
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, File, Header, Query, Response, UploadFile
 from sqlalchemy import func, select
+from sse_starlette import EventSourceResponse
 
 from gateway.deps import (
     SessionDep,
+    ShortSessionDep,
     StateDep,
     StreamPrincipal,
     StudiesPrincipal,
     audit,
     check_scope,
 )
-from gateway.models import Study, StudyEvent, StudyFile
+from gateway.feeds import StudyFeed
+from gateway.models import Study, StudyFile
 from gateway.relay import start_relay
 from gateway.schemas import (
     StudyAccepted,
@@ -31,7 +29,6 @@ from gateway.schemas import (
 )
 from gateway.sharing import shared_study_ids
 from gateway.studies import (
-    TERMINAL,
     delete_study,
     detail,
     expire_if_stale,
@@ -59,6 +56,7 @@ from shared.errors import (
     NotAChestXray,
     NotAMammogram,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     ProcessingFailed,
     ServiceUnavailable,
@@ -282,35 +280,32 @@ async def get_heatmap(
     return await _file_response(state, session, principal, study_id, "heatmap", name)
 
 
-def _sse(seq: int, event: str, data: dict[str, Any]) -> str:
-    return f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 @router.get(
     "/{study_id}/events",
     summary="Server-sent events of a study: progress, then one result or error",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {
             "description": "text/event-stream. Events: `progress` (ProgressEvent), `retry` "
             "({study_id, attempt, max_attempts, code, reason}: the exam was lost mid-run and is "
             "submitted again; progress starts over), `result` ({study_id, status, chest_result "
             "| mammography_result}), `error` ({study_id, error}). Each has an `id`; reconnect "
-            "with `Last-Event-ID` to resume. The stream ends after `result` or `error`.",
+            "with `Last-Event-ID` to resume. The stream ends after `result` or `error`, and "
+            "when the caller's session is revoked or its access token expires (reconnect "
+            "with a fresh token).",
             "content": {"text/event-stream": {}},
         },
-        **READ_ERRORS,
+        **error_responses(Unauthorized, Forbidden, NotFound, Overloaded),
     },
 )
 async def study_events(
     study_id: str,
-    request: Request,
     stream_principal: StreamPrincipal,
     state: StateDep,
-    session: SessionDep,
+    session: ShortSessionDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     principal = check_scope(stream_principal, "studies")
     study = await load_readable(session, principal, study_id)
     audit(session, principal, "read_events", study.id)
@@ -318,47 +313,9 @@ async def study_events(
     start = after or 0
     if last_event_id and last_event_id.strip().isdigit():
         start = int(last_event_id.strip())
-    poll = state.settings.events_poll_s
-
-    async def stream() -> AsyncIterator[str]:
-        last = start
-        yield "retry: 2000\n\n"
-        keepalive = time.monotonic()
-        while True:
-            async with state.sessions() as s:
-                current = await s.get(Study, study_id)
-                if current is None:
-                    return
-                await expire_if_stale(state, s, current)
-                terminal = current.status in TERMINAL
-                events = (
-                    await s.execute(
-                        select(StudyEvent)
-                        .where(StudyEvent.study_id == study_id, StudyEvent.seq > last)
-                        .order_by(StudyEvent.seq)
-                        .limit(200)
-                    )
-                ).scalars()
-                batch = [(e.seq, e.event, e.data) for e in events]
-            for seq, event, data in batch:
-                yield _sse(seq, event, data)
-                last = seq
-            if terminal and not batch:
-                return
-            if batch:
-                continue
-            if await request.is_disconnected():
-                return
-            if time.monotonic() - keepalive > 15:
-                keepalive = time.monotonic()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(poll)
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    sub = state.streams.open(principal)
+    state.streams.feed("studies", lambda: StudyFeed(state)).follow(sub, study.id, start)
+    return state.streams.response(sub, retry_ms=2000)
 
 
 @router.delete(

@@ -27,6 +27,8 @@ def test_every_route_is_documented() -> None:
             where = f"{method.upper()} {path}"
             assert op.get("tags"), where
             assert op.get("summary"), where
+            query = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+            assert not query & {"access_token", "token"}, f"{where}: a token in the URL"
             ok = [c for c in op["responses"] if c.startswith("2")]
             assert ok, where
             if not path.startswith("/v1/") or path == "/v1/specialties":

@@ -68,8 +68,9 @@ def _events(text: str) -> list[tuple[str, str]]:
 
 
 def test_consultation_events_and_stream_token(tmp_path: Path) -> None:
-    """Each side sees the other's changes on /v1/consultations/events; EventSource clients
-    may pass the access token as a query parameter on the SSE routes (only there)."""
+    """Each side sees the other's changes on /v1/consultations/events; the stream routes take
+    the token from the Authorization header only, never from the URL (where it would land in
+    access logs)."""
     with make_client(tmp_path) as c:
         patient = signup(c)
         signup(c, "doc@example.org", role="doctor", specialty="radiology", licence_number="L-1")
@@ -90,7 +91,9 @@ def test_consultation_events_and_stream_token(tmp_path: Path) -> None:
             headers=bearer(pt),
         )
         assert r.status_code == 201
-        with c.stream("GET", f"/v1/consultations/events?max_seconds=1&access_token={dt}") as resp:
+        url = f"/v1/consultations/events?max_seconds=1&access_token={dt}"
+        assert c.get(url).status_code == 401
+        with c.stream("GET", "/v1/consultations/events?max_seconds=1", headers=bearer(dt)) as resp:
             assert resp.status_code == 200
             first = _events("".join(resp.iter_text()))
         assert [e for _, e in first] == ["consultation"]
@@ -101,7 +104,8 @@ def test_consultation_events_and_stream_token(tmp_path: Path) -> None:
         with c.stream("GET", "/v1/consultations/events?max_seconds=1", headers=headers) as resp:
             text = "".join(resp.iter_text())
         assert [e for _, e in _events(text)] == ["consultation"] and '"status":"answered"' in text
-        # the study's SSE accepts the query token too; ordinary routes do not
-        with c.stream("GET", f"/v1/studies/{'c' * 32}/events?access_token={pt}") as resp:
-            assert resp.status_code == 200
+        # no route takes a token from the URL, the study's SSE included
+        assert c.get(f"/v1/studies/{'c' * 32}/events?access_token={pt}").status_code == 401
         assert c.get(f"/v1/studies/{'c' * 32}?access_token={pt}").status_code == 401
+        with c.stream("GET", f"/v1/studies/{'c' * 32}/events", headers=bearer(pt)) as resp:
+            assert resp.status_code == 200

@@ -177,7 +177,8 @@ async def _run(system: System, uploads: int, mammo_every: int) -> LoadReport:
 
 def main() -> int:
     """``make load``: the system on loopback, ``IRMI_LOAD_UPLOADS`` (default 200) concurrent
-    uploads, the report as JSON; exit status 1 on any bad answer or lost/duplicated study."""
+    uploads, the report as JSON; exit status 1 on any bad answer or lost/duplicated study.
+    ``IRMI_LOAD_MODE=streams``: held event streams instead (tests/stress/streams_load.py)."""
     import json
     import os
     import sys
@@ -185,6 +186,11 @@ def main() -> int:
     from pathlib import Path
 
     from tests.stress.system import running_system
+
+    if os.environ.get("IRMI_LOAD_MODE") == "streams":
+        from tests.stress import streams_load
+
+        return streams_load.main()
 
     uploads = int(os.environ.get("IRMI_LOAD_UPLOADS", "200"))
     with running_system(Path(tempfile.mkdtemp(prefix="irmi-load-"))) as system:

@@ -1,6 +1,10 @@
 // Server-sent events over fetch(): EventSource cannot send an Authorization header, and the
-// gateway takes bearer tokens only (no token in a URL, where it would land in logs).
+// gateway's stream routes take the token from that header only (a token in a URL would land in
+// access logs and proxies; the gateway refuses `?access_token=`).
 // Parses the text/event-stream format (WHATWG HTML §9.2) and resumes with Last-Event-ID.
+// The gateway ends a stream when the access token expires (raw() then refreshes it on the
+// reconnect) or the session is revoked (the reconnect gets 401: failure), and refuses one over
+// its caps with 503 + Retry-After, which is honoured before the next try.
 
 import { raw } from "./api.js";
 
@@ -77,10 +81,13 @@ export function follow(path, handlers, { terminal = ["result", "error"], maxRetr
 
   (async () => {
     while (!done && !ctrl.signal.aborted) {
+      let ended = false; // the server closed the stream cleanly
+      let wait = null; // ms, from a 503's Retry-After
       try {
         const headers = { Accept: "text/event-stream" };
         if (lastId) headers["Last-Event-ID"] = lastId;
         const res = await raw("GET", path, { headers, signal: ctrl.signal });
+        const opened = Date.now();
         const parser = new SseParser(dispatch);
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         for (;;) {
@@ -89,6 +96,9 @@ export function follow(path, handlers, { terminal = ["result", "error"], maxRetr
           parser.push(value);
         }
         parser.push("\n\n"); // flush an event the server ended without a blank line
+        // a stream the server ended after a while (token expiry, max_seconds) is routine
+        if (Date.now() - opened > 5000) retries = 0;
+        ended = true;
       } catch (err) {
         if (ctrl.signal.aborted || done) return;
         if (err?.status && err.status !== 503 && err.status !== 0) {
@@ -96,6 +106,7 @@ export function follow(path, handlers, { terminal = ["result", "error"], maxRetr
           handlers.failure?.(err);
           return;
         }
+        if (err?.status === 503 && Number(err.retryAfter) > 0) wait = Number(err.retryAfter) * 1000;
       }
       if (done || ctrl.signal.aborted) return;
       retries += 1;
@@ -103,8 +114,10 @@ export function follow(path, handlers, { terminal = ["result", "error"], maxRetr
         handlers.failure?.(new Error("The progress stream keeps dropping."));
         return;
       }
-      handlers.reconnecting?.(retries);
-      await new Promise((r) => setTimeout(r, Math.min(500 * retries, 5000)));
+      const routine = ended && retries === 1; // resumed at once, without a "reconnecting" note
+      if (!routine) handlers.reconnecting?.(retries);
+      const delay = wait ?? (routine ? 0 : Math.min(500 * retries, 5000));
+      await new Promise((r) => setTimeout(r, delay));
     }
   })();
 
