@@ -20,6 +20,10 @@ log = logging.getLogger("irmi.train")
 OPSET = 15
 
 
+def _image_signature(size: int) -> list[Any]:
+    return [tf.TensorSpec([None, size, size, 1], tf.float32, name="image")]
+
+
 def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
     """tf.function image -> {probs (temperature-scaled), cam (abnormal, >= 0), subtype}."""
     # numpy values become graph constants inside the function (tensors captured from
@@ -28,7 +32,6 @@ def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
     wdiff_np = (w[:, 1] - w[:, 0]).astype(np.float32)
     inv_t_np = np.float32(1.0 / float(temperature))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="image")])
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         wt, bt = tf.constant(w), tf.constant(b)
         wdiff, inv_t = tf.constant(wdiff_np), tf.constant(inv_t_np)
@@ -44,15 +47,16 @@ def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
             "subtype": tf.identity(out["sub"], name="subtype"),
         }
 
-    return serve
+    return tf.function(serve, input_signature=_image_signature(size))
 
 
 def gate_graph(model: keras.Model, size: int) -> Any:
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="image")])
+    """tf.function image -> {probs}."""
+
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"probs": tf.identity(model(image, training=False), name="probs")}
 
-    return serve
+    return tf.function(serve, input_signature=_image_signature(size))
 
 
 def to_onnx(fn: Any, path: Path) -> None:
