@@ -297,12 +297,12 @@ def mammo_augment(gray: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[
     a = gray[:, ::-1] if rng.random() < 0.5 else gray
     h, w = a.shape
     s = rng.uniform(0.75, 1.0)
-    ch, cw = int(h * s), int(w * rng.uniform(0.6, 1.0))
-    y0 = int(rng.integers(0, h - ch + 1))
-    x0 = int(rng.integers(0, w - cw + 1))
-    crop = a[y0 : y0 + ch, x0 : x0 + cw]
-    m = cv2.getRotationMatrix2D((cw / 2, ch / 2), rng.uniform(-10, 10), 1.0)
-    rotated = cv2.warpAffine(crop, m, (cw, ch), borderMode=cv2.BORDER_CONSTANT)
+    crop_h, crop_w = int(h * s), int(w * rng.uniform(0.6, 1.0))
+    y0 = int(rng.integers(0, h - crop_h + 1))
+    x0 = int(rng.integers(0, w - crop_w + 1))
+    crop = a[y0 : y0 + crop_h, x0 : x0 + crop_w]
+    m = cv2.getRotationMatrix2D((crop_w / 2, crop_h / 2), rng.uniform(-10, 10), 1.0)
+    rotated = cv2.warpAffine(crop, m, (crop_w, crop_h), borderMode=cv2.BORDER_CONSTANT)
     gamma = rng.uniform(0.7, 1.4)
     out: NDArray[np.uint8] = np.clip(255.0 * (rotated / 255.0) ** gamma, 0, 255).astype(np.uint8)
     return out

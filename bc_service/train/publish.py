@@ -3,8 +3,6 @@ of record), ``report.md`` and the plots drawn from the saved results. TensorFlow
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from bc_service.pipeline.features import (
@@ -15,9 +13,8 @@ from bc_service.pipeline.features import (
     WORK_HEIGHT,
 )
 from bc_service.train.heatmaps import STRIDE
-from bc_service.train.workspace import Config, model_folder
-from shared.clock import timestamp
-from shared.model import ModelCard, file_sha256
+from bc_service.train.workspace import VERSION, Config, model_folder
+from shared.card_writer import card_tensor, write_card
 from shared.plots import plot_confusion, plot_history
 
 SOURCES = {
@@ -28,20 +25,12 @@ SOURCES = {
 }
 
 
-def write_card(folder: Path, card: dict[str, Any]) -> None:
-    """Record the ONNX file's sha256 and the time, check the card against the contract the
-    service reads, and write it."""
-    card["sha256"] = file_sha256(folder / "model.onnx")
-    card["created"] = timestamp()
-    ModelCard.model_validate(card)
-    (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-
-
 def _ci(m: dict[str, Any]) -> str:
     """``value (95% CI low-high, n=N)`` of an estimate."""
     return f"{m['value']:.3f} (95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}, n={m['n']})"
 
 
+KERAS_ONNX = "onnx (Keras 3 / TensorFlow 2.21 → tf2onnx, opset 13)"
 COMMON_LIMITS = [
     "Trained on mini-mias only: 322 digitised FILM MLO mammograms (1990s, 200 um/px) from one "
     "source; no full-field digital mammography, no tomosynthesis.",
@@ -56,18 +45,17 @@ def write_gate(res: dict[str, Any]) -> None:
     folder = model_folder("mammo-gate")
     card = {
         "name": "mammo-gate",
-        "version": "1",
+        "version": VERSION,
         "task": "validity gate: is this image a mammogram? (binary)",
-        "framework": "onnx (Keras 3 / TensorFlow 2.21 → tf2onnx, opset 13)",
+        "framework": KERAS_ONNX,
         "inputs": [
-            {
-                "name": "image",
-                "shape": ["N", GATE_SIZE, GATE_SIZE, 1],
-                "dtype": "float32",
-                "description": "whole image, 8-bit gray, squashed to 96x96, /255",
-            }
+            card_tensor(
+                "image",
+                ["N", GATE_SIZE, GATE_SIZE, 1],
+                "whole image, 8-bit gray, squashed to 96x96, /255",
+            )
         ],
-        "outputs": [{"name": "p_mammogram", "shape": ["N", 1], "dtype": "float32"}],
+        "outputs": [card_tensor("p_mammogram", ["N", 1])],
         "labels": ["mammogram"],
         "preprocessing": {"version": "1", "fn": "bc_service.pipeline.features.gate_input"},
         "training_data": {
@@ -128,22 +116,21 @@ def write_patch(cfg: Config, res: dict[str, Any], acts: dict[str, Any] | None) -
     folder = model_folder("mammo-patch")
     card = {
         "name": "mammo-patch",
-        "version": "1",
+        "version": VERSION,
         "task": "patch classifier: normal tissue / benign lesion / malignant lesion",
-        "framework": "onnx (Keras 3 / TensorFlow 2.21 → tf2onnx, opset 13)",
+        "framework": KERAS_ONNX,
         "inputs": [
-            {
-                "name": "patches",
-                "shape": ["N", PATCH_SIZE, PATCH_SIZE, 1],
-                "dtype": "float32",
-                "description": "CLAHE-enhanced working image /255; "
+            card_tensor(
+                "patches",
+                ["N", PATCH_SIZE, PATCH_SIZE, 1],
+                "CLAHE-enhanced working image /255; "
                 f"working image = breast crop resized to height {WORK_HEIGHT}, chest wall left",
-            }
+            )
         ],
-        "outputs": [{"name": "probs", "shape": ["N", 3], "dtype": "float32"}],
+        "outputs": [card_tensor("probs", ["N", 3])],
         "labels": PATCH_LABELS,
         "preprocessing": {
-            "version": "1",
+            "version": VERSION,
             "stages": ["decode", "orientation", "crop", "enhance"],
             "patch": PATCH_SIZE,
             "stride": STRIDE,
@@ -237,27 +224,19 @@ def write_view(cfg: Config, res: dict[str, Any]) -> None:
     t = res["test"]
     card = {
         "name": "mammo-view",
-        "version": "1",
+        "version": VERSION,
         "task": "per-view benign and malignant probabilities from the patch heatmaps",
         "framework": "onnx (Keras 3 Dense+sigmoid holding scikit-learn logistic regression "
         "weights → tf2onnx, opset 13)",
         "inputs": [
-            {
-                "name": "features",
-                "shape": ["N", len(VIEW_FEATURES)],
-                "dtype": "float32",
-                "description": "statistics of the patch probabilities inside the optimal "
+            card_tensor(
+                "features",
+                ["N", len(VIEW_FEATURES)],
+                "statistics of the patch probabilities inside the optimal "
                 "window: " + ", ".join(VIEW_FEATURES),
-            }
+            )
         ],
-        "outputs": [
-            {
-                "name": "probs",
-                "shape": ["N", 2],
-                "dtype": "float32",
-                "description": "[P(benign finding), P(malignant finding)]",
-            }
-        ],
+        "outputs": [card_tensor("probs", ["N", 2], "[P(benign finding), P(malignant finding)]")],
         "labels": ["benign", "malignant"],
         "preprocessing": {"version": "1", "fn": "bc_service.pipeline.stages.classifier_features"},
         "training_data": {

@@ -4,13 +4,11 @@ limitations). Built from the saved training results; TensorFlow-free."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from shared.clock import timestamp
-from shared.model import ModelCard, file_sha256
+from shared.card_writer import card_tensor
 from tb_service.preprocess import GATE_INPUT_SIZE, INPUT_SIZE, chest_pipeline, gate_pipeline
+from tb_service.train.results import VERSION
 
 SOURCES = {
     "nih-cxr14": "Wang et al., 'ChestX-ray8', CVPR 2017; NIH Clinical Center (public, no "
@@ -29,39 +27,22 @@ SOURCES = {
 }
 
 
-def write_card(folder: Path, card: dict[str, Any]) -> None:
-    """Record the ONNX file's sha256, check the card against the contract the service reads,
-    and write it."""
-    card["sha256"] = file_sha256(folder / "model.onnx")
-    ModelCard.model_validate(card)
-    (folder / "card.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
-
-
 def gate_card(res: dict[str, Any]) -> dict[str, Any]:
     """The chest-gate card from ``cmd_gate``'s results."""
     pipe = gate_pipeline(GATE_INPUT_SIZE)
     t = res["threshold"]
     return {
         "name": "chest-gate",
-        "version": "1",
-        "sha256": "",
+        "version": VERSION,
         "task": "Is the image a frontal chest X-ray? (validity gate in front of the screen)",
         "inputs": [
-            {
-                "name": "image",
-                "shape": ["N", GATE_INPUT_SIZE, GATE_INPUT_SIZE, 1],
-                "dtype": "float32",
-                "description": "tb_service.preprocess.gate_pipeline() output, values 0..1",
-            }
+            card_tensor(
+                "image",
+                ["N", GATE_INPUT_SIZE, GATE_INPUT_SIZE, 1],
+                "tb_service.preprocess.gate_pipeline() output, values 0..1",
+            )
         ],
-        "outputs": [
-            {
-                "name": "probs",
-                "shape": ["N", 2],
-                "dtype": "float32",
-                "description": "[p_not_chest, p_chest]",
-            }
-        ],
+        "outputs": [card_tensor("probs", ["N", 2], "[p_not_chest, p_chest]")],
         "labels": ["not_chest", "chest"],
         "preprocessing": {
             "pipeline": "tb_service.preprocess.gate_pipeline",
@@ -116,7 +97,6 @@ def gate_card(res: dict[str, Any]) -> dict[str, Any]:
             "Test negatives are few (8 DICOM, 24 photographs/crops, 12 synthetic, 64 "
             "mammograms, 179 rotated chest films): the perfect test score is on an easy set.",
         ],
-        "created": timestamp(),
     }
 
 
@@ -150,38 +130,29 @@ def abnormality_card(
     }
     return {
         "name": "chest-abnormality",
-        "version": "1",
-        "sha256": "",
+        "version": VERSION,
         "task": "Chest X-ray screen: normal vs abnormal (pneumonia), with a class-activation "
         "map, and a bacterial-vs-viral head meaningful only for abnormal films",
         "inputs": [
-            {
-                "name": "image",
-                "shape": ["N", INPUT_SIZE, INPUT_SIZE, 1],
-                "dtype": "float32",
-                "description": "tb_service.preprocess.chest_pipeline() output (z-scored)",
-            }
+            card_tensor(
+                "image",
+                ["N", INPUT_SIZE, INPUT_SIZE, 1],
+                "tb_service.preprocess.chest_pipeline() output (z-scored)",
+            )
         ],
         "outputs": [
-            {
-                "name": "probs",
-                "shape": ["N", 2],
-                "dtype": "float32",
-                "description": "[p_normal, p_abnormal], temperature-scaled (T folded in)",
-            },
-            {
-                "name": "cam",
-                "shape": ["N", INPUT_SIZE // 16, INPUT_SIZE // 16],
-                "dtype": "float32",
-                "description": "class-activation map for 'abnormal' over the network input "
+            card_tensor(
+                "probs", ["N", 2], "[p_normal, p_abnormal], temperature-scaled (T folded in)"
+            ),
+            card_tensor(
+                "cam",
+                ["N", INPUT_SIZE // 16, INPUT_SIZE // 16],
+                "class-activation map for 'abnormal' over the network input "
                 "(the lung crop), ReLU(features . (w_abnormal - w_normal)), >= 0, not normalised",
-            },
-            {
-                "name": "subtype",
-                "shape": ["N", 2],
-                "dtype": "float32",
-                "description": "[p_bacterial, p_viral]; only meaningful when abnormal",
-            },
+            ),
+            card_tensor(
+                "subtype", ["N", 2], "[p_bacterial, p_viral]; only meaningful when abnormal"
+            ),
         ],
         "labels": ["normal", "abnormal"],
         "subtype_labels": ["bacterial", "viral"],
@@ -238,5 +209,4 @@ def abnormality_card(
             "The lung crop falls back to the whole image when localisation is unsure "
             "(see preprocessing.lung_crop_fallback_share).",
         ],
-        "created": timestamp(),
     }

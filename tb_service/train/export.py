@@ -75,10 +75,10 @@ def parity(fn: Any, path: Path, x: NDArray[Any], batch: int = 32) -> dict[str, A
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     diffs: dict[str, float] = {}
     for i in range(0, len(x), batch):
-        xb = x[i : i + batch].astype(np.float32)
-        ref = {k: np.asarray(v) for k, v in fn(tf.constant(xb)).items()}
+        x_batch = x[i : i + batch].astype(np.float32)
+        ref = {k: np.asarray(v) for k, v in fn(tf.constant(x_batch)).items()}
         names = [o.name for o in sess.get_outputs()]
-        got = dict(zip(names, sess.run(names, {"image": xb}), strict=True))
+        got = dict(zip(names, sess.run(names, {"image": x_batch}), strict=True))
         for k, v in ref.items():
             diffs[k] = max(diffs.get(k, 0.0), float(np.abs(v - got[k]).max()))
     return {

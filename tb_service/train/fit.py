@@ -118,7 +118,7 @@ class _Epochs:
         }
         best_score, best_epoch, best_weights = -1.0, 0, self.model.get_weights()
         start = time.perf_counter()
-        yv = y_val.astype(int)
+        y_true = y_val.astype(int)
         for epoch in range(self.epochs):
             order = rng.permutation(n)
             losses, accs = [], []
@@ -126,15 +126,15 @@ class _Epochs:
                 loss, acc = self.train_step(order[b * self.batch : (b + 1) * self.batch])
                 losses.append(loss)
                 accs.append(acc)
-            pv = np.clip(self.predict_val(), 1e-7, 1 - 1e-7)
-            vloss = float(-np.mean(yv * np.log(pv) + (1 - yv) * np.log(1 - pv)))
-            vauc = roc_auc(yv, pv)
+            p_val = np.clip(self.predict_val(), 1e-7, 1 - 1e-7)
+            val_loss = float(-np.mean(y_true * np.log(p_val) + (1 - y_true) * np.log(1 - p_val)))
+            val_auc = roc_auc(y_true, p_val)
             hist["loss"].append(float(np.mean(losses)))
             hist["acc"].append(float(np.mean(accs)))
-            hist["val_loss"].append(vloss)
-            hist["val_acc"].append(float(np.mean((pv >= 0.5) == (yv == 1))))
-            hist["val_auc"].append(vauc)
-            score = self.selection(vauc, vloss)
+            hist["val_loss"].append(val_loss)
+            hist["val_acc"].append(float(np.mean((p_val >= 0.5) == (y_true == 1))))
+            hist["val_auc"].append(val_auc)
+            score = self.selection(val_auc, val_loss)
             if np.isfinite(score) and score >= best_score:
                 best_score, best_epoch, best_weights = score, epoch + 1, self.model.get_weights()
             log.info(
@@ -144,8 +144,8 @@ class _Epochs:
                 self.epochs,
                 hist["loss"][-1],
                 hist["acc"][-1],
-                vloss,
-                vauc,
+                val_loss,
+                val_auc,
                 time.perf_counter() - start,
             )
         self.model.set_weights(best_weights)
@@ -156,6 +156,22 @@ class _Epochs:
             best_val_auc=hist["val_auc"][best_epoch - 1] if best_epoch else float("nan"),
             seconds=time.perf_counter() - start,
         )
+
+
+def _run_config(
+    model: keras.Model, n: int, *, epochs: int, batch: int, lr: float, seed: int, shift: int
+) -> dict[str, Any]:
+    """What the card records of a run's set-up (``shift`` as passed to :func:`augment`)."""
+    return {
+        "epochs": epochs,
+        "batch": batch,
+        "lr": lr,
+        "seed": seed,
+        "optimizer": "Adam + cosine decay",
+        "augmentation": f"random shift +-{shift} px (reflect), gain 0.85-1.15, bias +-0.15",
+        "params": int(model.count_params()),
+        "train_images": int(n),
+    }
 
 
 def _accuracy(probs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -189,24 +205,28 @@ def train_chest(
     opt = _optimizer(lr, max(1, n // batch), epochs)
     class_w = _class_weights(y_abn)
 
-    def chest_step(x: tf.Tensor, ya: tf.Tensor, ys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def chest_step(
+        x: tf.Tensor, y_abn_batch: tf.Tensor, y_sub_batch: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             out = model(x, training=True)
-            ce = keras.losses.sparse_categorical_crossentropy(ya, out["abn"])
-            la = tf.reduce_mean(ce * tf.gather(class_w, ya))
-            mask = tf.cast(ys >= 0, tf.float32)
-            cs = keras.losses.sparse_categorical_crossentropy(tf.maximum(ys, 0), out["sub"])
-            ls = tf.reduce_sum(cs * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-            loss = la + sub_weight * ls
+            ce_abn = keras.losses.sparse_categorical_crossentropy(y_abn_batch, out["abn"])
+            loss_abn = tf.reduce_mean(ce_abn * tf.gather(class_w, y_abn_batch))
+            mask = tf.cast(y_sub_batch >= 0, tf.float32)
+            ce_sub = keras.losses.sparse_categorical_crossentropy(
+                tf.maximum(y_sub_batch, 0), out["sub"]
+            )
+            loss_sub = tf.reduce_sum(ce_sub * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+            loss = loss_abn + sub_weight * loss_sub
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return la, _accuracy(out["abn"], ya)
+        return loss_abn, _accuracy(out["abn"], y_abn_batch)
 
     step = tf.function(chest_step, reduce_retracing=True)
 
     def train_step(idx: NDArray[np.int64]) -> tuple[float, float]:
         loss, acc = step(
-            tf.constant(augment(x_train[idx], rng)),
+            tf.constant(augment(x_train[idx], rng, shift=8)),
             tf.constant(y_abn[idx].astype(np.int32)),
             tf.constant(y_sub[idx].astype(np.int32)),
         )
@@ -225,16 +245,9 @@ def train_chest(
     fit.config = {
         "backbone": backbone,
         "output_activation": activation,
-        "epochs": epochs,
-        "batch": batch,
-        "lr": lr,
-        "optimizer": "Adam + cosine decay",
         "subtype_loss_weight": sub_weight,
-        "seed": seed,
-        "augmentation": "random shift +-8 px (reflect), gain 0.85-1.15, bias +-0.15",
         "class_weights": [float(v) for v in class_w.numpy()],
-        "params": int(model.count_params()),
-        "train_images": int(n),
+        **_run_config(model, n, epochs=epochs, batch=batch, lr=lr, seed=seed, shift=8),
     }
     return fit
 
@@ -272,8 +285,8 @@ def train_gate(
     step = tf.function(gate_step, reduce_retracing=True)
 
     def train_step(idx: NDArray[np.int64]) -> tuple[float, float]:
-        xb = augment(x_train[idx], rng, shift=4)
-        loss, acc = step(tf.constant(xb), tf.constant(y_train[idx].astype(np.int32)))
+        x_batch = augment(x_train[idx], rng, shift=4)
+        loss, acc = step(tf.constant(x_batch), tf.constant(y_train[idx].astype(np.int32)))
         return float(loss), float(acc)
 
     loop = _Epochs(
@@ -286,14 +299,5 @@ def train_gate(
         selection=lambda auc, loss: auc - 1e-3 * loss,
     )
     fit = loop.run(n, y_val, rng)
-    fit.config = {
-        "epochs": epochs,
-        "batch": batch,
-        "lr": lr,
-        "seed": seed,
-        "optimizer": "Adam + cosine decay",
-        "augmentation": "random shift +-4 px (reflect), gain 0.85-1.15, bias +-0.15",
-        "params": int(model.count_params()),
-        "train_images": int(n),
-    }
+    fit.config = _run_config(model, n, epochs=epochs, batch=batch, lr=lr, seed=seed, shift=4)
     return fit

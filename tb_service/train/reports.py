@@ -21,6 +21,20 @@ PRETRAINING_PARAGRAPH = (
     "[pretraining.md](pretraining.md)."
 )
 
+# (report label, baselines key) of the shortcut features, as tb_service.train.baselines names
+# them: Kermany's original image geometry, then the learned shortcuts of each dataset.
+KERMANY_SIZE_SHORTCUTS = [
+    ("original image area (labels.csv size)", "original_area"),
+    ("original width", "original_width"),
+    ("aspect ratio", "aspect_ratio"),
+]
+LEARNED_SHORTCUTS = [
+    ("raw 16-bin histogram + LR", "raw_histogram16_logreg"),
+    ("HOG + LR", "hog_logreg"),
+    ("HOG (128 px, 8,100 features) + LR", "hog128_logreg"),
+    ("16-bin histogram of the network input + LR", "input_histogram16_logreg"),
+]
+
 
 def fmt(m: dict[str, Any] | None) -> str:
     """``value (low-high)`` of an estimate, ``n/a`` when missing or undefined."""
@@ -117,34 +131,12 @@ def abnormality_report(
         "|---|---|---|---|",
     ]
     rows = [
-        (
-            "Kermany",
-            "test_kermany",
-            "original image area (labels.csv size)",
-            "kermany_original_area",
-        ),
-        ("Kermany", "test_kermany", "original width", "kermany_original_width"),
-        ("Kermany", "test_kermany", "aspect ratio", "kermany_aspect_ratio"),
-        ("Kermany", "test_kermany", "raw 16-bin histogram + LR", "kermany_raw_histogram16_logreg"),
-        ("Kermany", "test_kermany", "HOG + LR", "kermany_hog_logreg"),
-        ("Kermany", "test_kermany", "HOG (128 px, 8,100 features) + LR", "kermany_hog128_logreg"),
-        (
-            "Kermany",
-            "test_kermany",
-            "16-bin histogram of the network input + LR",
-            "kermany_input_histogram16_logreg",
-        ),
-        ("NIH", "test_nih", "raw 16-bin histogram + LR", "nih_raw_histogram16_logreg"),
-        ("NIH", "test_nih", "HOG + LR", "nih_hog_logreg"),
-        ("NIH", "test_nih", "HOG (128 px, 8,100 features) + LR", "nih_hog128_logreg"),
-        (
-            "NIH",
-            "test_nih",
-            "16-bin histogram of the network input + LR",
-            "nih_input_histogram16_logreg",
-        ),
-        ("NIH + Kermany", "test", "HOG + LR (trained on both)", "both_hog_logreg"),
+        ("Kermany", "test_kermany", label, f"kermany_{key}")
+        for label, key in KERMANY_SIZE_SHORTCUTS
     ]
+    for ds, prefix, key in (("Kermany", "kermany", "test_kermany"), ("NIH", "nih", "test_nih")):
+        rows += [(ds, key, label, f"{prefix}_{name}") for label, name in LEARNED_SHORTCUTS]
+    rows.append(("NIH + Kermany", "test", "HOG + LR (trained on both)", "both_hog_logreg"))
     for ds, key, label, bkey in rows:
         lines.append(f"| {ds} | {fmt(res[key]['auc'])} | {label} | {fmt(base.get(bkey))} |")
     if not base:
@@ -208,13 +200,13 @@ def abnormality_report(
         f"{cal['ece_test_after']:.3f} (10 bins). See `reliability.png`.",
         "",
     ]
-    st = res["subtype_test"]
+    subtype = res["subtype_test"]
     lines += [
         "## Subtype head (bacterial vs viral, Kermany test pneumonia films, viral positive)",
         "",
-        f"AUC {fmt(st['auc'])}, accuracy @0.5 {fmt(st['accuracy'])}, "
-        f"sensitivity (viral) {fmt(st['sensitivity'])}, specificity (bacterial) "
-        f"{fmt(st['specificity'])}; val AUC {fmt(res['subtype_val_auc'])}. "
+        f"AUC {fmt(subtype['auc'])}, accuracy @0.5 {fmt(subtype['accuracy'])}, "
+        f"sensitivity (viral) {fmt(subtype['sensitivity'])}, specificity (bacterial) "
+        f"{fmt(subtype['specificity'])}; val AUC {fmt(res['subtype_val_auc'])}. "
         "Trained jointly with the abnormality head (one network, two heads; the subtype loss "
         "is masked to Kermany pneumonia images).",
         "",
