@@ -58,9 +58,11 @@ def plot_confusion(
     arr = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(3.8, 3.4))
     ax.imshow(arr, cmap="Blues")
+    dark = arr.max() / 2 if arr.size else 0
     for i in range(arr.shape[0]):
         for j in range(arr.shape[1]):
-            ax.text(j, i, str(int(arr[i, j])), ha="center", va="center", fontsize=9)
+            colour = "white" if arr[i, j] > dark else "black"
+            ax.text(j, i, str(int(arr[i, j])), ha="center", va="center", fontsize=9, color=colour)
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel("predicted")
