@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("tb_service/train", "bc_service/train")
+PACKAGES = ("shared/train", "tb_service/train", "bc_service/train")
 # Modules that import TensorFlow (or PyTorch) at import time, by design.
 FRAMEWORK_MODULES = {
     "tb_service.train.fit",
@@ -20,7 +20,7 @@ FRAMEWORK_MODULES = {
     "tb_service.train.pretrain_probe",
     "bc_service.train.nets",
 }
-SHARED = ("shared.evaluation", "shared.plots", "shared.card_writer", "shared.clock")
+SHARED = ("shared.clock",)
 
 
 def _modules() -> dict[str, Path]:

@@ -12,7 +12,7 @@ from bc_service.train import data as tdata
 from bc_service.train import metrics as tm
 from bc_service.train.publish import write_gate
 from bc_service.train.workspace import WORK, Config, model_folder, save_json
-from shared.plots import plot_confusion, plot_history, plot_roc
+from shared.train.plots import plot_confusion, plot_history, plot_roc
 
 
 def step_gate(cfg: Config) -> dict[str, Any]:

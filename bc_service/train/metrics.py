@@ -1,14 +1,14 @@
-"""The mammography trainers' metrics: :mod:`shared.evaluation` under the mammography cards'
+"""The mammography trainers' metrics: :mod:`shared.train.evaluation` under the mammography cards'
 conventions (every interval from 2000 case resamples stratified by class, so each resample
 holds both classes; operating points by Youden's J). TensorFlow-free."""
 
 from __future__ import annotations
 
-from shared import evaluation
-from shared.evaluation import Arr, Estimate, Score, accuracy, auc, youden_threshold
-from shared.evaluation import confusion_matrix as confusion
-from shared.evaluation import one_vs_rest_macro_auc as macro_auc
-from shared.evaluation import operating_point as binary_at
+from shared.train import evaluation
+from shared.train.evaluation import Arr, Estimate, Score, accuracy, auc, youden_threshold
+from shared.train.evaluation import confusion_matrix as confusion
+from shared.train.evaluation import one_vs_rest_macro_auc as macro_auc
+from shared.train.evaluation import operating_point as binary_at
 
 N_BOOT = 2000
 

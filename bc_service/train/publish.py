@@ -14,8 +14,8 @@ from bc_service.pipeline.features import (
 )
 from bc_service.train.heatmaps import STRIDE
 from bc_service.train.workspace import VERSION, Config, model_folder
-from shared.card_writer import card_tensor, write_card
-from shared.plots import plot_confusion, plot_history
+from shared.train.card_writer import card_tensor, write_card
+from shared.train.plots import plot_confusion, plot_history
 
 SOURCES = {
     "mini-mias": "Suckling et al., The Mammographic Image Analysis Society Digital Mammogram "

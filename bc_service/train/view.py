@@ -21,7 +21,7 @@ from bc_service.train.heatmaps import keras_predictor, localisation, onnx_predic
 from bc_service.train.patch import fit_patch_model
 from bc_service.train.publish import write_view
 from bc_service.train.workspace import MODELS, WORK, Config, load_json, model_folder, save_json
-from shared.plots import plot_confusion, plot_roc
+from shared.train.plots import plot_confusion, plot_roc
 
 log = logging.getLogger("irmi.bc.train")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.card_writer import card_tensor
+from shared.train.card_writer import card_tensor
 from tb_service.preprocess import GATE_INPUT_SIZE, INPUT_SIZE, chest_pipeline, gate_pipeline
 from tb_service.train.results import VERSION
 

@@ -1,11 +1,11 @@
-"""The chest trainers' metrics: :mod:`shared.evaluation` under the chest cards' conventions
+"""The chest trainers' metrics: :mod:`shared.train.evaluation` under the chest cards' conventions
 (every interval from 1000 unstratified case resamples; the screen's threshold from a target
 sensitivity; temperature scaling for calibration). TensorFlow-free."""
 
 from __future__ import annotations
 
-from shared import evaluation
-from shared.evaluation import (
+from shared.train import evaluation
+from shared.train.evaluation import (
     Arr,
     Estimate,
     ScreenSummary,
@@ -16,8 +16,8 @@ from shared.evaluation import (
     softmax,
     threshold_for_sensitivity,
 )
-from shared.evaluation import auc as roc_auc
-from shared.evaluation import operating_point as binary_stats
+from shared.train.evaluation import auc as roc_auc
+from shared.train.evaluation import operating_point as binary_stats
 
 N_BOOT = 1000
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.card_writer import write_card
-from shared.plots import plot_confusion, plot_history, plot_reliability, plot_roc
+from shared.train.card_writer import write_card
+from shared.train.plots import plot_confusion, plot_history, plot_reliability, plot_roc
 from tb_service.train.cache import CHEST_SETS, KER, NIH
 from tb_service.train.cards import abnormality_card, gate_card
 from tb_service.train.reports import abnormality_report, gate_report

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.card_writer import card_tensor, write_card
 from shared.clock import timestamp
 from shared.model import read_card
+from shared.train.card_writer import card_tensor, write_card
 
 
 def test_card_tensor_entries() -> None:

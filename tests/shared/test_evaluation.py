@@ -1,4 +1,4 @@
-"""shared.evaluation on small arrays, against scikit-learn and values worked out by hand."""
+"""shared.train.evaluation on small arrays, against scikit-learn and values worked out by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from shared import evaluation as ev
+from shared.train import evaluation as ev
 
 Y = np.array([0, 0, 1, 1, 0, 1, 1, 0])
 S = np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.4, 0.9, 0.2])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import plots
+from shared.train import plots
 
 pytest.importorskip("matplotlib")
 

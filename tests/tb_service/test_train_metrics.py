@@ -1,4 +1,4 @@
-"""The chest trainers' metrics (shared.evaluation under the chest conventions)."""
+"""The chest trainers' metrics (shared.train.evaluation under the chest conventions)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.evaluation import Arr, auc, reliability, roc_curve
+from shared.train.evaluation import Arr, auc, reliability, roc_curve
 
 
 def _pyplot() -> Any:
