@@ -1,5 +1,7 @@
 """Training of the mammography models: ``python -m bc_service.train all`` (TensorFlow needed).
 
-``data`` and ``metrics`` are TensorFlow-free (unit-tested in ``make test``); ``nets`` and
-``steps`` import TensorFlow.
+``steps`` runs them in order; each model has its module (``patch``, ``gate``, ``view``, with
+``heatmaps`` and ``baseline``), ``publish`` writes the model folders and ``workspace`` holds
+the settings and paths. Only ``nets`` imports TensorFlow at import time (the steps import it
+when they train); ``data`` and ``metrics`` are unit-tested in ``make test``.
 """

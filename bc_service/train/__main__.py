@@ -9,7 +9,7 @@ import os
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bc_service.train")
-    parser.add_argument("step", choices=["all", "gate", "activations", "patch", "oof", "view"])
+    parser.add_argument("step", choices=["all", "patch", "gate", "oof", "view", "activations"])
     parser.add_argument("--epochs-scale", type=float, default=1.0)
     parser.add_argument(
         "--smoke", action="store_true", help="tiny data and 1 epoch: checks the code paths only"
@@ -18,9 +18,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bc_service.train import steps
+    from bc_service.train.workspace import Config
     from shared.settings import default_data_dir
 
-    cfg = steps.Config(data_dir=default_data_dir())
+    cfg = Config(data_dir=default_data_dir())
     for f in ("patch_epochs", "fold_epochs", "act_epochs", "gate_epochs"):
         setattr(cfg, f, max(1, round(getattr(cfg, f) * args.epochs_scale)))
     if args.smoke:

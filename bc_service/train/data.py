@@ -7,10 +7,13 @@ patches the patch model learns from are the pixels it sees in service.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,7 +21,7 @@ from numpy.typing import NDArray
 
 from bc_service.pipeline.features import PATCH_SIZE, gate_input, patches_at
 from bc_service.pipeline.stages import MammoState, preprocess_stages
-from shared.imaging import decode_image, to_uint8
+from shared.imaging import DecodedImage, decode_image, to_uint8
 from shared.transforms import Compose
 
 log = logging.getLogger("irmi.bc.train")
@@ -88,6 +91,24 @@ def prepare(root: Path, case: MiasCase) -> Prepared:
         wx, wy = state.to_work(les.x, les.y)
         lw.append((wx, wy, les.radius * state.scale, LABELS.index(les.severity)))
     return Prepared(case, state.enhanced, state.work_mask, lw, state)
+
+
+@functools.cache
+def prepare_all(root: Path) -> tuple[Prepared, ...]:
+    """Every mini-mias case under ``root`` through decode → orientation → crop → enhance,
+    memoised per folder; the original pixels are dropped to keep memory small."""
+    out = []
+    for case in read_mias(root):
+        p = prepare(root, case)
+        p.state.gray8 = None
+        p.state.mask = None
+        p.state.image = DecodedImage(np.zeros((1, 1), np.uint8), "png", 8, (0.0, 255.0))
+        out.append(p)
+    return tuple(out)
+
+
+def by_split(items: Iterable[Prepared], split: Split) -> list[Prepared]:
+    return [p for p in items if p.case.split == split]
 
 
 def _disc_offsets(rng: np.random.Generator, n: int, radius: float) -> NDArray[np.float64]:
@@ -191,8 +212,9 @@ def synthetic_negatives(n: int, seed: int) -> list[NDArray[np.uint8]]:
     for i in range(n):
         kind = i % 5
         h, w = int(rng.integers(64, 400)), int(rng.integers(64, 400))
+        a: NDArray[np.float64]
         if kind == 0:
-            a = rng.integers(0, 256, (h, w))
+            a = rng.integers(0, 256, (h, w)).astype(np.float64)
         elif kind == 1:
             a = np.tile(np.linspace(rng.uniform(0, 100), rng.uniform(150, 255), w), (h, 1))
         elif kind == 2:
@@ -238,12 +260,13 @@ def natural_images() -> list[NDArray[np.uint8]]:
     return out
 
 
-def _to_gray8(a: NDArray[np.generic]) -> NDArray[np.uint8]:
+def _to_gray8(image: NDArray[Any]) -> NDArray[np.uint8]:
+    a = image[..., :3].astype(np.float32) if image.ndim == 3 else image.astype(np.float32)
     if a.ndim == 3:
-        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    a = a.astype(np.float32)
+        a = a @ np.array([0.299, 0.587, 0.114], np.float32)
     lo, hi = float(a.min()), float(a.max())
-    return np.clip((a - lo) * 255.0 / max(hi - lo, 1e-6), 0, 255).astype(np.uint8)
+    out: NDArray[np.uint8] = np.clip((a - lo) * 255.0 / max(hi - lo, 1e-6), 0, 255).astype(np.uint8)
+    return out
 
 
 def dicom_negatives() -> list[NDArray[np.uint8]]:
@@ -274,14 +297,15 @@ def mammo_augment(gray: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[
     a = gray[:, ::-1] if rng.random() < 0.5 else gray
     h, w = a.shape
     s = rng.uniform(0.75, 1.0)
-    ch, cw = int(h * s), int(w * rng.uniform(0.6, 1.0))
-    y0 = int(rng.integers(0, h - ch + 1))
-    x0 = int(rng.integers(0, w - cw + 1))
-    a = a[y0 : y0 + ch, x0 : x0 + cw]
-    m = cv2.getRotationMatrix2D((cw / 2, ch / 2), rng.uniform(-10, 10), 1.0)
-    a = cv2.warpAffine(a, m, (cw, ch), borderMode=cv2.BORDER_CONSTANT)
-    g = rng.uniform(0.7, 1.4)
-    return np.clip(255.0 * (a / 255.0) ** g, 0, 255).astype(np.uint8)
+    crop_h, crop_w = int(h * s), int(w * rng.uniform(0.6, 1.0))
+    y0 = int(rng.integers(0, h - crop_h + 1))
+    x0 = int(rng.integers(0, w - crop_w + 1))
+    crop = a[y0 : y0 + crop_h, x0 : x0 + crop_w]
+    m = cv2.getRotationMatrix2D((crop_w / 2, crop_h / 2), rng.uniform(-10, 10), 1.0)
+    rotated = cv2.warpAffine(crop, m, (crop_w, crop_h), borderMode=cv2.BORDER_CONSTANT)
+    gamma = rng.uniform(0.7, 1.4)
+    out: NDArray[np.uint8] = np.clip(255.0 * (rotated / 255.0) ** gamma, 0, 255).astype(np.uint8)
+    return out
 
 
 @dataclass

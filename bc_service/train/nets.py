@@ -73,10 +73,10 @@ def export_onnx(model: keras.Model, path: Path, input_name: str, output_name: st
     shape = (None, *model.input_shape[1:])
     spec = (tf.TensorSpec(shape, tf.float32, name=input_name),)
 
-    @tf.function(input_signature=spec)  # type: ignore[misc]
-    def fn(x: Any) -> dict[str, Any]:
+    def serve(x: Any) -> dict[str, Any]:
         return {output_name: model(x, training=False)}
 
+    fn = tf.function(serve, input_signature=spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     tf2onnx.convert.from_function(fn, input_signature=spec, opset=13, output_path=str(path))
     rng = np.random.default_rng(0)

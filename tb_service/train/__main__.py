@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log = logging.getLogger("irmi.train")
 
-    from tb_service.train import run
+    from tb_service.train import commands
 
     start = time.perf_counter()
     cmd = args.command
@@ -55,26 +55,17 @@ def main(argv: list[str] | None = None) -> None:
         build_chest_cache(args.data_dir)
         build_gate_cache(args.data_dir)
     if cmd in ("all", "baselines"):
-        run.cmd_baselines(args.data_dir)
+        commands.cmd_baselines(args.data_dir)
     if cmd in ("all", "gate"):
-        run.cmd_gate(args.data_dir, epochs=args.gate_epochs)
+        commands.cmd_gate(args.data_dir, epochs=args.gate_epochs)
     if cmd in ("all", "abnormality", "subtype"):
-        run.cmd_abnormality(
+        commands.cmd_abnormality(
             args.data_dir, epochs=args.epochs, backbones=tuple(args.backbones.split(","))
         )
     if cmd in ("all", "experiments"):
-        run.cmd_experiments(args.data_dir, epochs=args.exp_epochs)
+        commands.cmd_experiments(args.data_dir, epochs=args.exp_epochs)
     if cmd in ("all", "experiments", "report", "baselines"):
-        from tb_service.train.report import write_abnormality, write_gate
-
-        gate = run.load_json("gate")
-        if gate:
-            write_gate(run.MODELS / run.GATE_NAME / run.VERSION, gate)
-        abn = run.load_json("abnormality")
-        if abn and (run.MODELS / run.ABN_NAME / run.VERSION / "model.onnx").exists():
-            run.cmd_tbx_diagnostics(args.data_dir)
-        if abn:
-            write_abnormality(run.MODELS / run.ABN_NAME / run.VERSION, abn)
+        commands.cmd_report(args.data_dir)
     log.info("%s done in %.0f s", cmd, time.perf_counter() - start)
 
 

@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tb_service.train.cache import ChestCache
+from tb_service.train.cache import KER, NIH, ChestCache
 from tb_service.train.metrics import auc_ci, roc_auc
-
-NIH, KER = "nih-cxr14", "kermany-pediatric"
 
 
 def _hog(raw: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -56,22 +54,29 @@ def raw_thumbnails(c: ChestCache, side: int = 128) -> NDArray[np.uint8]:
     )
 
 
-def _logreg(xtr: NDArray[Any], ytr: NDArray[Any], xte: NDArray[Any]) -> NDArray[np.float64]:
+def _logreg(
+    x_train: NDArray[Any], y_train: NDArray[Any], x_test: NDArray[Any]
+) -> NDArray[np.float64]:
+    """P(abnormal) on ``x_test`` of a standardised logistic regression (C = 0.1)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    clf.fit(xtr, ytr)
-    out: NDArray[np.float64] = clf.predict_proba(xte)[:, 1]
+    clf.fit(x_train, y_train)
+    out: NDArray[np.float64] = clf.predict_proba(x_test)[:, 1]
     return out
 
 
 def _signed_feature_auc(
-    f_tr: NDArray[Any], y_tr: NDArray[Any], f_te: NDArray[Any], y_te: NDArray[Any]
+    train_feature: NDArray[Any],
+    train_y: NDArray[Any],
+    test_feature: NDArray[Any],
+    test_y: NDArray[Any],
 ) -> dict[str, Any]:
-    sign = 1.0 if roc_auc(y_tr, f_tr) >= 0.5 else -1.0
-    res = auc_ci(y_te, sign * f_te)
+    """Test AUC of one feature, its direction fixed on ``train``."""
+    sign = 1.0 if roc_auc(train_y, train_feature) >= 0.5 else -1.0
+    res: dict[str, Any] = {**auc_ci(test_y, sign * test_feature)}
     res["direction"] = "larger = abnormal" if sign > 0 else "smaller = abnormal"
     return res
 
@@ -80,8 +85,9 @@ def input_histogram(x: NDArray[Any]) -> NDArray[np.float32]:
     """16-bin histogram of the z-scored network input over [-3, 3]."""
     flat = np.clip(x.reshape(len(x), -1).astype(np.float32), -3, 2.999)
     bins = ((flat + 3.0) / 6.0 * 16).astype(np.int64)
-    out = np.stack([np.bincount(b, minlength=16) for b in bins]).astype(np.float32)
-    return out / out.sum(axis=1, keepdims=True)
+    counts = np.stack([np.bincount(b, minlength=16) for b in bins]).astype(np.float32)
+    out: NDArray[np.float32] = counts / counts.sum(axis=1, keepdims=True)
+    return out
 
 
 def shortcut_baselines(c: ChestCache) -> dict[str, Any]:
@@ -90,44 +96,49 @@ def shortcut_baselines(c: ChestCache) -> dict[str, Any]:
     hog = _hog(c.raw)
     hist_in = input_histogram(c.x)
 
-    def m(split: str, ds: list[str]) -> NDArray[np.bool_]:
-        return c.where(split, ds)
-
     # Kermany size / aspect ratio (the source's original pixels, as labels.csv records them).
-    tr, te = m("train", [KER]), m("test", [KER])
+    train, test = c.where("train", [KER]), c.where("test", [KER])
     w, h = c.source_size[:, 0].astype(float), c.source_size[:, 1].astype(float)
     y = c.abnormal
-    res["kermany_original_area"] = _signed_feature_auc((w * h)[tr], y[tr], (w * h)[te], y[te])
-    res["kermany_original_width"] = _signed_feature_auc(w[tr], y[tr], w[te], y[te])
-    res["kermany_aspect_ratio"] = _signed_feature_auc((w / h)[tr], y[tr], (w / h)[te], y[te])
+    res["kermany_original_area"] = _signed_feature_auc(
+        (w * h)[train], y[train], (w * h)[test], y[test]
+    )
+    res["kermany_original_width"] = _signed_feature_auc(w[train], y[train], w[test], y[test])
+    res["kermany_aspect_ratio"] = _signed_feature_auc(
+        (w / h)[train], y[train], (w / h)[test], y[test]
+    )
     # Histogram shortcut: raw image vs the preprocessed network input.
     for ds in (NIH, KER):
-        tr, te = m("train", [ds]), m("test", [ds])
+        train, test = c.where("train", [ds]), c.where("test", [ds])
         key = "nih" if ds == NIH else "kermany"
-        res[f"{key}_raw_histogram16_logreg"] = auc_ci(y[te], _logreg(c.hist[tr], y[tr], c.hist[te]))
-        res[f"{key}_input_histogram16_logreg"] = auc_ci(
-            y[te], _logreg(hist_in[tr], y[tr], hist_in[te])
+        res[f"{key}_raw_histogram16_logreg"] = auc_ci(
+            y[test], _logreg(c.hist[train], y[train], c.hist[test])
         )
-        res[f"{key}_hog_logreg"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+        res[f"{key}_input_histogram16_logreg"] = auc_ci(
+            y[test], _logreg(hist_in[train], y[train], hist_in[test])
+        )
+        res[f"{key}_hog_logreg"] = auc_ci(y[test], _logreg(hog[train], y[train], hog[test]))
     # A finer HOG (128 px thumbnails, 8 px cells: 8,100 features).
     hog128 = _hog(raw_thumbnails(c, 128))
     for ds in (NIH, KER):
-        tr, te = m("train", [ds]), m("test", [ds])
+        train, test = c.where("train", [ds]), c.where("test", [ds])
         key = "nih" if ds == NIH else "kermany"
-        res[f"{key}_hog128_logreg"] = auc_ci(y[te], _logreg(hog128[tr], y[tr], hog128[te]))
+        res[f"{key}_hog128_logreg"] = auc_ci(
+            y[test], _logreg(hog128[train], y[train], hog128[test])
+        )
     both = [NIH, KER]
-    tr, te = m("train", both), m("test", both)
-    res["both_hog_logreg"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+    train, test = c.where("train", both), c.where("test", both)
+    res["both_hog_logreg"] = auc_ci(y[test], _logreg(hog[train], y[train], hog[test]))
     # Across datasets.
-    tr, te = m("train", [NIH]), m("test", [KER])
-    res["hog_nih_to_kermany"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
-    tr, te = m("train", [KER]), m("test", [NIH])
-    res["hog_kermany_to_nih"] = auc_ci(y[te], _logreg(hog[tr], y[tr], hog[te]))
+    train, test = c.where("train", [NIH]), c.where("test", [KER])
+    res["hog_nih_to_kermany"] = auc_ci(y[test], _logreg(hog[train], y[train], hog[test]))
+    train, test = c.where("train", [KER]), c.where("test", [NIH])
+    res["hog_kermany_to_nih"] = auc_ci(y[test], _logreg(hog[train], y[train], hog[test]))
     # TBX11K vs the chest test sets' normals: can a HOG model trained on the chest train
     # sets tell TBX11K apart just by source? (share of TBX11K flagged at the 0.5 level)
-    tr = m("train", both)
+    train = c.where("train", both)
     tb = c.dataset == "tbx11k"
     if tb.any():
-        p = _logreg(hog[tr], y[tr], hog[tb])
+        p = _logreg(hog[train], y[train], hog[tb])
         res["hog_tbx11k_flagged_share_at_0.5"] = float(round(float((p >= 0.5).mean()), 4))
     return res

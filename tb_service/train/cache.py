@@ -35,7 +35,8 @@ from tb_service.train.negatives import dicom_images, natural_images, rotate90, s
 log = logging.getLogger("irmi.train")
 
 CACHE_DIR = REPO_ROOT / "var" / "cache"
-CHEST_SETS = ("nih-cxr14", "kermany-pediatric")
+NIH, KER = "nih-cxr14", "kermany-pediatric"
+CHEST_SETS = (NIH, KER)
 EVAL_SETS = ("tbx11k",)
 RAW_SIDE = 64  # raw (un-preprocessed) thumbnails for the shortcut baselines
 
@@ -47,10 +48,24 @@ def _key(pipe: Compose[Any], names: Iterable[str]) -> str:
     return h.hexdigest()[:12]
 
 
+def _stored(path: Path) -> dict[str, Any] | None:
+    """The arrays of a cache file written earlier, or None."""
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _store(path: Path, cache: ChestCache | GateCache, n: int, start: float) -> None:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **vars(cache))
+    log.info("cache: %d images in %.0f s -> %s", n, time.perf_counter() - start, path)
+
+
 def _raw_features(img: DecodedImage) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
     """A squashed raw thumbnail and a 16-bin normalised histogram of the raw image."""
     g = to_uint8(img)
-    thumb = cv2.resize(g, (RAW_SIDE, RAW_SIDE), interpolation=cv2.INTER_AREA)
+    thumb = np.asarray(cv2.resize(g, (RAW_SIDE, RAW_SIDE), interpolation=cv2.INTER_AREA), np.uint8)
     hist = np.bincount((g // 16).ravel(), minlength=16).astype(np.float32)
     return thumb, hist / max(float(hist.sum()), 1.0)
 
@@ -70,9 +85,6 @@ class ChestCache:
     source_size: NDArray[np.int32]  # (N, 2) the source's original (w, h) from labels.csv
     raw: NDArray[np.uint8]  # (N, 64, 64) raw thumbnails
     hist: NDArray[np.float32]  # (N, 16)
-
-    def select(self, mask: NDArray[np.bool_]) -> ChestCache:
-        return ChestCache(**{k: v[mask] for k, v in vars(self).items()})
 
     def where(
         self, split: str | None = None, datasets: Iterable[str] | None = None
@@ -105,9 +117,8 @@ def build_chest_cache(data_dir: Path | None = None, size: int = INPUT_SIZE) -> C
         raise FileNotFoundError(f"no chest data under {data_dir or default_data_dir()}")
     pipe = chest_pipeline(size)
     path = CACHE_DIR / f"chest_{size}_{_key(pipe, (str(r.path) for r in recs))}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return ChestCache(**{k: z[k] for k in z.files})
+    if (stored := _stored(path)) is not None:
+        return ChestCache(**stored)
     start = time.perf_counter()
     xs, boxes, sizes, src, raws, hists = [], [], [], [], [], []
     for i, r in enumerate(recs):
@@ -137,9 +148,7 @@ def build_chest_cache(data_dir: Path | None = None, size: int = INPUT_SIZE) -> C
         raw=np.stack(raws),
         hist=np.stack(hists),
     )
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **vars(cache))
-    log.info("chest cache: %d images in %.0f s -> %s", len(recs), time.perf_counter() - start, path)
+    _store(path, cache, len(recs), start)
     return cache
 
 
@@ -151,9 +160,6 @@ class GateCache:
     source: NDArray[np.str_]
     name: NDArray[np.str_]
 
-    def select(self, mask: NDArray[np.bool_]) -> GateCache:
-        return GateCache(**{k: v[mask] for k, v in vars(self).items()})
-
 
 def build_gate_cache(
     data_dir: Path | None = None, size: int = GATE_INPUT_SIZE, rotate_every: int = 3
@@ -164,9 +170,8 @@ def build_gate_cache(
     pipe = gate_pipeline(size)
     names = [str(r.path) for r in chest + mias]
     path = CACHE_DIR / f"gate_{size}_{_key(pipe, names)}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return GateCache(**{k: z[k] for k in z.files})
+    if (stored := _stored(path)) is not None:
+        return GateCache(**stored)
     start = time.perf_counter()
     xs: list[NDArray[np.float16]] = []
     ys: list[int] = []
@@ -198,7 +203,5 @@ def build_gate_cache(
         source=np.array(sources),
         name=np.array(item_names),
     )
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **vars(cache))
-    log.info("gate cache: %d images in %.0f s -> %s", len(ys), time.perf_counter() - start, path)
+    _store(path, cache, len(ys), start)
     return cache

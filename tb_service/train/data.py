@@ -124,10 +124,6 @@ def load_dataset(root: Path, dataset: str | None = None) -> list[Record]:
     return load_folder_per_class(root, dataset)
 
 
-def by_split(records: Iterable[Record], split: str) -> list[Record]:
-    return [r for r in records if r.split == split]
-
-
 def read_boxes(root: Path) -> dict[str, list[tuple[float, float, float, float]]]:
     """TBX11K-style ``boxes.csv``: path -> lesion boxes as fractions (x0, y0, x1, y1)."""
     boxes: dict[str, list[tuple[float, float, float, float]]] = {}

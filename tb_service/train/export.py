@@ -20,6 +20,10 @@ log = logging.getLogger("irmi.train")
 OPSET = 15
 
 
+def _image_signature(size: int) -> list[Any]:
+    return [tf.TensorSpec([None, size, size, 1], tf.float32, name="image")]
+
+
 def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
     """tf.function image -> {probs (temperature-scaled), cam (abnormal, >= 0), subtype}."""
     # numpy values become graph constants inside the function (tensors captured from
@@ -28,7 +32,6 @@ def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
     wdiff_np = (w[:, 1] - w[:, 0]).astype(np.float32)
     inv_t_np = np.float32(1.0 / float(temperature))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="image")])
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         wt, bt = tf.constant(w), tf.constant(b)
         wdiff, inv_t = tf.constant(wdiff_np), tf.constant(inv_t_np)
@@ -44,15 +47,16 @@ def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
             "subtype": tf.identity(out["sub"], name="subtype"),
         }
 
-    return serve
+    return tf.function(serve, input_signature=_image_signature(size))
 
 
 def gate_graph(model: keras.Model, size: int) -> Any:
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="image")])
+    """tf.function image -> {probs}."""
+
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"probs": tf.identity(model(image, training=False), name="probs")}
 
-    return serve
+    return tf.function(serve, input_signature=_image_signature(size))
 
 
 def to_onnx(fn: Any, path: Path) -> None:
@@ -71,10 +75,10 @@ def parity(fn: Any, path: Path, x: NDArray[Any], batch: int = 32) -> dict[str, A
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     diffs: dict[str, float] = {}
     for i in range(0, len(x), batch):
-        xb = x[i : i + batch].astype(np.float32)
-        ref = {k: np.asarray(v) for k, v in fn(tf.constant(xb)).items()}
+        x_batch = x[i : i + batch].astype(np.float32)
+        ref = {k: np.asarray(v) for k, v in fn(tf.constant(x_batch)).items()}
         names = [o.name for o in sess.get_outputs()]
-        got = dict(zip(names, sess.run(names, {"image": xb}), strict=True))
+        got = dict(zip(names, sess.run(names, {"image": x_batch}), strict=True))
         for k, v in ref.items():
             diffs[k] = max(diffs.get(k, 0.0), float(np.abs(v - got[k]).max()))
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,109 @@ def predict_chest(model: keras.Model, x: NDArray[Any], batch: int = 128) -> dict
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
+def predict_gate(model: keras.Model, x: NDArray[Any], batch: int = 256) -> NDArray[Any]:
+    outs = [
+        np.asarray(model(tf.constant(x[i : i + batch].astype(np.float32)), training=False))
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(outs)
+
+
+def _optimizer(lr: float, steps: int, epochs: int) -> keras.optimizers.Optimizer:
+    sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
+    return keras.optimizers.Adam(learning_rate=sched)
+
+
+def _class_weights(y: NDArray[Any]) -> tf.Tensor:
+    """n / (2 n_class) per class: both classes weigh the same in the loss."""
+    counts = np.bincount(y.astype(int), minlength=2).astype(np.float32)
+    return tf.constant(len(y) / (2.0 * np.maximum(counts, 1.0)), tf.float32)
+
+
+@dataclass
+class _Epochs:
+    """One training run's epoch loop: shuffled mini-batches, a validation pass per epoch,
+    and the weights of the best-scoring epoch kept."""
+
+    model: keras.Model
+    epochs: int
+    batch: int
+    tag: str
+    # (batch indices) -> (loss, accuracy) of one optimiser step
+    train_step: Callable[[NDArray[np.int64]], tuple[float, float]]
+    # () -> P(positive) on the val images
+    predict_val: Callable[[], NDArray[Any]]
+    # (val AUC, val loss) -> the score that selects the epoch
+    selection: Callable[[float, float], float]
+
+    def run(self, n: int, y_val: NDArray[Any], rng: np.random.Generator) -> FitResult:
+        steps = max(1, n // self.batch)
+        hist: dict[str, list[float]] = {
+            k: [] for k in ("loss", "acc", "val_loss", "val_acc", "val_auc")
+        }
+        best_score, best_epoch, best_weights = -1.0, 0, self.model.get_weights()
+        start = time.perf_counter()
+        y_true = y_val.astype(int)
+        for epoch in range(self.epochs):
+            order = rng.permutation(n)
+            losses, accs = [], []
+            for b in range(steps):
+                loss, acc = self.train_step(order[b * self.batch : (b + 1) * self.batch])
+                losses.append(loss)
+                accs.append(acc)
+            p_val = np.clip(self.predict_val(), 1e-7, 1 - 1e-7)
+            val_loss = float(-np.mean(y_true * np.log(p_val) + (1 - y_true) * np.log(1 - p_val)))
+            val_auc = roc_auc(y_true, p_val)
+            hist["loss"].append(float(np.mean(losses)))
+            hist["acc"].append(float(np.mean(accs)))
+            hist["val_loss"].append(val_loss)
+            hist["val_acc"].append(float(np.mean((p_val >= 0.5) == (y_true == 1))))
+            hist["val_auc"].append(val_auc)
+            score = self.selection(val_auc, val_loss)
+            if np.isfinite(score) and score >= best_score:
+                best_score, best_epoch, best_weights = score, epoch + 1, self.model.get_weights()
+            log.info(
+                "%s epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_auc %.4f (%.0f s)",
+                self.tag,
+                epoch + 1,
+                self.epochs,
+                hist["loss"][-1],
+                hist["acc"][-1],
+                val_loss,
+                val_auc,
+                time.perf_counter() - start,
+            )
+        self.model.set_weights(best_weights)
+        return FitResult(
+            model=self.model,
+            history=hist,
+            best_epoch=best_epoch,
+            best_val_auc=hist["val_auc"][best_epoch - 1] if best_epoch else float("nan"),
+            seconds=time.perf_counter() - start,
+        )
+
+
+def _run_config(
+    model: keras.Model, n: int, *, epochs: int, batch: int, lr: float, seed: int, shift: int
+) -> dict[str, Any]:
+    """What the card records of a run's set-up (``shift`` as passed to :func:`augment`)."""
+    return {
+        "epochs": epochs,
+        "batch": batch,
+        "lr": lr,
+        "seed": seed,
+        "optimizer": "Adam + cosine decay",
+        "augmentation": f"random shift +-{shift} px (reflect), gain 0.85-1.15, bias +-0.15",
+        "params": int(model.count_params()),
+        "train_images": int(n),
+    }
+
+
+def _accuracy(probs: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    hits = tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), y)
+    return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+
 def train_chest(
     x_train: NDArray[Any],
     y_abn: NDArray[Any],
@@ -98,92 +202,54 @@ def train_chest(
     rng = np.random.default_rng(seed)
     model = build_chest_net(size, backbone, activation)
     n = len(x_train)
-    steps = max(1, n // batch)
-    sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
-    opt = keras.optimizers.Adam(learning_rate=sched)
-    counts = np.bincount(y_abn.astype(int), minlength=2).astype(np.float32)
-    class_w = tf.constant(n / (2.0 * np.maximum(counts, 1.0)), tf.float32)
+    opt = _optimizer(lr, max(1, n // batch), epochs)
+    class_w = _class_weights(y_abn)
 
-    @tf.function(reduce_retracing=True)
-    def step(x: tf.Tensor, ya: tf.Tensor, ys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def chest_step(
+        x: tf.Tensor, y_abn_batch: tf.Tensor, y_sub_batch: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             out = model(x, training=True)
-            ce = keras.losses.sparse_categorical_crossentropy(ya, out["abn"])
-            la = tf.reduce_mean(ce * tf.gather(class_w, ya))
-            mask = tf.cast(ys >= 0, tf.float32)
-            cs = keras.losses.sparse_categorical_crossentropy(tf.maximum(ys, 0), out["sub"])
-            ls = tf.reduce_sum(cs * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-            loss = la + sub_weight * ls
+            ce_abn = keras.losses.sparse_categorical_crossentropy(y_abn_batch, out["abn"])
+            loss_abn = tf.reduce_mean(ce_abn * tf.gather(class_w, y_abn_batch))
+            mask = tf.cast(y_sub_batch >= 0, tf.float32)
+            ce_sub = keras.losses.sparse_categorical_crossentropy(
+                tf.maximum(y_sub_batch, 0), out["sub"]
+            )
+            loss_sub = tf.reduce_sum(ce_sub * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+            loss = loss_abn + sub_weight * loss_sub
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        acc = tf.reduce_mean(
-            tf.cast(tf.equal(tf.argmax(out["abn"], axis=1, output_type=tf.int32), ya), tf.float32)
-        )
-        return la, acc
+        return loss_abn, _accuracy(out["abn"], y_abn_batch)
 
-    hist: dict[str, list[float]] = {
-        k: [] for k in ("loss", "acc", "val_loss", "val_acc", "val_auc")
-    }
-    best_auc, best_epoch, best_weights = -1.0, 0, model.get_weights()
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        order = rng.permutation(n)
-        losses, accs = [], []
-        for b in range(steps):
-            idx = order[b * batch : (b + 1) * batch]
-            xb = augment(x_train[idx], rng)
-            la, acc = step(
-                tf.constant(xb),
-                tf.constant(y_abn[idx].astype(np.int32)),
-                tf.constant(y_sub[idx].astype(np.int32)),
-            )
-            losses.append(float(la))
-            accs.append(float(acc))
-        pv = predict_chest(model, x_val)["abn"][:, 1]
-        pv = np.clip(pv, 1e-7, 1 - 1e-7)
-        yv = y_val.astype(int)
-        vloss = float(-np.mean(yv * np.log(pv) + (1 - yv) * np.log(1 - pv)))
-        vauc = roc_auc(yv, pv)
-        hist["loss"].append(float(np.mean(losses)))
-        hist["acc"].append(float(np.mean(accs)))
-        hist["val_loss"].append(vloss)
-        hist["val_acc"].append(float(np.mean((pv >= 0.5) == (yv == 1))))
-        hist["val_auc"].append(vauc)
-        if np.isfinite(vauc) and vauc >= best_auc:
-            best_auc, best_epoch, best_weights = vauc, epoch + 1, model.get_weights()
-        log.info(
-            "%s epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_auc %.4f (%.0f s)",
-            tag,
-            epoch + 1,
-            epochs,
-            hist["loss"][-1],
-            hist["acc"][-1],
-            vloss,
-            vauc,
-            time.perf_counter() - start,
+    step = tf.function(chest_step, reduce_retracing=True)
+
+    def train_step(idx: NDArray[np.int64]) -> tuple[float, float]:
+        loss, acc = step(
+            tf.constant(augment(x_train[idx], rng, shift=8)),
+            tf.constant(y_abn[idx].astype(np.int32)),
+            tf.constant(y_sub[idx].astype(np.int32)),
         )
-    model.set_weights(best_weights)
-    return FitResult(
-        model=model,
-        history=hist,
-        best_epoch=best_epoch,
-        best_val_auc=float(best_auc),
-        seconds=time.perf_counter() - start,
-        config={
-            "backbone": backbone,
-            "output_activation": activation,
-            "epochs": epochs,
-            "batch": batch,
-            "lr": lr,
-            "optimizer": "Adam + cosine decay",
-            "subtype_loss_weight": sub_weight,
-            "seed": seed,
-            "augmentation": "random shift +-8 px (reflect), gain 0.85-1.15, bias +-0.15",
-            "class_weights": [float(v) for v in class_w.numpy()],
-            "params": int(model.count_params()),
-            "train_images": int(n),
-        },
+        return float(loss), float(acc)
+
+    loop = _Epochs(
+        model,
+        epochs,
+        batch,
+        tag,
+        train_step,
+        predict_val=lambda: predict_chest(model, x_val)["abn"][:, 1],
+        selection=lambda auc, _loss: auc,
     )
+    fit = loop.run(n, y_val, rng)
+    fit.config = {
+        "backbone": backbone,
+        "output_activation": activation,
+        "subtype_loss_weight": sub_weight,
+        "class_weights": [float(v) for v in class_w.numpy()],
+        **_run_config(model, n, epochs=epochs, batch=batch, lr=lr, seed=seed, shift=8),
+    }
+    return fit
 
 
 def train_gate(
@@ -198,88 +264,40 @@ def train_gate(
     lr: float = 2e-3,
     seed: int = 7,
 ) -> FitResult:
+    """Chest X-ray or not, class-balanced. Keeps the best val-AUC epoch; ties (AUC 1.0 is
+    common here) go to the lowest val loss."""
     set_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_gate_net(size)
     n = len(x_train)
-    steps = max(1, n // batch)
-    sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
-    opt = keras.optimizers.Adam(learning_rate=sched)
-    counts = np.bincount(y_train.astype(int), minlength=2).astype(np.float32)
-    class_w = tf.constant(n / (2.0 * np.maximum(counts, 1.0)), tf.float32)
+    opt = _optimizer(lr, max(1, n // batch), epochs)
+    class_w = _class_weights(y_train)
 
-    @tf.function(reduce_retracing=True)
-    def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def gate_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             p = model(x, training=True)
             ce = keras.losses.sparse_categorical_crossentropy(y, p)
             loss = tf.reduce_mean(ce * tf.gather(class_w, y))
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        acc = tf.reduce_mean(
-            tf.cast(tf.equal(tf.argmax(p, axis=1, output_type=tf.int32), y), tf.float32)
-        )
-        return loss, acc
+        return loss, _accuracy(p, y)
 
-    hist: dict[str, list[float]] = {
-        k: [] for k in ("loss", "acc", "val_loss", "val_acc", "val_auc")
-    }
-    best_auc, best_epoch, best_weights = -1.0, 0, model.get_weights()
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        order = rng.permutation(n)
-        losses, accs = [], []
-        for b in range(steps):
-            idx = order[b * batch : (b + 1) * batch]
-            xb = augment(x_train[idx], rng, shift=4)
-            loss, acc = step(tf.constant(xb), tf.constant(y_train[idx].astype(np.int32)))
-            losses.append(float(loss))
-            accs.append(float(acc))
-        pv = np.clip(predict_gate(model, x_val)[:, 1], 1e-7, 1 - 1e-7)
-        yv = y_val.astype(int)
-        vauc = roc_auc(yv, pv)
-        hist["loss"].append(float(np.mean(losses)))
-        hist["acc"].append(float(np.mean(accs)))
-        hist["val_loss"].append(float(-np.mean(yv * np.log(pv) + (1 - yv) * np.log(1 - pv))))
-        hist["val_acc"].append(float(np.mean((pv >= 0.5) == (yv == 1))))
-        hist["val_auc"].append(vauc)
-        # Ties (AUC 1.0 is common here) go to the lowest val loss.
-        score = vauc - 1e-3 * hist["val_loss"][-1]
-        if score >= best_auc:
-            best_auc, best_epoch, best_weights = score, epoch + 1, model.get_weights()
-        log.info(
-            "gate epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_auc %.4f (%.0f s)",
-            epoch + 1,
-            epochs,
-            hist["loss"][-1],
-            hist["acc"][-1],
-            hist["val_loss"][-1],
-            vauc,
-            time.perf_counter() - start,
-        )
-    model.set_weights(best_weights)
-    return FitResult(
-        model=model,
-        history=hist,
-        best_epoch=best_epoch,
-        best_val_auc=float(hist["val_auc"][best_epoch - 1]),
-        seconds=time.perf_counter() - start,
-        config={
-            "epochs": epochs,
-            "batch": batch,
-            "lr": lr,
-            "seed": seed,
-            "optimizer": "Adam + cosine decay",
-            "augmentation": "random shift +-4 px (reflect), gain 0.85-1.15, bias +-0.15",
-            "params": int(model.count_params()),
-            "train_images": int(n),
-        },
+    step = tf.function(gate_step, reduce_retracing=True)
+
+    def train_step(idx: NDArray[np.int64]) -> tuple[float, float]:
+        x_batch = augment(x_train[idx], rng, shift=4)
+        loss, acc = step(tf.constant(x_batch), tf.constant(y_train[idx].astype(np.int32)))
+        return float(loss), float(acc)
+
+    loop = _Epochs(
+        model,
+        epochs,
+        batch,
+        "gate",
+        train_step,
+        predict_val=lambda: predict_gate(model, x_val)[:, 1],
+        selection=lambda auc, loss: auc - 1e-3 * loss,
     )
-
-
-def predict_gate(model: keras.Model, x: NDArray[Any], batch: int = 256) -> NDArray[Any]:
-    outs = [
-        np.asarray(model(tf.constant(x[i : i + batch].astype(np.float32)), training=False))
-        for i in range(0, len(x), batch)
-    ]
-    return np.concatenate(outs)
+    fit = loop.run(n, y_val, rng)
+    fit.config = _run_config(model, n, epochs=epochs, batch=batch, lr=lr, seed=seed, shift=4)
+    return fit

@@ -69,9 +69,9 @@ def _crops(px: NDArray[np.uint8], n: int, rng: np.random.Generator) -> Iterator[
     yield px
     h, w = px.shape[:2]
     for _ in range(n - 1):
-        ch, cw = int(h * rng.uniform(0.4, 0.9)), int(w * rng.uniform(0.4, 0.9))
-        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        yield np.ascontiguousarray(px[y : y + ch, x : x + cw])
+        crop_h, crop_w = int(h * rng.uniform(0.4, 0.9)), int(w * rng.uniform(0.4, 0.9))
+        y, x = int(rng.integers(0, h - crop_h + 1)), int(rng.integers(0, w - crop_w + 1))
+        yield np.ascontiguousarray(px[y : y + crop_h, x : x + crop_w])
 
 
 def natural_images(crops_per_image: int = 6, seed: int = 0) -> Iterator[Negative]:

@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     split = np.array([r.split for r in records])
     ds = np.array([r.dataset for r in records])
     nih, ker = ds == "nih-cxr14", ds == "kermany-pediatric"
-    tr, va, te = split == "train", split == "val", split == "test"
+    train, val, test = split == "train", split == "val", split == "test"
 
     images = preprocess_all(records, args.size)
     timings["preprocess_s"] = time.perf_counter() - t0
@@ -272,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     rnd = random_model(args.seed)
     rng = np.random.default_rng(args.seed)
-    calib = rng.choice(np.flatnonzero(tr), size=min(args.bn_calib, int(tr.sum())), replace=False)
+    calib = rng.choice(
+        np.flatnonzero(train), size=min(args.bn_calib, int(train.sum())), replace=False
+    )
     recalibrate_bn(rnd, images[np.sort(calib)])
     feats_rnd = extract(rnd, images)
     timings["features_random_s"] = time.perf_counter() - t
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         split=split,
         dataset=ds,
     )
-    tests = {"test": te, "test_nih": te & nih, "test_kermany": te & ker}
+    tests = {"test": test, "test_nih": test & nih, "test_kermany": test & ker}
     results: dict[str, Any] = {
         "n": {
             f"{s}_{d}": int(((split == s) & (ds == d)).sum())
@@ -293,18 +295,18 @@ def main(argv: list[str] | None = None) -> None:
             for d in DATASETS
         },
         "pooled": {
-            "pretrained": probe(feats_pre, y, tr, va, tests),
-            "random": probe(feats_rnd, y, tr, va, tests),
+            "pretrained": probe(feats_pre, y, train, val, tests),
+            "random": probe(feats_rnd, y, train, val, tests),
         },
         "cross": {},
     }
     for kind, feats in (("pretrained", feats_pre), ("random", feats_rnd)):
         results["cross"][kind] = {
             "nih_to_kermany": probe(
-                feats, y, tr & nih, va & nih, {"test_own": te & nih, "test_other": te & ker}
+                feats, y, train & nih, val & nih, {"test_own": test & nih, "test_other": test & ker}
             ),
             "kermany_to_nih": probe(
-                feats, y, tr & ker, va & ker, {"test_own": te & ker, "test_other": te & nih}
+                feats, y, train & ker, val & ker, {"test_own": test & ker, "test_other": test & nih}
             ),
         }
     timings["total_s"] = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""Metric helpers used by the chest training reports (numpy only)."""
+"""The chest trainers' metrics (shared.train.evaluation under the chest conventions)."""
 
 from __future__ import annotations
 
