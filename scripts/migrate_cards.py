@@ -30,9 +30,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bc_service.pipeline import MammoPipeline
+from bc_service.pipeline.cards import mammo_steps, served_preprocessing
 from bc_service.pipeline.stages import preprocess_stages
-from shared.model import Estimate, ModelCard, ModelRepository
+from shared.model import ModelCard
+from shared.train.card_writer import typed_metrics, typed_thresholds
 from shared.transforms import Compose
 from tb_service import preprocess
 
@@ -44,71 +45,6 @@ CHEST = {
 BOOTSTRAP = "95% percentile bootstrap, 2000 resamples stratified by class (bc_service.train)"
 
 
-def intervals(value: Any) -> Any:
-    """``{"value", "ci_low", "ci_high", ...}`` -> ``{"value", "ci95": [lo, hi], ...}``."""
-    if isinstance(value, list):
-        return [intervals(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out = {k: intervals(v) for k, v in value.items()}
-    if "value" in out and "ci_low" in out and "ci_high" in out:
-        lo, hi = out.pop("ci_low"), out.pop("ci_high")
-        out = {"value": out.pop("value"), "ci95": [lo, hi], **out}
-    return out
-
-
-def _is_figure(value: Any) -> bool:
-    if not isinstance(value, dict):
-        return False
-    if "ci95" in value:
-        Estimate.model_validate(value)
-        return True
-    return all(isinstance(v, int | float) for v in value.values())  # a table of counts
-
-
-def metrics(card: dict[str, Any], problems: list[str]) -> None:
-    m = intervals(card.get("metrics") or {})
-    m.setdefault("split", "test")
-    m.setdefault("ci", BOOTSTRAP)
-    test = m.get("test", {})
-    details = {k: v for k, v in test.items() if not _is_figure(v)}
-    if details:
-        m["test"] = {k: v for k, v in test.items() if k not in details}
-        m["test_details"] = {**m.get("test_details", {}), **details}
-    card["metrics"] = m
-
-
-def thresholds(card: dict[str, Any], problems: list[str]) -> None:
-    t = card.get("threshold")
-    if not isinstance(t, dict):
-        return
-    out: dict[str, Any] = {}
-    rules: dict[str, str] = {}
-    for key, value in t.items():
-        if isinstance(value, dict) and "value" in value:
-            out[key] = value["value"]
-            if "how" in value:
-                rules[key] = str(value["how"])
-        else:
-            out[key] = value
-    if rules:
-        distinct = set(rules.values())
-        out["rule"] = (
-            distinct.pop()
-            if len(distinct) == 1
-            else "; ".join(f"{k}: {how}" for k, how in rules.items())
-        )
-    val = card.get("metrics", {}).get("val", {})
-    for key, metric in (("val_sensitivity", "sensitivity"), ("val_specificity", "specificity")):
-        if key in out:
-            measured = (val.get(metric) or {}).get("value")
-            if measured != out[key]:
-                problems.append(f"threshold.{key} {out[key]} != metrics.val.{metric} {measured}")
-                continue
-            del out[key]
-    card["threshold"] = out
-
-
 def _params(pipe: Compose[Any], stage: str) -> dict[str, Any]:
     for step in pipe.describe():
         if step["stage"] == stage:
@@ -118,8 +54,7 @@ def _params(pipe: Compose[Any], stage: str) -> dict[str, Any]:
 
 
 def mammo_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
-    # The stages as the service builds them (parameters do not depend on the loaded models).
-    served = MammoPipeline(ModelRepository(ROOT / "no-models")).model_pipeline(card["name"])
+    served = mammo_steps(card["name"])
     pre = dict(card.get("preprocessing") or {})
     # Training builds its patches with preprocess_stages(): the served stages must be the same.
     trained = Compose[Any](preprocess_stages()).describe()
@@ -144,11 +79,7 @@ def mammo_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"preprocessing.stages {stages} are not the served stages")
     for key in ("stages", "patch", "stride", "clahe", "fn"):
         pre.pop(key, None)
-    card["preprocessing"] = {
-        **pre,
-        "pipeline": f"bc_service.pipeline.MammoPipeline.model_pipeline({card['name']!r})",
-        "steps": served.describe(),
-    }
+    card["preprocessing"] = {**pre, **served_preprocessing(card["name"])}
 
 
 def chest_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
@@ -161,8 +92,8 @@ def chest_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
 def migrate(path: Path) -> tuple[dict[str, Any], list[str]]:
     card: dict[str, Any] = json.loads(path.read_text())
     problems: list[str] = []
-    metrics(card, problems)
-    thresholds(card, problems)
+    typed_metrics(card, BOOTSTRAP)
+    problems += typed_thresholds(card)
     if card["name"] in CHEST:
         chest_preprocessing(card, problems)
     else:

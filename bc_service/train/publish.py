@@ -3,8 +3,10 @@ of record), ``report.md`` and the plots drawn from the saved results. TensorFlow
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from bc_service.pipeline.cards import served_preprocessing
 from bc_service.pipeline.features import (
     GATE_SIZE,
     PATCH_LABELS,
@@ -12,9 +14,8 @@ from bc_service.pipeline.features import (
     VIEW_FEATURES,
     WORK_HEIGHT,
 )
-from bc_service.train.heatmaps import STRIDE
 from bc_service.train.workspace import VERSION, Config, model_folder
-from shared.train.card_writer import card_tensor, write_card
+from shared.train.card_writer import card_tensor, typed_metrics, typed_thresholds, write_card
 from shared.train.plots import plot_confusion, plot_history
 
 SOURCES = {
@@ -23,6 +24,20 @@ SOURCES = {
     "nih-cxr14": "Wang et al., ChestX-ray8, CVPR 2017 (NIH Clinical Center).",
     "kermany-pediatric": "Kermany et al., Cell 2018; Mendeley Data, CC BY 4.0.",
 }
+
+
+CI_METHOD = "95% percentile bootstrap, 2000 resamples stratified by class (bc_service.train)"
+
+
+def _write_typed(folder: Path, card: dict[str, Any]) -> None:
+    """Write ``card`` in the typed card's shape (``shared.model.ModelCard``): intervals as
+    ``ci95``, thresholds as ``{name: value, "rule": how}``, preprocessing from the served
+    stages (set by the writers), so that bc_service loads what training wrote."""
+    typed_metrics(card, CI_METHOD)
+    problems = typed_thresholds(card)
+    if problems:
+        raise ValueError(f"{card['name']}: {'; '.join(problems)}")
+    write_card(folder, card)
 
 
 def _ci(m: dict[str, Any]) -> str:
@@ -57,7 +72,7 @@ def write_gate(res: dict[str, Any]) -> None:
         ],
         "outputs": [card_tensor("p_mammogram", ["N", 1])],
         "labels": ["mammogram"],
-        "preprocessing": {"version": "1", "fn": "bc_service.pipeline.features.gate_input"},
+        "preprocessing": served_preprocessing("mammo-gate"),
         "training_data": {
             "positives": "mini-mias MLO mammograms (train split, plus 2 augmented copies each: "
             "mirror, crop/zoom, rotation, gamma)",
@@ -90,7 +105,7 @@ def write_gate(res: dict[str, Any]) -> None:
             "A DICOM's Modality tag is checked before the model (non-MG is refused outright).",
         ],
     }
-    write_card(folder, card)
+    _write_typed(folder, card)
     t = res["test"]
     lines = [
         "# mammo-gate v1 report",
@@ -129,13 +144,7 @@ def write_patch(cfg: Config, res: dict[str, Any], acts: dict[str, Any] | None) -
         ],
         "outputs": [card_tensor("probs", ["N", 3])],
         "labels": PATCH_LABELS,
-        "preprocessing": {
-            "version": VERSION,
-            "stages": ["decode", "orientation", "crop", "enhance"],
-            "patch": PATCH_SIZE,
-            "stride": STRIDE,
-            "clahe": {"clip_limit": 2.0, "tiles": 8},
-        },
+        "preprocessing": served_preprocessing("mammo-patch"),
         "training_data": {
             "dataset": "mini-mias train split (210 images) only",
             "lesion_patches": f"{cfg.per_lesion} per located lesion per epoch, centre jittered "
@@ -170,7 +179,7 @@ def write_patch(cfg: Config, res: dict[str, Any], acts: dict[str, Any] | None) -
             "are close to the working resolution (~400 um/px).",
         ],
     }
-    write_card(folder, card)
+    _write_typed(folder, card)
     t = res["test"]
     plot_history([res["history"]], folder / "training.png", "mammo-patch training")
     plot_confusion(t["confusion"], PATCH_LABELS, folder / "confusion_test.png", "patches on test")
@@ -238,7 +247,7 @@ def write_view(cfg: Config, res: dict[str, Any]) -> None:
         ],
         "outputs": [card_tensor("probs", ["N", 2], "[P(benign finding), P(malignant finding)]")],
         "labels": ["benign", "malignant"],
-        "preprocessing": {"version": "1", "fn": "bc_service.pipeline.stages.classifier_features"},
+        "preprocessing": served_preprocessing("mammo-view"),
         "training_data": {
             "dataset": "mini-mias train split (210 images): out-of-fold heatmap features from "
             f"{cfg.folds} patch models trained on the other folds (grouped by woman), so the "
@@ -274,7 +283,7 @@ def write_view(cfg: Config, res: dict[str, Any]) -> None:
             "No image-level CNN: the view decision uses heatmap statistics only.",
         ],
     }
-    write_card(folder, card)
+    _write_typed(folder, card)
     b = res["baseline_hog_lr"]
     loc = res["localisation"]
     lines = [

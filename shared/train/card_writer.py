@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.clock import timestamp
-from shared.model import ModelCard, TensorSpec, file_sha256
+from shared.model import Estimate, ModelCard, TensorSpec, file_sha256
 
 
 def card_tensor(name: str, shape: list[int | str | None], description: str = "") -> dict[str, Any]:
@@ -25,3 +25,76 @@ def write_card(folder: Path, card: dict[str, Any]) -> None:
     card["created"] = timestamp()
     ModelCard.model_validate(card)
     (folder / "card.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
+
+
+def intervals(value: Any) -> Any:
+    """``{"value", "ci_low", "ci_high", ...}`` -> ``{"value", "ci95": [lo, hi], ...}``."""
+    if isinstance(value, list):
+        return [intervals(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: intervals(v) for k, v in value.items()}
+    if "value" in out and "ci_low" in out and "ci_high" in out:
+        lo, hi = out.pop("ci_low"), out.pop("ci_high")
+        out = {"value": out.pop("value"), "ci95": [lo, hi], **out}
+    return out
+
+
+def _is_figure(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    if "ci95" in value:
+        Estimate.model_validate(value)
+        return True
+    return all(isinstance(v, int | float) for v in value.values())  # a table of counts
+
+
+def typed_metrics(card: dict[str, Any], ci: str) -> None:
+    """``card["metrics"]`` in the typed card's shape: intervals as ``ci95``, ``split`` and ``ci``
+    (how the intervals were computed) stated, and ``test`` entries that are neither a figure
+    with its CI nor a table of counts moved to ``test_details``."""
+    m = intervals(card.get("metrics") or {})
+    m.setdefault("split", "test")
+    m.setdefault("ci", ci)
+    test = m.get("test", {})
+    details = {k: v for k, v in test.items() if not _is_figure(v)}
+    if details:
+        m["test"] = {k: v for k, v in test.items() if k not in details}
+        m["test_details"] = {**m.get("test_details", {}), **details}
+    card["metrics"] = m
+
+
+def typed_thresholds(card: dict[str, Any]) -> list[str]:
+    """``card["threshold"]`` as ``{"<name>": value, ..., "rule": how}`` (from ``{"<name>":
+    {"value", "how"}}``); the problems found (a threshold figure that disagrees with
+    ``metrics.val``), which leave that figure in place."""
+    problems: list[str] = []
+    t = card.get("threshold")
+    if not isinstance(t, dict):
+        return problems
+    out: dict[str, Any] = {}
+    rules: dict[str, str] = {}
+    for key, value in t.items():
+        if isinstance(value, dict) and "value" in value:
+            out[key] = value["value"]
+            if "how" in value:
+                rules[key] = str(value["how"])
+        else:
+            out[key] = value
+    if rules:
+        distinct = set(rules.values())
+        out["rule"] = (
+            distinct.pop()
+            if len(distinct) == 1
+            else "; ".join(f"{k}: {how}" for k, how in rules.items())
+        )
+    val = card.get("metrics", {}).get("val", {})
+    for key, metric in (("val_sensitivity", "sensitivity"), ("val_specificity", "specificity")):
+        if key in out:
+            measured = (val.get(metric) or {}).get("value")
+            if measured != out[key]:
+                problems.append(f"threshold.{key} {out[key]} != metrics.val.{metric} {measured}")
+                continue
+            del out[key]
+    card["threshold"] = out
+    return problems

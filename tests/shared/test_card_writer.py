@@ -32,7 +32,13 @@ def test_card_tensor_entries() -> None:
 
 def test_write_card_records_sha256_and_time(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"not really onnx")
-    card = {"name": "m", "version": "1", "inputs": [card_tensor("x", ["N", 3])]}
+    card = {
+        "name": "m",
+        "version": "1",
+        "inputs": [card_tensor("x", ["N", 3])],
+        "preprocessing": {"steps": [{"stage": "resize", "params": {"size": 3}}]},
+        "intended_use": "a test",
+    }
     write_card(tmp_path, card)
     written = json.loads((tmp_path / "card.json").read_text())
     assert written["sha256"] == hashlib.sha256(b"not really onnx").hexdigest()
