@@ -293,3 +293,16 @@ def photograph(tmp: Path) -> Path:
 def copy_as(src: Path, dst: Path) -> Path:
     shutil.copyfile(src, dst)
     return dst
+
+
+def verify_pending_doctors(stack: Stack) -> None:
+    """An admin (made by the CLI) verifies every pending doctor, as the admin screen would:
+    patients see, and share studies with, verified doctors only."""
+    from tests.gateway.conftest import Api, admin_api
+
+    admin = admin_api(Api(stack.url), stack.database_url)
+    pending = admin.get("/v1/admin/doctors", params={"status": "pending", "limit": 100})
+    assert pending.status_code == 200, pending.text
+    for doctor in pending.json()["items"]:
+        r = admin.post(f"/v1/admin/doctors/{doctor['id']}/verify", json={})
+        assert r.status_code == 200, r.text

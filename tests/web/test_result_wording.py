@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import Pages, Stack, real_chest_xray, real_mammo_exam, screenshot
+from tests.web.conftest import (
+    Pages,
+    Stack,
+    real_chest_xray,
+    real_mammo_exam,
+    screenshot,
+    verify_pending_doctors,
+)
 from tests.web.test_browser import login, nav, signup
 
 pytestmark = pytest.mark.browser
@@ -52,6 +59,7 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
     doc.get_by_role("button", name="Create account").click()
     doc.get_by_role("heading", name="Inbox").wait_for()
     doc.get_by_role("button", name="Log out").click()
+    verify_pending_doctors(stack)
 
     pat = pages.new()
     signup(pat, name="Rosalind Patient", email="rosalind@example.org")
@@ -192,6 +200,7 @@ def test_doctors_page_pages_through_the_list(stack: Stack, pages: Pages) -> None
             "licence_number": f"GP-{i:04d}",
         }
         assert httpx.post(stack.url + "/v1/auth/signup", json=body).status_code == 201
+    verify_pending_doctors(stack)
     page = pages.new()
     signup(page, name="Jo Patient", email="jo@example.org")
     page.get_by_role("button", name="Create account").click()
