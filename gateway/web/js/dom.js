@@ -70,6 +70,33 @@ export function showError(box, message, title) {
   box.focus?.();
 }
 
+/**
+ * A card form that does its own checks (novalidate). On submit it keeps the page, empties the
+ * error box `err` and runs onSubmit(event); a check that fails returns early from onSubmit.
+ */
+export function cardForm(err, onSubmit, ...children) {
+  return h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        await onSubmit(e);
+      },
+    },
+    children,
+  );
+}
+
+/** Point the user at the control to fix: mark it invalid (unless mark is false), say why, focus it. */
+export function fieldError(box, control, message, mark = true) {
+  if (mark) control?.setAttribute("aria-invalid", "true");
+  showError(box, message);
+  control?.focus();
+}
+
 export function percent(p, digits = 1) {
   return `${(Number(p) * 100).toFixed(digits)}%`;
 }
