@@ -57,6 +57,13 @@ export function field(labelText, control, hint) {
   return h("div", { class: "field" }, parts);
 }
 
+/** Radio buttons drawn as choices under a legend: options are [value, text] pairs, the first checked. */
+export function radioChoices(legend, name, options) {
+  const choice = ([value, text], i) =>
+    h("label", { class: "choice" }, h("input", { type: "radio", name, value, checked: i === 0 }), text);
+  return h("fieldset", {}, h("legend", {}, legend), h("div", { class: "choices" }, options.map(choice)));
+}
+
 /** An error box that screen readers announce when it is filled. */
 export function alertBox() {
   return h("div", { class: "alert error", role: "alert", "aria-live": "assertive" });

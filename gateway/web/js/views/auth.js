@@ -2,7 +2,7 @@
 // and the forgotten-password pair: ask for a link, then choose a new password with it.
 
 import * as api from "../api.js";
-import { alertBox, cardForm, field, fieldError, h, showError } from "../dom.js";
+import { alertBox, cardForm, field, fieldError, h, radioChoices, showError } from "../dom.js";
 
 function afterLogin(user) {
   const next = sessionStorage.getItem("irmi.next");
@@ -13,6 +13,9 @@ function afterLogin(user) {
 const validEmail = (value) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(value.trim());
 const strongPassword = (value) => value.length >= 10 && /[A-Za-z]/.test(value) && /\d/.test(value);
 const WEAK_PASSWORD = "The password needs at least 10 characters, with at least one letter and one digit.";
+
+/** The narrow column these screens share, under its heading. */
+const narrow = (title, ...children) => h("div", { class: "narrow" }, h("h1", {}, title), children);
 
 function busy(button, on, text) {
   button.disabled = on;
@@ -48,10 +51,8 @@ export function renderLogin(el) {
     submit,
   );
   el.append(
-    h(
-      "div",
-      { class: "narrow" },
-      h("h1", {}, "Log in to IRMI"),
+    narrow(
+      "Log in to IRMI",
       h("p", { class: "muted" }, "Chest X-ray and mammogram screening, reviewed with your doctor."),
       form,
       h("p", {}, h("a", { href: "#/forgot" }, "Forgot your password?")),
@@ -62,14 +63,10 @@ export function renderLogin(el) {
 
 export function renderSignup(el) {
   const err = alertBox();
-  const roleChoice = (value, text, checked) =>
-    h("label", { class: "choice" }, h("input", { type: "radio", name: "role", value, checked }), text);
-  const roles = h(
-    "fieldset",
-    {},
-    h("legend", {}, "I am a"),
-    h("div", { class: "choices" }, roleChoice("patient", "Patient", true), roleChoice("doctor", "Doctor", false)),
-  );
+  const roles = radioChoices("I am a", "role", [
+    ["patient", "Patient"],
+    ["doctor", "Doctor"],
+  ]);
   const name = h("input", { type: "text", name: "full_name", autocomplete: "name", required: true });
   const email = h("input", { type: "email", name: "email", autocomplete: "email", required: true });
   const password = h("input", {
@@ -148,10 +145,8 @@ export function renderSignup(el) {
     submit,
   );
   el.append(
-    h(
-      "div",
-      { class: "narrow" },
-      h("h1", {}, "Create your IRMI account"),
+    narrow(
+      "Create your IRMI account",
       form,
       h("p", {}, "Already registered? ", h("a", { href: "#/login" }, "Log in")),
     ),
@@ -183,10 +178,8 @@ export function renderForgot(el) {
     submit,
   );
   el.append(
-    h(
-      "div",
-      { class: "narrow" },
-      h("h1", {}, "Forgotten password"),
+    narrow(
+      "Forgotten password",
       h("p", { class: "muted" }, "We send a link to choose a new password to your e-mail address."),
       form,
       h("p", {}, h("a", { href: "#/login" }, "Back to log in")),
@@ -208,7 +201,7 @@ export function renderReset(el) {
     minlength: "10",
   });
   const submit = h("button", { type: "submit", class: "btn block" }, "Set the new password");
-  const box = h("div", { class: "narrow" }, h("h1", {}, "Choose a new password"));
+  const box = narrow("Choose a new password");
   if (!token) {
     box.append(
       h("p", { class: "alert error", role: "alert" }, "This page needs the link from the e-mail."),

@@ -1,7 +1,7 @@
 // New study: one chest X-ray, or 1-4 mammogram views with optional view tags.
 
 import * as api from "../api.js";
-import { alertBox, cardForm, field, fieldError, fill, h, newId, showError } from "../dom.js";
+import { alertBox, cardForm, field, fieldError, fill, h, newId, radioChoices, showError } from "../dom.js";
 
 const ACCEPT = ".png,.jpg,.jpeg,.dcm,.dicom,image/png,image/jpeg,application/dicom";
 
@@ -55,14 +55,10 @@ export function render(el) {
   const prog = progressBar("Upload progress");
   let kind = "chest";
 
-  const kindChoice = (value, text, checked) =>
-    h("label", { class: "choice" }, h("input", { type: "radio", name: "kind", value, checked }), text);
-  const kinds = h(
-    "fieldset",
-    {},
-    h("legend", {}, "What are you uploading?"),
-    h("div", { class: "choices" }, kindChoice("chest", "Chest X-ray", true), kindChoice("mammography", "Mammogram", false)),
-  );
+  const kinds = radioChoices("What are you uploading?", "kind", [
+    ["chest", "Chest X-ray"],
+    ["mammography", "Mammogram"],
+  ]);
 
   const chestFile = h("input", { type: "file", accept: ACCEPT, name: "file" });
   const chestPart = h(
