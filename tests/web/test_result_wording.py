@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.web.conftest import Pages, Stack, real_chest_xray, real_mammo_exam, screenshot
-from tests.web.test_browser import login, nav, signup
+from tests.web.test_browser import login, mammogram_views, nav, new_patient, signup
 
 pytestmark = pytest.mark.browser
 
@@ -54,9 +54,7 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
     doc.get_by_role("button", name="Log out").click()
 
     pat = pages.new()
-    signup(pat, name="Rosalind Patient", email="rosalind@example.org")
-    pat.get_by_role("button", name="Create account").click()
-    pat.get_by_role("heading", name="New study").wait_for()
+    new_patient(pat, name="Rosalind Patient", email="rosalind@example.org")
 
     # Chest: the screening wording, no probabilities named after a diagnosis.
     pat.get_by_label("Chest X-ray image").set_input_files(str(chest))
@@ -71,13 +69,8 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
 
     # Mammogram: same wording, no per-view or per-breast benign/malignant labels.
     nav(pat, "New study")
-    pat.get_by_label("Mammogram").check()
-    (p0, t0), (p1, t1) = exam[0], exam[1]
-    pat.get_by_label("View 1 image").set_input_files(str(p0))
-    pat.get_by_label("View 1 tag").select_option(t0)
-    pat.get_by_role("button", name="Add another view").click()
-    pat.get_by_label("View 2 image").set_input_files(str(p1))
-    pat.get_by_label("View 2 tag").select_option(t1)
+    mammogram_views(pat, exam[:2])
+    t0 = exam[0][1]
     pat.get_by_role("button", name="Upload and analyse").click()
     pat.wait_for_url(re.compile(r"#/studies/\w+$"), timeout=60_000)
     _patient_headline(pat)
@@ -121,9 +114,7 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
 
 def test_hidden_buttons_stay_hidden_on_upload(stack: Stack, pages: Pages) -> None:
     page = pages.new()
-    signup(page, name="Hana Patient", email="hana@example.org")
-    page.get_by_role("button", name="Create account").click()
-    page.get_by_role("heading", name="New study").wait_for()
+    new_patient(page, name="Hana Patient", email="hana@example.org")
     page.get_by_label("Mammogram").check()
     page.get_by_label("View 1 image").wait_for()
     # The only row cannot be removed.
@@ -147,9 +138,7 @@ def test_history_list_is_one_request(stack: Stack, pages: Pages, tmp_path: Any) 
     if chest is None:
         pytest.skip("real images absent: ../shared/data/nih-cxr14 is needed")
     page = pages.new()
-    signup(page, name="Ivo Patient", email="ivo@example.org")
-    page.get_by_role("button", name="Create account").click()
-    page.get_by_role("heading", name="New study").wait_for()
+    new_patient(page, name="Ivo Patient", email="ivo@example.org")
     for _ in range(3):
         nav(page, "New study")
         page.get_by_label("Chest X-ray image").set_input_files(str(chest))
@@ -193,9 +182,7 @@ def test_doctors_page_pages_through_the_list(stack: Stack, pages: Pages) -> None
         }
         assert httpx.post(stack.url + "/v1/auth/signup", json=body).status_code == 201
     page = pages.new()
-    signup(page, name="Jo Patient", email="jo@example.org")
-    page.get_by_role("button", name="Create account").click()
-    page.get_by_role("heading", name="New study").wait_for()
+    new_patient(page, name="Jo Patient", email="jo@example.org")
     nav(page, "Doctors")
     page.get_by_role("heading", name="Doctors").wait_for()
     page.get_by_label("Specialty").select_option("general_practice")
