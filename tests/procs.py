@@ -122,6 +122,28 @@ def refusal_of_tampered_step(
     return exit_of(module, {prefix + "MODELS_DIR": str(copy), prefix + "USE_GPU": "false"})
 
 
+def run_module(
+    args: list[str], env: dict[str, str | None], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m <args>`` from the repository root, its output captured. ``env`` adds to this
+    process's environment (a ``None`` value unsets the variable)."""
+    full = {**os.environ, "PYTHONPATH": str(REPO)}
+    for key, value in env.items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        input=stdin,
+        env=full,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def exit_of(module: str, env: dict[str, str], timeout: float = 120.0) -> tuple[int, str]:
     """Start ``module`` expecting it to refuse to start: its exit status and its logs."""
     svc = spawn(module, env)

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from gateway.schemas import StudyDetail
 from shared.contracts.chest import ChestPrediction
@@ -81,16 +82,23 @@ def _wait_study(c: httpx.Client, system: System, url: str) -> dict[str, Any]:
         time.sleep(0.1)
 
 
+def _one_file(
+    c: httpx.Client, url: str, part: tuple[str, bytes, str], schema: type[BaseModel]
+) -> tuple[int, str]:
+    """A one-file route: 200 with a body of ``schema``, or the error envelope's code."""
+    r = c.post(url, files={"file": part})
+    if r.status_code == 200:
+        schema.model_validate(r.json())
+        return 200, "ok"
+    return r.status_code, _envelope(r)["code"]
+
+
 def _outcome(route: str, c: httpx.Client, s: System, name: str, data: bytes) -> tuple[int, str]:
     """(HTTP status, "ok" or the error code) of one file sent to one route."""
     part = (name, data, "application/octet-stream")
     key = {"X-API-Key": s.key}
     if route == "tb /v1/predict":
-        r = c.post(s.tb.url + "/v1/predict", files={"file": part})
-        if r.status_code == 200:
-            ChestPrediction.model_validate(r.json())
-            return 200, "ok"
-        return r.status_code, _envelope(r)["code"]
+        return _one_file(c, s.tb.url + "/v1/predict", part, ChestPrediction)
     if route == "tb /v1/predict/batch":
         r = c.post(s.tb.url + "/v1/predict/batch", files=[("files", part)])
         assert r.status_code == 200, r.text
@@ -107,11 +115,7 @@ def _outcome(route: str, c: httpx.Client, s: System, name: str, data: bytes) -> 
             return 200, "ok"
         return r.status_code, _envelope(r)["code"]
     if route == "bc /v1/predict":
-        r = c.post(s.bc.url + "/v1/predict", files={"file": part})
-        if r.status_code == 200:
-            ViewResult.model_validate(r.json())
-            return 200, "ok"
-        return r.status_code, _envelope(r)["code"]
+        return _one_file(c, s.bc.url + "/v1/predict", part, ViewResult)
     if route == "bc /v1/exams":
         with c.stream(
             "POST", s.bc.url + "/v1/exams", params={"stream": "true"}, files=[("files", part)]

@@ -14,15 +14,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.store import S3Store
-from tests.procs import REPO, Service, free_port, spawn, wait_ready
+from gateway.store import ImageStore, LocalDiskStore, S3Store
+from tests.procs import REPO, Service, free_port, run_module, spawn, wait_ready
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
@@ -144,6 +144,12 @@ def gateway_env(
     return env
 
 
+def sqlite_gateway_env(tmp: Path, upstream_url: str, **extra: str) -> dict[str, str]:
+    """``gateway_env`` for a gateway on a SQLite file in ``tmp``, both services at one upstream."""
+    db = f"sqlite+aiosqlite:///{tmp / 'gw.db'}"
+    return gateway_env(tmp, db, upstream_url, upstream_url, **extra)
+
+
 @contextlib.contextmanager
 def run_gateway(env: dict[str, str], log_dir: Path) -> Iterator[Service]:
     svc = spawn("gateway", env, log_dir=log_dir)
@@ -219,6 +225,27 @@ def signup_login(api: Api, email: str, role: str = "patient", **extra: Any) -> d
     return out
 
 
+def patient_api(base_url: str, email: str) -> Api:
+    """A new patient's logged-in session on the gateway at ``base_url``."""
+    anon = Api(base_url)
+    return anon.as_token(signup_login(anon, email)["access_token"])
+
+
+TERMINAL = {"succeeded", "failed"}
+
+
+def wait_status(
+    api: Api, url: str, statuses: set[str] = TERMINAL, limit_s: float = 60
+) -> dict[str, Any]:
+    """Poll the study at ``url`` until its status is one of ``statuses``; its last body."""
+    deadline = time.monotonic() + limit_s
+    while (body := api.get(url).json())["status"] not in statuses:
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    out: dict[str, Any] = body
+    return out
+
+
 @pytest.fixture(scope="module")
 def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The REAL inference services on loopback. tb_service runs tiny rigged ONNX models with the
@@ -250,6 +277,23 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 def _weed() -> str | None:
     found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     return found if Path(found).exists() else None
+
+
+@contextlib.asynccontextmanager
+async def store_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, bucket: str
+) -> AsyncIterator[ImageStore]:
+    """The image store a fixture parametrised with "local" or "s3" names: files under
+    ``tmp_path``, or ``bucket`` on the session's SeaweedFS; closed after use."""
+    if request.param == "local":
+        s: ImageStore = LocalDiskStore(tmp_path / "blobs")
+    else:
+        url = request.getfixturevalue("seaweedfs")
+        s = S3Store(bucket, endpoint_url=url, access_key_id="k", secret_access_key="s")
+    try:
+        yield s
+    finally:
+        await s.close()
 
 
 @pytest.fixture(scope="session")
@@ -303,28 +347,10 @@ _admins: dict[str, str] = {}  # database URL -> admin e-mail
 
 def create_admin_cli(database_url: str, email: str, password: str = ADMIN_PASSWORD) -> None:
     """``python -m gateway.admin create-admin`` against the database, the password on stdin."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "IRMI_DEV_MODE": "1",
-        "IRMI_GATEWAY_DATABASE_URL": database_url,
-    }
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.admin",
-            "create-admin",
-            "--email",
-            email,
-            "--password-stdin",
-        ],
-        input=password + "\n",
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = run_module(
+        ["gateway.admin", "create-admin", "--email", email, "--password-stdin"],
+        {"IRMI_DEV_MODE": "1", "IRMI_GATEWAY_DATABASE_URL": database_url},
+        stdin=password + "\n",
     )
     assert out.returncode == 0, out.stderr
 
@@ -345,3 +371,18 @@ def admin_api(api: Api, database_url: str) -> Api:
 def verify_doctor(api: Api, database_url: str, doctor_id: str) -> None:
     r = admin_api(api, database_url).post(f"/v1/admin/doctors/{doctor_id}/verify", json={})
     assert r.status_code == 200, r.text
+
+
+def doctor_login(
+    api: Api,
+    email: str,
+    licence_number: str,
+    specialty: str = "radiology",
+    verified_in: str | None = None,
+) -> dict[str, Any]:
+    """A doctor signs up and logs in (as ``signup_login``); an admin verifies them when
+    ``verified_in`` names the gateway's database."""
+    doctor = signup_login(api, email, "doctor", specialty=specialty, licence_number=licence_number)
+    if verified_in is not None:
+        verify_doctor(api, verified_in, doctor["user"]["id"])
+    return doctor

@@ -8,10 +8,8 @@ patient once, and only patients with an answered consultation rate.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,26 +20,35 @@ from tests.gateway.conftest import (
     Api,
     admin_api,
     create_admin_cli,
-    gateway_env,
+    doctor_login,
     run_gateway,
     signup_login,
-    verify_doctor,
+    sqlite_gateway_env,
 )
-from tests.procs import REPO, Service
+from tests.procs import Service, run_module
 from tests.tb_service.svc_helpers import chest_png
 
 
 @pytest.fixture(scope="module")
 def gw(fakes: dict[str, Service], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("accounts")
-    db = f"sqlite+aiosqlite:///{tmp / 'gw.db'}"
-    env = gateway_env(tmp, db, fakes["ok"].url, fakes["ok"].url)
+    env = sqlite_gateway_env(tmp, fakes["ok"].url)
     with run_gateway(env, tmp) as svc:
+        db = env["IRMI_GATEWAY_DATABASE_URL"]
         yield {"api": Api(svc.url), "db": db, "db_path": tmp / "gw.db"}
 
 
 def doctor_signup(anon: Api, email: str) -> dict[str, Any]:
-    return signup_login(anon, email, "doctor", specialty="radiology", licence_number="abc")
+    return doctor_login(anon, email, "abc")
+
+
+def patient_and_doctor(
+    anon: Api, patient_email: str, doctor_email: str
+) -> tuple[Api, Api, dict[str, Any]]:
+    """Sessions of a new patient and a new (pending) doctor, and the doctor's login body."""
+    patient = signup_login(anon, patient_email)
+    doctor = doctor_signup(anon, doctor_email)
+    return anon.as_token(patient["access_token"]), anon.as_token(doctor["access_token"]), doctor
 
 
 def upload(p: Api) -> dict[str, Any]:
@@ -62,9 +69,7 @@ def test_signup_never_makes_an_admin(gw: dict[str, Any]) -> None:
 
 def test_pending_doctor_is_invisible_and_receives_nothing(gw: dict[str, Any]) -> None:
     anon: Api = gw["api"]
-    patient = signup_login(anon, "pat1@example.org")
-    doctor = doctor_signup(anon, "doc1@example.org")
-    p, d = anon.as_token(patient["access_token"]), anon.as_token(doctor["access_token"])
+    p, d, doctor = patient_and_doctor(anon, "pat1@example.org", "doc1@example.org")
     doc_id = doctor["user"]["id"]
     assert doctor["user"]["doctor_status"] == "pending"
     assert doc_id not in [x["id"] for x in p.get("/v1/doctors").json()["items"]]
@@ -85,9 +90,7 @@ def test_pending_doctor_is_invisible_and_receives_nothing(gw: dict[str, Any]) ->
 
 def test_admin_verifies_suspends_and_every_decision_is_audited(gw: dict[str, Any]) -> None:
     anon: Api = gw["api"]
-    patient = signup_login(anon, "pat2@example.org")
-    doctor = doctor_signup(anon, "doc2@example.org")
-    p, d = anon.as_token(patient["access_token"]), anon.as_token(doctor["access_token"])
+    p, d, doctor = patient_and_doctor(anon, "pat2@example.org", "doc2@example.org")
     doc_id = doctor["user"]["id"]
     admin = admin_api(anon, gw["db"])
     me = admin.get("/v1/users/me").json()
@@ -161,11 +164,8 @@ def test_admin_verifies_suspends_and_every_decision_is_audited(gw: dict[str, Any
 
 def test_ratings_count_each_consulting_patient_once(gw: dict[str, Any]) -> None:
     anon: Api = gw["api"]
-    doctor = signup_login(
-        anon, "rated@example.org", "doctor", specialty="oncology", licence_number="ONC-1"
-    )
+    doctor = doctor_login(anon, "rated@example.org", "ONC-1", "oncology", verified_in=gw["db"])
     doc_id = doctor["user"]["id"]
-    verify_doctor(anon, gw["db"], doc_id)
     d = anon.as_token(doctor["access_token"])
     a = anon.as_token(signup_login(anon, "rater-a@example.org")["access_token"])
     c = anon.as_token(signup_login(anon, "rater-c@example.org")["access_token"])
@@ -198,21 +198,12 @@ def test_ratings_count_each_consulting_patient_once(gw: dict[str, Any]) -> None:
 
 def test_admin_cli_takes_no_password_from_argv(tmp_path: Path) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "IRMI_DEV_MODE": "1"}
-    env["IRMI_GATEWAY_DATABASE_URL"] = db
-    env.pop("IRMI_ADMIN_PASSWORD", None)
-    base = [sys.executable, "-m", "gateway.admin", "create-admin", "--email", "root@example.org"]
+    env: dict[str, str | None] = {"IRMI_DEV_MODE": "1", "IRMI_GATEWAY_DATABASE_URL": db}
+    env["IRMI_ADMIN_PASSWORD"] = None  # unset: no password from the environment
+    base = ["gateway.admin", "create-admin", "--email", "root@example.org"]
 
     def run(args: list[str], stdin: str = "", **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            base + args,
-            input=stdin,
-            env={**env, **extra},
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_module(base + args, {**env, **extra}, stdin=stdin)
 
     assert run(["--password", "admin-password-1"]).returncode == 2  # no such option
     no_tty = run([])

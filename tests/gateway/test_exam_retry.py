@@ -8,24 +8,17 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from tests.gateway.conftest import Api, gateway_env, run_fake, run_gateway, signup_login
+from tests.gateway.conftest import (
+    Api,
+    patient_api,
+    run_fake,
+    run_gateway,
+    sqlite_gateway_env,
+    wait_status,
+)
 from tests.imagegen import gradient, png_bytes
 from tests.procs import Service
-
-
-def _patient(gw: Service, email: str) -> Api:
-    anon = Api(gw.url)
-    return anon.as_token(signup_login(anon, email)["access_token"])
-
-
-def _wait(api: Api, url: str, statuses: set[str], limit_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + limit_s
-    while (body := api.get(url).json())["status"] not in statuses:
-        assert time.monotonic() < deadline, body
-        time.sleep(0.05)
-    return body
 
 
 def _events(api: Api, url: str) -> list[tuple[str, str]]:
@@ -42,25 +35,23 @@ def _events(api: Api, url: str) -> list[tuple[str, str]]:
 
 def test_outage_longer_than_the_window_fails_the_study(tmp_path: Path) -> None:
     with run_fake("ok", tmp_path) as fake:
-        env = gateway_env(
+        env = sqlite_gateway_env(
             tmp_path,
-            f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
-            fake.url,
             fake.url,
             IRMI_GATEWAY_EXAM_RETRY_WINDOW_S="2",
             IRMI_GATEWAY_EXAM_RETRY_BACKOFF_S="0.2",
         )
         with run_gateway(env, tmp_path) as gw:
-            p = _patient(gw, "window@example.org")
+            p = patient_api(gw.url, "window@example.org")
             view = [("L-CC", ("a.png", png_bytes(gradient(96, 96)) + b"FAKE:slow", "image/png"))]
             r = p.post("/v1/studies/mammography", files=view)
             assert r.status_code == 202, r.text
             url = r.json()["study_url"]
-            _wait(p, url, {"running"})
+            wait_status(p, url, {"running"})
             fake.proc.kill()  # bc_service gone for good
             fake.proc.wait()
             t0 = time.monotonic()
-            study = _wait(p, url, {"succeeded", "failed"})
+            study = wait_status(p, url)
             assert time.monotonic() - t0 < 30
     assert study["status"] == "failed", study
     err = study["error"]
@@ -72,23 +63,21 @@ def test_rerun_a_failed_study_from_its_stored_images(
     fakes: dict[str, Service], tmp_path: Path
 ) -> None:
     fake = fakes["ok"]
-    env = gateway_env(
+    env = sqlite_gateway_env(
         tmp_path,
-        f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
-        fake.url,
         fake.url,
         IRMI_GATEWAY_EXAM_ATTEMPTS="1",
         IRMI_GATEWAY_EXAM_RETRY_BACKOFF_S="0.1",
     )
     with run_gateway(env, tmp_path) as gw:
-        p = _patient(gw, "rerun@example.org")
-        other = _patient(gw, "other@example.org")
+        p = patient_api(gw.url, "rerun@example.org")
+        other = patient_api(gw.url, "other@example.org")
         # FAKE:flaky dies the first time these bytes come: with one attempt, the study fails
         image = png_bytes(gradient(100, 80)) + b"FAKE:flaky"
         r = p.post("/v1/studies/mammography", files=[("R-MLO", ("a.png", image, "image/png"))])
         assert r.status_code == 202, r.text
         study_id, url = r.json()["id"], r.json()["study_url"]
-        failed = _wait(p, url, {"succeeded", "failed"})
+        failed = wait_status(p, url)
         assert failed["status"] == "failed", failed
         rerun = f"/v1/studies/{study_id}/rerun"
         assert other.post(rerun).status_code == 404  # not theirs: not even revealed
@@ -98,7 +87,7 @@ def test_rerun_a_failed_study_from_its_stored_images(
         assert accepted["status"] == "queued" and "?after=" in accepted["events_url"]
         again = p.post(rerun)  # already queued or running
         assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
-        done = _wait(p, url, {"succeeded", "failed"})
+        done = wait_status(p, url)
         assert done["status"] == "succeeded", done
         assert done["error"] is None and done["finished_at"] is not None
         assert done["mammography_result"]["views"][0]["tag"] == "R-MLO"
@@ -119,10 +108,10 @@ def test_rerun_a_failed_study_from_its_stored_images(
         r = p.post("/v1/studies/mammography", files=[("L-CC", ("d.png", dying, "image/png"))])
         assert r.status_code == 202, r.text
         url = r.json()["study_url"]
-        assert _wait(p, url, {"succeeded", "failed"})["status"] == "failed"
+        assert wait_status(p, url)["status"] == "failed"
         with ThreadPoolExecutor(5) as pool:
             codes = sorted(pool.map(lambda _: p.post(url + "/rerun").status_code, range(5)))
         assert codes == [202, 409, 409, 409, 409], codes
-        assert _wait(p, url, {"succeeded", "failed"})["status"] == "failed"
+        assert wait_status(p, url)["status"] == "failed"
         kinds = [e for e, _ in _events(p, url + "/events")]
         assert kinds.count("retry") == 1 and kinds.count("error") == 2, kinds

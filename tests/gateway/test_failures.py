@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,45 +13,28 @@ import httpx
 
 from tests.gateway.conftest import (
     Api,
-    gateway_env,
+    patient_api,
     run_gateway,
-    signup_login,
+    sqlite_gateway_env,
+    wait_status,
 )
 from tests.imagegen import gradient, pillow_bytes, png_bytes
 from tests.procs import Service, free_port
 from tests.tb_service.svc_helpers import chest_png
-
-
-def _patient(gw_url: str) -> Api:
-    anon = Api(gw_url)
-    return anon.as_token(signup_login(anon, "p@example.org")["access_token"])
-
-
-def _wait_terminal(api: Api, url: str, limit_s: float = 60) -> dict:
-    deadline = time.monotonic() + limit_s
-    while True:
-        body = api.get(url).json()
-        if body["status"] in {"succeeded", "failed"}:
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.1)
-
 
 MAMMO = [("L-CC", ("a.png", png_bytes(gradient(128, 96)), "image/png"))]
 
 
 def test_upstream_down_is_503_and_oversize_is_413(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    env = gateway_env(
+    env = sqlite_gateway_env(
         tmp_path,
-        f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
-        dead,
         dead,
         IRMI_GATEWAY_MAX_UPLOAD_BYTES="65536",
         IRMI_GATEWAY_UPSTREAM_RETRY_AFTER_S="7",
     )
     with run_gateway(env, tmp_path) as gw:
-        p = _patient(gw.url)
+        p = patient_api(gw.url, "p@example.org")
         xray = chest_png(64, 64)
         for path, files in [
             ("/v1/studies/chest", {"file": ("x.png", xray, "image/png")}),
@@ -117,10 +99,8 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
     mid-exam (it died) every time -> the exam is re-submitted, then the study ends failed and
     its event stream ends with `error`; a bc_service lost once -> the retry succeeds."""
     fake = fakes["ok"]
-    env = gateway_env(
+    env = sqlite_gateway_env(
         tmp_path,
-        f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
-        fake.url,
         fake.url,
         IRMI_GATEWAY_TB_TIMEOUT_S="2",
         IRMI_GATEWAY_BC_TIMEOUT_S="2",
@@ -128,7 +108,7 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
         IRMI_GATEWAY_EXAM_RETRY_BACKOFF_S="0.1",
     )
     with run_gateway(env, tmp_path) as gw:
-        p = _patient(gw.url)
+        p = patient_api(gw.url, "p@example.org")
         slow = chest_png(64, 64) + b"FAKE:hang"
         r = p.post("/v1/studies/chest", files={"file": ("x.png", slow, "image/png")})
         assert r.status_code == 503 and r.json()["error"]["code"] == "service_unavailable"
@@ -155,7 +135,7 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
         view = [("L-CC", ("c.png", png_bytes(gradient(90, 90)) + b"FAKE:reject", "image/png"))]
         r = p.post("/v1/studies/mammography", files=view)
         assert r.status_code == 202, r.text
-        study = _wait_terminal(p, r.json()["study_url"])
+        study = wait_status(p, r.json()["study_url"])
         assert study["status"] == "failed" and study["error"]["code"] == "not_a_mammogram", study
         with p.stream("GET", r.json()["events_url"], timeout=60) as resp:
             assert "event: retry" not in "".join(resp.iter_text())
@@ -163,7 +143,7 @@ def test_slow_or_dying_upstreams(fakes: dict[str, Service], tmp_path: Path) -> N
         view = [("R-CC", ("b.png", png_bytes(gradient(100, 90)) + b"FAKE:flaky", "image/png"))]
         r = p.post("/v1/studies/mammography", files=view)
         assert r.status_code == 202, r.text
-        study = _wait_terminal(p, r.json()["study_url"])
+        study = wait_status(p, r.json()["study_url"])
         assert study["status"] == "succeeded", study
         assert study["mammography_result"]["views"][0]["tag"] == "R-CC"  # the tag travelled
         with p.stream("GET", r.json()["events_url"], timeout=60) as resp:
@@ -188,10 +168,8 @@ def test_stopped_replica_hands_its_exam_over(fakes: dict[str, Service], tmp_path
     stopped (SIGTERM) mid-exam; it leaves the study running, and the other replica adopts it
     (its lease expired), re-submits it from the stored images, and the exam succeeds."""
     fake = fakes["ok"]
-    env = gateway_env(
+    env = sqlite_gateway_env(
         tmp_path,
-        f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
-        fake.url,
         fake.url,
         IRMI_GATEWAY_JWT_SECRET="shared-secret-0123456789abcdef0123456789",
         IRMI_GATEWAY_RELAY_LEASE_S="2",
@@ -199,19 +177,16 @@ def test_stopped_replica_hands_its_exam_over(fakes: dict[str, Service], tmp_path
         IRMI_GATEWAY_EXAM_RETRY_BACKOFF_S="0.1",
     )
     with run_gateway(env, tmp_path / "a") as a, run_gateway(env, tmp_path / "b") as b:
-        pa = _patient(a.url)
+        pa = patient_api(a.url, "p@example.org")
         pb = Api(b.url, token=pa.client.headers["Authorization"].split(" ", 1)[1])
         view = [("L-MLO", ("a.png", png_bytes(gradient(120, 90)) + b"FAKE:slow", "image/png"))]
         r = pa.post("/v1/studies/mammography", files=view)
         assert r.status_code == 202, r.text
         url = r.json()["study_url"]
-        deadline = time.monotonic() + 30
-        while pb.get(url).json()["status"] != "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_status(pb, url, {"running"}, limit_s=30)
         a.stop()
         assert pb.get(url).json()["status"] == "running"  # not failed by the shutdown
-        study = _wait_terminal(pb, url)
+        study = wait_status(pb, url)
         assert study["status"] == "succeeded", study
         assert study["mammography_result"]["views"][0]["tag"] == "L-MLO"
         with pb.stream("GET", r.json()["events_url"], timeout=60) as resp:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.bc_service.images import mammogram
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login, verify_doctor
+from tests.gateway.conftest import Api, doctor_login, gateway_env, run_gateway, signup_login
 from tests.tb_service.svc_helpers import blank_png, chest_png
 
 
@@ -37,10 +37,7 @@ def test_patient_doctor_flow(database_url: str, upstreams: dict[str, str], tmp_p
     with run_gateway(env, tmp_path) as gw:
         anon = Api(gw.url)
         patient = signup_login(anon, "pat@example.org")
-        doctor = signup_login(
-            anon, "doc@example.org", "doctor", specialty="radiology", licence_number="LIC-001"
-        )
-        verify_doctor(anon, database_url, doctor["user"]["id"])
+        doctor = doctor_login(anon, "doc@example.org", "LIC-001", verified_in=database_url)
         p = anon.as_token(patient["access_token"])
         d = anon.as_token(doctor["access_token"])
 

@@ -4,9 +4,6 @@ one the ORM models describe, they are idempotent, and the command-line entry poi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from gateway.db import alembic_config, create_engine, migrate
 from gateway.models import Base
 from gateway.security import hash_password
 from tests.gateway.conftest import Api, gateway_env, run_gateway, verify_doctor
-from tests.procs import REPO, Service
+from tests.procs import Service, run_module
 
 PASSWORD = "s3cure-password"
 
@@ -54,18 +51,8 @@ async def test_migrations_from_empty_database(database_url: str) -> None:
 
 def test_migrate_command_creates_the_database_file(tmp_path: Path) -> None:
     db = tmp_path / "sub" / "dir" / "irmi.db"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "IRMI_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.migrate"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = run_module(
+        ["gateway.migrate"], {"IRMI_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
     )
     assert out.returncode == 0, out.stderr
     assert db.exists()

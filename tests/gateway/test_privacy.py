@@ -20,8 +20,8 @@ from PIL import Image
 from gateway.deidentify import deidentify_dicom, strip_jpeg_metadata
 from gateway.encryption import EncryptedStore, Keyring, SealError, keyring_from_settings
 from gateway.settings import Settings
-from gateway.store import ImageStore, LocalDiskStore, S3Store
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login
+from gateway.store import LocalDiskStore
+from tests.gateway.conftest import Api, run_gateway, signup_login, sqlite_gateway_env, store_backend
 from tests.imagegen import dicom_bytes, gradient, png_bytes
 from tests.procs import Service
 
@@ -56,13 +56,8 @@ def _key(seed: int) -> bytes:
 
 @pytest.fixture(params=["local", "s3"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    if request.param == "local":
-        s: ImageStore = LocalDiskStore(tmp_path / "blobs")
-    else:
-        url = request.getfixturevalue("seaweedfs")
-        s = S3Store("irmi-sealed", endpoint_url=url, access_key_id="k", secret_access_key="s")
-    yield s
-    await s.close()
+    async with store_backend(request, tmp_path, "irmi-sealed") as s:
+        yield s
 
 
 async def test_store_holds_ciphertext_and_keys_rotate(backend: Any) -> None:
@@ -141,7 +136,7 @@ def test_upload_is_stored_encrypted_and_forwarded_deidentified(
     fakes: dict[str, Service], tmp_path: Path
 ) -> None:
     fake = fakes["ok"]
-    env = gateway_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", fake.url, fake.url)
+    env = sqlite_gateway_env(tmp_path, fake.url)
     with run_gateway(env, tmp_path) as gw:
         anon = Api(gw.url)
         p = anon.as_token(signup_login(anon, "privacy@example.org")["access_token"])

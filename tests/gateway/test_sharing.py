@@ -10,32 +10,32 @@ retention period ``python -m gateway.admin purge-records`` removes what a deleti
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login, verify_doctor
-from tests.procs import REPO, Service
+from tests.gateway.conftest import (
+    Api,
+    doctor_login,
+    run_gateway,
+    signup_login,
+    sqlite_gateway_env,
+)
+from tests.procs import Service, run_module
 from tests.tb_service.svc_helpers import chest_png
 
 
 @pytest.fixture(scope="module")
 def world(fakes: dict[str, Service], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("sharing")
-    db = f"sqlite+aiosqlite:///{tmp / 'gw.db'}"
-    env = gateway_env(tmp, db, fakes["ok"].url, fakes["ok"].url)
+    env = sqlite_gateway_env(tmp, fakes["ok"].url)
     with run_gateway(env, tmp) as svc:
         anon = Api(svc.url)
         patient = signup_login(anon, "pat@example.org")
-        doctor = signup_login(
-            anon, "doc@example.org", "doctor", specialty="radiology", licence_number="R-1"
-        )
-        verify_doctor(anon, db, doctor["user"]["id"])
+        db = env["IRMI_GATEWAY_DATABASE_URL"]
+        doctor = doctor_login(anon, "doc@example.org", "R-1", verified_in=db)
         yield {
             "p": anon.as_token(patient["access_token"]),
             "d": anon.as_token(doctor["access_token"]),
@@ -140,23 +140,14 @@ def test_purge_records_applies_the_retention_period(world: dict[str, Any]) -> No
             (old_cid,),
         )
         audit_before = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
+    env: dict[str, str | None] = {
         "IRMI_DEV_MODE": "1",
         "IRMI_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{world['db_path']}",
         "IRMI_GATEWAY_RECORD_RETENTION_DAYS": "365",
     }
 
     def purge(*args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "gateway.admin", "purge-records", *args],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        out = run_module(["gateway.admin", "purge-records", *args], env)
         assert out.returncode == 0, out.stderr
         return out.stdout
 

@@ -10,19 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import ImageStore, LocalDiskStore, S3Store, blob_key
+from gateway.store import ImageStore, LocalDiskStore, blob_key
 from shared.errors import NotFound
+from tests.gateway.conftest import store_backend
 
 
 @pytest.fixture(params=["local", "s3"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ImageStore]:
-    if request.param == "local":
-        s: ImageStore = LocalDiskStore(tmp_path / "blobs")
-    else:
-        url = request.getfixturevalue("seaweedfs")
-        s = S3Store("irmi-test", endpoint_url=url, access_key_id="k", secret_access_key="s")
-    yield s
-    await s.close()
+    async with store_backend(request, tmp_path, "irmi-test") as s:
+        yield s
 
 
 async def test_store_roundtrip(store: ImageStore) -> None:

@@ -3,6 +3,7 @@ headless chromium through Playwright (never `playwright install`: nothing is dow
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import shutil
@@ -183,6 +184,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 FAILED = pytest.StashKey[bool]()
+
+
+@contextlib.contextmanager
+def own_gateway_pages(browser: Any, env: dict[str, str]) -> Iterator[Pages]:
+    """A gateway of the test's own (``env``, e.g. from ``gateway_env``) and pages on it, which
+    must log no page errors; the gateway stops after."""
+    gw = spawn("gateway", env, log_dir=LOGS)
+    try:
+        wait_ready(gw, timeout=60)
+        pages = Pages(browser, gw.url)
+        try:
+            yield pages
+        finally:
+            pages.close()
+        assert not pages.errors, pages.errors
+    finally:
+        gw.stop()
 
 
 @pytest.fixture()

@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 
 from tests.gateway.conftest import create_admin_cli
-from tests.procs import spawn, wait_ready
 from tests.web.conftest import (
-    LOGS,
     Pages,
     Stack,
     gateway_env,
+    own_gateway_pages,
     photograph,
     real_chest_xray,
     real_mammo_exam,
@@ -62,6 +61,23 @@ def signup(page: Any, *, name: str, email: str, doctor: bool = False) -> None:
     page.get_by_label("Full name").fill(name)
     page.get_by_label("E-mail").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
+
+
+def new_patient(page: Any, *, name: str, email: str) -> None:
+    """Sign a patient up through the form; they land on the upload screen."""
+    signup(page, name=name, email=email)
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("heading", name="New study").wait_for()
+
+
+def mammogram_views(page: Any, views: list[tuple[Path, str]]) -> None:
+    """Choose Mammogram on the upload screen and fill one row per (image, view tag)."""
+    page.get_by_label("Mammogram").check()
+    for i, (image, tag) in enumerate(views, start=1):
+        if i > 1:
+            page.get_by_role("button", name="Add another view").click()
+        page.get_by_label(f"View {i} image").set_input_files(str(image))
+        page.get_by_label(f"View {i} tag").select_option(tag)
 
 
 def login(page: Any, email: str) -> None:
@@ -163,13 +179,8 @@ def test_patient_and_doctor_flow(stack: Stack, pages: Pages, tmp_path: Path) -> 
     # --- mammogram exam: two tagged views, progress from the SSE stream up to 100%
     nav(pat, "New study")
     pat.get_by_role("heading", name="New study").wait_for()
-    pat.get_by_label("Mammogram").check()
-    (p0, t0), (p1, t1) = exam[0], exam[1]
-    pat.get_by_label("View 1 image").set_input_files(str(p0))
-    pat.get_by_label("View 1 tag").select_option(t0)
-    pat.get_by_role("button", name="Add another view").click()
-    pat.get_by_label("View 2 image").set_input_files(str(p1))
-    pat.get_by_label("View 2 tag").select_option(t1)
+    mammogram_views(pat, exam[:2])
+    t0, t1 = exam[0][1], exam[1][1]
     screenshot(pat, "05-upload-mammogram")
     pat.get_by_role("button", name="Upload and analyse").click()
     pat.wait_for_url(re.compile(r"#/studies/\w+$"), timeout=60_000)
@@ -313,9 +324,7 @@ def test_patient_and_doctor_flow(stack: Stack, pages: Pages, tmp_path: Path) -> 
 
 def test_upload_errors(stack: Stack, pages: Pages, tmp_path: Path) -> None:
     page = pages.new()
-    signup(page, name="Ben Patient", email="ben@example.org")
-    page.get_by_role("button", name="Create account").click()
-    page.get_by_role("heading", name="New study").wait_for()
+    new_patient(page, name="Ben Patient", email="ben@example.org")
 
     # Keyboard: a new screen moves focus to its heading; Tab continues into the form.
     assert page.evaluate("document.activeElement.textContent") == "New study"
@@ -361,43 +370,30 @@ def test_too_large_and_service_down(
         IRMI_GATEWAY_MAX_UPLOAD_BYTES="100000",
         IRMI_GATEWAY_ACCESS_TOKEN_TTL_S="2",
     )
-    gw = spawn("gateway", env, log_dir=LOGS)
-    try:
-        wait_ready(gw, timeout=60)
-        other = Pages(browser, gw.url)
-        try:
-            page = other.new()
-            signup(page, name="Cy Patient", email="cy@example.org")
-            page.get_by_role("button", name="Create account").click()
-            page.get_by_role("heading", name="New study").wait_for()
+    with own_gateway_pages(browser, env) as other:
+        page = other.new()
+        new_patient(page, name="Cy Patient", email="cy@example.org")
 
-            small = tmp_path / "small.png"
-            small.write_bytes(png_bytes(gradient(256, 256)))
-            page.get_by_label("Chest X-ray image").set_input_files(str(small))
-            page.get_by_role("button", name="Upload and analyse").click()
-            page.get_by_role("alert").filter(has_text="service is unavailable").wait_for()
-            screenshot(page, "22-error-service-unavailable")
+        small = tmp_path / "small.png"
+        small.write_bytes(png_bytes(gradient(256, 256)))
+        page.get_by_label("Chest X-ray image").set_input_files(str(small))
+        page.get_by_role("button", name="Upload and analyse").click()
+        page.get_by_role("alert").filter(has_text="service is unavailable").wait_for()
+        screenshot(page, "22-error-service-unavailable")
 
-            big = tmp_path / "big.png"
-            rng = __import__("numpy").random.default_rng(0)
-            big.write_bytes(png_bytes(rng.integers(0, 255, (600, 600), dtype="uint8")))
-            assert big.stat().st_size > 100_000
-            page.get_by_label("Chest X-ray image").set_input_files(str(big))
-            page.get_by_role("button", name="Upload and analyse").click()
-            page.get_by_role("alert").filter(has_text="too large: at most 98 KB").wait_for()
-            screenshot(page, "23-error-too-large")
+        big = tmp_path / "big.png"
+        rng = __import__("numpy").random.default_rng(0)
+        big.write_bytes(png_bytes(rng.integers(0, 255, (600, 600), dtype="uint8")))
+        assert big.stat().st_size > 100_000
+        page.get_by_label("Chest X-ray image").set_input_files(str(big))
+        page.get_by_role("button", name="Upload and analyse").click()
+        page.get_by_role("alert").filter(has_text="too large: at most 98 KB").wait_for()
+        screenshot(page, "23-error-too-large")
 
-            # Still logged in after all those expired tokens: history loads, no login screen.
-            page.get_by_role("navigation", name="Main").get_by_role(
-                "link", name="My studies"
-            ).click()
-            page.get_by_text("No studies yet.").wait_for()
-            assert page.get_by_role("button", name="Log out").is_visible()
-        finally:
-            other.close()
-        assert not other.errors, other.errors
-    finally:
-        gw.stop()
+        # Still logged in after all those expired tokens: history loads, no login screen.
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="My studies").click()
+        page.get_by_text("No studies yet.").wait_for()
+        assert page.get_by_role("button", name="Log out").is_visible()
 
 
 def test_sse_parser_in_the_browser(stack: Stack, pages: Pages) -> None:

@@ -12,9 +12,8 @@ import pytest
 
 from tests.gateway.conftest import run_fake
 from tests.imagegen import gradient, png_bytes
-from tests.procs import spawn, wait_ready
-from tests.web.conftest import LOGS, Pages, gateway_env
-from tests.web.test_browser import signup
+from tests.web.conftest import LOGS, gateway_env, own_gateway_pages
+from tests.web.test_browser import mammogram_views, new_patient
 
 pytestmark = pytest.mark.browser
 
@@ -28,29 +27,16 @@ def test_failed_study_is_run_again_from_the_ui(browser: Any, tmp_path: Path) -> 
             IRMI_GATEWAY_EXAM_ATTEMPTS="1",
             IRMI_GATEWAY_EXAM_RETRY_BACKOFF_S="0.1",
         )
-        gw = spawn("gateway", env, log_dir=LOGS)
-        try:
-            wait_ready(gw, timeout=60)
-            pages = Pages(browser, gw.url)
-            try:
-                page = pages.new()
-                signup(page, name="Rae Patient", email="rae@example.org")
-                page.get_by_role("button", name="Create account").click()
-                page.get_by_role("heading", name="New study").wait_for()
-                view = tmp_path / "view.png"
-                view.write_bytes(png_bytes(gradient(128, 96)) + b"FAKE:flaky")
-                page.get_by_label("Mammogram").check()
-                page.get_by_label("View 1 image").set_input_files(str(view))
-                page.get_by_label("View 1 tag").select_option("L-CC")
-                page.get_by_role("button", name="Upload and analyse").click()
-                page.wait_for_url(re.compile(r"#/studies/\w+$"), timeout=60_000)
-                again = page.get_by_role("button", name="Run the analysis again")
-                again.wait_for(timeout=60_000)
-                again.click()
-                page.get_by_test_id("result-label").wait_for(timeout=60_000)
-                assert page.get_by_role("button", name="Run the analysis again").count() == 0
-            finally:
-                pages.close()
-            assert not pages.errors, pages.errors
-        finally:
-            gw.stop()
+        with own_gateway_pages(browser, env) as pages:
+            page = pages.new()
+            new_patient(page, name="Rae Patient", email="rae@example.org")
+            view = tmp_path / "view.png"
+            view.write_bytes(png_bytes(gradient(128, 96)) + b"FAKE:flaky")
+            mammogram_views(page, [(view, "L-CC")])
+            page.get_by_role("button", name="Upload and analyse").click()
+            page.wait_for_url(re.compile(r"#/studies/\w+$"), timeout=60_000)
+            again = page.get_by_role("button", name="Run the analysis again")
+            again.wait_for(timeout=60_000)
+            again.click()
+            page.get_by_test_id("result-label").wait_for(timeout=60_000)
+            assert page.get_by_role("button", name="Run the analysis again").count() == 0

@@ -19,7 +19,7 @@ from tests.web.conftest import (
     screenshot,
     verify_pending_doctors,
 )
-from tests.web.test_browser import login, nav, signup
+from tests.web.test_browser import login, mammogram_views, nav, new_patient, signup
 
 pytestmark = pytest.mark.browser
 
@@ -62,9 +62,7 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
     verify_pending_doctors(stack)
 
     pat = pages.new()
-    signup(pat, name="Rosalind Patient", email="rosalind@example.org")
-    pat.get_by_role("button", name="Create account").click()
-    pat.get_by_role("heading", name="New study").wait_for()
+    new_patient(pat, name="Rosalind Patient", email="rosalind@example.org")
 
     # Chest: the screening wording, no probabilities named after a diagnosis.
     pat.get_by_label("Chest X-ray image").set_input_files(str(chest))
@@ -79,13 +77,8 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
 
     # Mammogram: same wording, no per-view or per-breast benign/malignant labels.
     nav(pat, "New study")
-    pat.get_by_label("Mammogram").check()
-    (p0, t0), (p1, t1) = exam[0], exam[1]
-    pat.get_by_label("View 1 image").set_input_files(str(p0))
-    pat.get_by_label("View 1 tag").select_option(t0)
-    pat.get_by_role("button", name="Add another view").click()
-    pat.get_by_label("View 2 image").set_input_files(str(p1))
-    pat.get_by_label("View 2 tag").select_option(t1)
+    mammogram_views(pat, exam[:2])
+    t0 = exam[0][1]
     pat.get_by_role("button", name="Upload and analyse").click()
     pat.wait_for_url(re.compile(r"#/studies/\w+$"), timeout=60_000)
     _patient_headline(pat)
@@ -129,9 +122,7 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
 
 def test_hidden_buttons_stay_hidden_on_upload(stack: Stack, pages: Pages) -> None:
     page = pages.new()
-    signup(page, name="Hana Patient", email="hana@example.org")
-    page.get_by_role("button", name="Create account").click()
-    page.get_by_role("heading", name="New study").wait_for()
+    new_patient(page, name="Hana Patient", email="hana@example.org")
     page.get_by_label("Mammogram").check()
     page.get_by_label("View 1 image").wait_for()
     # The only row cannot be removed.
@@ -155,9 +146,7 @@ def test_history_list_is_one_request(stack: Stack, pages: Pages, tmp_path: Any) 
     if chest is None:
         pytest.skip("real images absent: ../shared/data/nih-cxr14 is needed")
     page = pages.new()
-    signup(page, name="Ivo Patient", email="ivo@example.org")
-    page.get_by_role("button", name="Create account").click()
-    page.get_by_role("heading", name="New study").wait_for()
+    new_patient(page, name="Ivo Patient", email="ivo@example.org")
     for _ in range(3):
         nav(page, "New study")
         page.get_by_label("Chest X-ray image").set_input_files(str(chest))
@@ -202,9 +191,7 @@ def test_doctors_page_pages_through_the_list(stack: Stack, pages: Pages) -> None
         assert httpx.post(stack.url + "/v1/auth/signup", json=body).status_code == 201
     verify_pending_doctors(stack)
     page = pages.new()
-    signup(page, name="Jo Patient", email="jo@example.org")
-    page.get_by_role("button", name="Create account").click()
-    page.get_by_role("heading", name="New study").wait_for()
+    new_patient(page, name="Jo Patient", email="jo@example.org")
     nav(page, "Doctors")
     page.get_by_role("heading", name="Doctors").wait_for()
     page.get_by_label("Specialty").select_option("general_practice")

@@ -57,6 +57,13 @@ export function field(labelText, control, hint) {
   return h("div", { class: "field" }, parts);
 }
 
+/** Radio buttons drawn as choices under a legend: options are [value, text] pairs, the first checked. */
+export function radioChoices(legend, name, options) {
+  const choice = ([value, text], i) =>
+    h("label", { class: "choice" }, h("input", { type: "radio", name, value, checked: i === 0 }), text);
+  return h("fieldset", {}, h("legend", {}, legend), h("div", { class: "choices" }, options.map(choice)));
+}
+
 /** An error box that screen readers announce when it is filled. */
 export function alertBox() {
   return h("div", { class: "alert error", role: "alert", "aria-live": "assertive" });
@@ -68,6 +75,33 @@ export function showError(box, message, title) {
   if (title) box.append(h("strong", {}, title));
   box.append(document.createTextNode(message));
   box.focus?.();
+}
+
+/**
+ * A card form that does its own checks (novalidate). On submit it keeps the page, empties the
+ * error box `err` and runs onSubmit(event); a check that fails returns early from onSubmit.
+ */
+export function cardForm(err, onSubmit, ...children) {
+  return h(
+    "form",
+    {
+      class: "card",
+      novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        showError(err, "");
+        await onSubmit(e);
+      },
+    },
+    children,
+  );
+}
+
+/** Point the user at the control to fix: mark it invalid (unless mark is false), say why, focus it. */
+export function fieldError(box, control, message, mark = true) {
+  if (mark) control?.setAttribute("aria-invalid", "true");
+  showError(box, message);
+  control?.focus();
 }
 
 export function percent(p, digits = 1) {

@@ -3,7 +3,7 @@
 // suspend need a reason, which is kept with the decision.
 
 import * as api from "../api.js";
-import { alertBox, announce, clear, field, fill, formatDate, h, newId, showError } from "../dom.js";
+import { alertBox, announce, clear, field, fieldError, fill, formatDate, h, newId, showError } from "../dom.js";
 
 const STATUSES = [
   ["pending", "Waiting for verification"],
@@ -64,10 +64,7 @@ function doctorRow(doctor, onDecided) {
           showError(err, "");
           const why = reason.value.trim();
           if (decision !== "verify" && !why) {
-            reason.setAttribute("aria-invalid", "true");
-            showError(err, `Write the reason to ${decision} this doctor; it is kept with the decision.`);
-            reason.focus();
-            return;
+            return fieldError(err, reason, `Write the reason to ${decision} this doctor; it is kept with the decision.`);
           }
           e.currentTarget.disabled = true;
           try {

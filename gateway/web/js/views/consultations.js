@@ -3,7 +3,21 @@
 // doctor's access to the study. A consultation outlives its study: it then says so.
 
 import * as api from "../api.js";
-import { alertBox, announce, backLink, clear, field, fill, formatDate, h, newId, showError, stars } from "../dom.js";
+import {
+  alertBox,
+  announce,
+  backLink,
+  cardForm,
+  clear,
+  field,
+  fieldError,
+  fill,
+  formatDate,
+  h,
+  newId,
+  showError,
+  stars,
+} from "../dom.js";
 import { kindName } from "../components.js";
 import { resultBadge } from "../wording.js";
 import { follow } from "../sse.js";
@@ -120,37 +134,25 @@ export async function renderShare(el, [studyId], ctx) {
   };
   specialty.addEventListener("change", loadDoctors);
 
-  const form = h(
-    "form",
-    {
-      class: "card",
-      novalidate: true,
-      onsubmit: async (e) => {
-        e.preventDefault();
-        showError(err, "");
-        const chosen = doctorsBox.querySelector("input[name=doctor]:checked");
-        if (!chosen) {
-          showError(err, "Choose a doctor to send your question to.");
-          doctorsBox.querySelector("input")?.focus();
-          return;
-        }
-        if (!question.value.trim()) {
-          question.setAttribute("aria-invalid", "true");
-          showError(err, "Write your question for the doctor.");
-          question.focus();
-          return;
-        }
-        submit.disabled = true;
-        try {
-          const c = await api.askDoctor(study.id, chosen.value, question.value.trim());
-          announce(`Your question was sent to ${c.doctor?.full_name || "the doctor"}.`);
-          location.hash = `#/consultations/${c.id}`;
-        } catch (ex) {
-          showError(err, api.friendly(ex));
-        } finally {
-          submit.disabled = false;
-        }
-      },
+  const form = cardForm(
+    err,
+    async () => {
+      const chosen = doctorsBox.querySelector("input[name=doctor]:checked");
+      if (!chosen) {
+        const first = doctorsBox.querySelector("input");
+        return fieldError(err, first, "Choose a doctor to send your question to.", false);
+      }
+      if (!question.value.trim()) return fieldError(err, question, "Write your question for the doctor.");
+      submit.disabled = true;
+      try {
+        const c = await api.askDoctor(study.id, chosen.value, question.value.trim());
+        announce(`Your question was sent to ${c.doctor?.full_name || "the doctor"}.`);
+        location.hash = `#/consultations/${c.id}`;
+      } catch (ex) {
+        showError(err, api.friendly(ex));
+      } finally {
+        submit.disabled = false;
+      }
     },
     err,
     h("div", { class: "field" }, h("label", { for: "share-specialty" }, "Specialty"), specialty),
@@ -316,30 +318,19 @@ function replyForm(c, onDone) {
   const err = alertBox();
   const answer = h("textarea", { name: "answer", maxlength: "8000", required: true });
   const submit = h("button", { type: "submit", class: "btn" }, "Send reply");
-  return h(
-    "form",
-    {
-      class: "card",
-      novalidate: true,
-      onsubmit: async (e) => {
-        e.preventDefault();
-        showError(err, "");
-        if (!answer.value.trim()) {
-          answer.setAttribute("aria-invalid", "true");
-          showError(err, "Write your reply to the patient.");
-          answer.focus();
-          return;
-        }
-        submit.disabled = true;
-        try {
-          await api.reply(c.id, answer.value.trim());
-          announce("Your reply was sent.");
-          onDone();
-        } catch (ex) {
-          showError(err, api.friendly(ex));
-          submit.disabled = false;
-        }
-      },
+  return cardForm(
+    err,
+    async () => {
+      if (!answer.value.trim()) return fieldError(err, answer, "Write your reply to the patient.");
+      submit.disabled = true;
+      try {
+        await api.reply(c.id, answer.value.trim());
+        announce("Your reply was sent.");
+        onDone();
+      } catch (ex) {
+        showError(err, api.friendly(ex));
+        submit.disabled = false;
+      }
     },
     h("h2", {}, "Your reply"),
     err,

@@ -1,7 +1,7 @@
 // New study: one chest X-ray, or 1-4 mammogram views with optional view tags.
 
 import * as api from "../api.js";
-import { alertBox, field, fill, h, newId, showError } from "../dom.js";
+import { alertBox, cardForm, field, fieldError, fill, h, newId, radioChoices, showError } from "../dom.js";
 
 const ACCEPT = ".png,.jpg,.jpeg,.dcm,.dicom,image/png,image/jpeg,application/dicom";
 
@@ -55,14 +55,10 @@ export function render(el) {
   const prog = progressBar("Upload progress");
   let kind = "chest";
 
-  const kindChoice = (value, text, checked) =>
-    h("label", { class: "choice" }, h("input", { type: "radio", name: "kind", value, checked }), text);
-  const kinds = h(
-    "fieldset",
-    {},
-    h("legend", {}, "What are you uploading?"),
-    h("div", { class: "choices" }, kindChoice("chest", "Chest X-ray", true), kindChoice("mammography", "Mammogram", false)),
-  );
+  const kinds = radioChoices("What are you uploading?", "kind", [
+    ["chest", "Chest X-ray"],
+    ["mammography", "Mammogram"],
+  ]);
 
   const chestFile = h("input", { type: "file", accept: ACCEPT, name: "file" });
   const chestPart = h(
@@ -112,69 +108,58 @@ export function render(el) {
   });
 
   const submit = h("button", { type: "submit", class: "btn" }, "Upload and analyse");
-  const form = h(
-    "form",
-    {
-      class: "card",
-      novalidate: true,
-      onsubmit: async (e) => {
-        e.preventDefault();
-        showError(err, "");
-        let promise;
-        if (kind === "chest") {
-          const file = chestFile.files[0];
-          if (!file) {
-            showError(err, "Choose a chest X-ray image to upload.");
-            chestFile.focus();
-            return;
-          }
-          promise = api.uploadChest(file, (f) =>
-            prog.set(f < 1 ? f * 100 : null, f < 1 ? `Uploading… ${Math.round(f * 100)}%` : "Analysing the X-ray…"),
-          );
-        } else {
-          const views = [...rows.children]
-            .map((r) => ({ file: r.file.files[0], tag: r.tag.value }))
-            .filter((v) => v.file);
-          if (!views.length) {
-            showError(err, "Choose at least one mammogram view to upload.");
-            rows.querySelector("input[type=file]").focus();
-            return;
-          }
-          const tags = views.map((v) => v.tag).filter(Boolean);
-          if (new Set(tags).size !== tags.length) {
-            showError(err, "Each view tag can be used only once.");
-            return;
-          }
-          promise = api.uploadMammogram(views, (f) =>
-            prog.set(f * 100, f < 1 ? `Uploading… ${Math.round(f * 100)}%` : "Uploaded. Starting the analysis…"),
-          );
+  const form = cardForm(
+    err,
+    async () => {
+      let promise;
+      if (kind === "chest") {
+        const file = chestFile.files[0];
+        if (!file) return fieldError(err, chestFile, "Choose a chest X-ray image to upload.", false);
+        promise = api.uploadChest(file, (f) =>
+          prog.set(f < 1 ? f * 100 : null, f < 1 ? `Uploading… ${Math.round(f * 100)}%` : "Analysing the X-ray…"),
+        );
+      } else {
+        const views = [...rows.children]
+          .map((r) => ({ file: r.file.files[0], tag: r.tag.value }))
+          .filter((v) => v.file);
+        if (!views.length) {
+          const first = rows.querySelector("input[type=file]");
+          return fieldError(err, first, "Choose at least one mammogram view to upload.", false);
         }
-        submit.disabled = true;
-        prog.set(0, "Uploading…");
-        try {
-          const { body } = await promise;
-          prog.set(100, "Done.");
-          location.hash = `#/studies/${body.id}`;
-        } catch (ex) {
-          prog.hide();
-          const title =
-            {
-              unsupported_format: "Wrong file type",
-              invalid_image: "Unreadable image",
-              not_a_chest_xray: "Image rejected",
-              not_a_mammogram: "Image rejected",
-              image_too_large: "File too large",
-              payload_too_large: "File too large",
-              service_unavailable: "Service unavailable",
-              overloaded: "Service busy",
-            }[ex.code] || "Upload failed";
-          showError(err, api.friendly(ex), title);
-          err.setAttribute("tabindex", "-1");
-          err.focus();
-        } finally {
-          submit.disabled = false;
+        const tags = views.map((v) => v.tag).filter(Boolean);
+        if (new Set(tags).size !== tags.length) {
+          showError(err, "Each view tag can be used only once.");
+          return;
         }
-      },
+        promise = api.uploadMammogram(views, (f) =>
+          prog.set(f * 100, f < 1 ? `Uploading… ${Math.round(f * 100)}%` : "Uploaded. Starting the analysis…"),
+        );
+      }
+      submit.disabled = true;
+      prog.set(0, "Uploading…");
+      try {
+        const { body } = await promise;
+        prog.set(100, "Done.");
+        location.hash = `#/studies/${body.id}`;
+      } catch (ex) {
+        prog.hide();
+        const title =
+          {
+            unsupported_format: "Wrong file type",
+            invalid_image: "Unreadable image",
+            not_a_chest_xray: "Image rejected",
+            not_a_mammogram: "Image rejected",
+            image_too_large: "File too large",
+            payload_too_large: "File too large",
+            service_unavailable: "Service unavailable",
+            overloaded: "Service busy",
+          }[ex.code] || "Upload failed";
+        showError(err, api.friendly(ex), title);
+        err.setAttribute("tabindex", "-1");
+        err.focus();
+      } finally {
+        submit.disabled = false;
+      }
     },
     err,
     kinds,
