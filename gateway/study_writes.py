@@ -85,13 +85,11 @@ async def stored_images(state: GatewayState, study_id: str) -> list[Image]:
     copies (for a re-submission)."""
     async with state.sessions() as session:
         rows = list(
-            (
-                await session.execute(
-                    select(StudyFile)
-                    .where(StudyFile.study_id == study_id, StudyFile.role == "original")
-                    .order_by(StudyFile.position)
-                )
-            ).scalars()
+            await session.scalars(
+                select(StudyFile)
+                .where(StudyFile.study_id == study_id, StudyFile.role == "original")
+                .order_by(StudyFile.position)
+            )
         )
     if not rows:
         raise StudyGone
@@ -308,13 +306,11 @@ async def run_events(session: AsyncSession, study_id: str) -> tuple[int, list[St
     """The seq of the event that started the current run (0: the upload; else the last
     re-run's ``retry`` event) and the ``retry`` events of this run after it."""
     rows = list(
-        (
-            await session.execute(
-                select(StudyEvent)
-                .where(StudyEvent.study_id == study_id, StudyEvent.event == "retry")
-                .order_by(StudyEvent.seq)
-            )
-        ).scalars()
+        await session.scalars(
+            select(StudyEvent)
+            .where(StudyEvent.study_id == study_id, StudyEvent.event == "retry")
+            .order_by(StudyEvent.seq)
+        )
     )
     start = 0
     for row in rows:

@@ -135,36 +135,41 @@ class Conflict(IRMIError):
     default_message = "The resource already exists or is in a conflicting state."
 
 
-class RateLimited(IRMIError):
+class RetryLater(IRMIError):
+    """An error that says when to try again: ``Retry-After`` (seconds, at least 1; the class's
+    ``default_retry_after`` unless given), also in ``details`` where ``retry_after_in_details``."""
+
+    default_retry_after = 1
+    retry_after_in_details = True
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int | None = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        seconds = max(1, int(self.default_retry_after if retry_after is None else retry_after))
+        self.headers["Retry-After"] = str(seconds)
+        if self.retry_after_in_details:
+            self.details.setdefault("retry_after", seconds)
+
+
+class RateLimited(RetryLater):
     code = "rate_limited"
     status_code = 429
     default_message = "Too many requests; slow down."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.headers["Retry-After"] = str(max(1, int(retry_after)))
-        self.details.setdefault("retry_after", max(1, int(retry_after)))
 
-
-class Overloaded(IRMIError):
+class Overloaded(RetryLater):
     code = "overloaded"
     status_code = 503
     default_message = "The service is at capacity; retry shortly."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.headers["Retry-After"] = str(max(1, int(retry_after)))
-        self.details.setdefault("retry_after", max(1, int(retry_after)))
 
-
-class ServiceUnavailable(IRMIError):
+class ServiceUnavailable(RetryLater):
     code = "service_unavailable"
     status_code = 503
     default_message = "A required service is unavailable; retry shortly."
-
-    def __init__(self, message: str | None = None, *, retry_after: int = 5, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+    default_retry_after = 5
+    retry_after_in_details = False
 
 
 class ProcessingFailed(IRMIError):

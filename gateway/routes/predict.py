@@ -10,38 +10,28 @@ from fastapi import APIRouter, Response
 
 from gateway.deps import PredictPrincipal, StateDep
 from gateway.relay import error_of
-from gateway.routes.uploads import ChestFile, MammogramUpload, open_exam, predict_chest_upload
+from gateway.routes.uploads import (
+    UPLOAD_ERRORS,
+    ChestFile,
+    MammogramUpload,
+    open_exam,
+    predict_chest_upload,
+)
 from gateway.upstream import UpstreamError, iter_sse, status_for_code
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import Exam
 from shared.errors import (
-    Forbidden,
-    ImageTooLarge,
-    InvalidImage,
     InvalidView,
     NotAChestXray,
     NotAMammogram,
-    PayloadTooLarge,
     ProcessingFailed,
     ServiceUnavailable,
-    Unauthorized,
-    UnsupportedFormat,
     ValidationFailed,
     error_responses,
 )
 
 router = APIRouter(prefix="/v1/predict", tags=["predict"])
-_COMMON = (
-    Unauthorized,
-    Forbidden,
-    PayloadTooLarge,
-    ImageTooLarge,
-    UnsupportedFormat,
-    InvalidImage,
-    ValidationFailed,
-    ServiceUnavailable,
-    ProcessingFailed,
-)
+_COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFailed)
 
 
 @router.post(

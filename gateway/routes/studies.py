@@ -23,7 +23,13 @@ from gateway.feeds import StudyFeed
 from gateway.models import Study, StudyFile
 from gateway.relay import start_relay
 from gateway.routes.common import LIST_ERRORS, READ_ERRORS, LastEventId, Offset, resume_from
-from gateway.routes.uploads import ChestFile, MammogramUpload, open_exam, predict_chest_upload
+from gateway.routes.uploads import (
+    UPLOAD_ERRORS,
+    ChestFile,
+    MammogramUpload,
+    open_exam,
+    predict_chest_upload,
+)
 from gateway.schemas import (
     StudyAccepted,
     StudyDetail,
@@ -48,30 +54,25 @@ from gateway.study_writes import (
 from shared.errors import (
     Conflict,
     Forbidden,
-    ImageTooLarge,
-    InvalidImage,
     InvalidView,
     NotAChestXray,
     NotAMammogram,
     NotFound,
     Overloaded,
-    PayloadTooLarge,
     ProcessingFailed,
     ServiceUnavailable,
     Unauthorized,
-    UnsupportedFormat,
     ValidationFailed,
     error_responses,
 )
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
-_UPLOAD = (Unauthorized, Forbidden, PayloadTooLarge, UnsupportedFormat, ImageTooLarge)
 CHEST_ERRORS = error_responses(
-    *_UPLOAD, InvalidImage, NotAChestXray, ValidationFailed, ServiceUnavailable, ProcessingFailed
+    *UPLOAD_ERRORS, NotAChestXray, ValidationFailed, ServiceUnavailable, ProcessingFailed
 )
 MAMMO_ERRORS = error_responses(
-    *_UPLOAD, InvalidImage, InvalidView, NotAMammogram, ValidationFailed, ServiceUnavailable
+    *UPLOAD_ERRORS, InvalidView, NotAMammogram, ValidationFailed, ServiceUnavailable
 )
 _NO_STORE = {"Cache-Control": "private, no-store"}
 

@@ -1,6 +1,6 @@
-"""The upload steps the studies and predict routes share: the form fields of a chest X-ray and
-of mammogram views, a chest X-ray read and predicted by tb_service, and mammogram views read
-and submitted to bc_service as an exam stream."""
+"""The upload steps the studies and predict routes share: their errors, the form fields of a
+chest X-ray and of mammogram views, a chest X-ray read and predicted by tb_service, and
+mammogram views read and submitted to bc_service as an exam stream."""
 
 from __future__ import annotations
 
@@ -14,7 +14,25 @@ from gateway.state import GatewayState
 from gateway.studies import mammogram_views
 from gateway.study_writes import Image, read_image, read_views
 from shared.contracts.chest import ChestPrediction
-from shared.errors import ProcessingFailed
+from shared.errors import (
+    Forbidden,
+    ImageTooLarge,
+    InvalidImage,
+    PayloadTooLarge,
+    ProcessingFailed,
+    Unauthorized,
+    UnsupportedFormat,
+)
+
+# The errors of any image upload route (``error_responses(*UPLOAD_ERRORS, ...)``).
+UPLOAD_ERRORS = (
+    Unauthorized,
+    Forbidden,
+    PayloadTooLarge,
+    UnsupportedFormat,
+    ImageTooLarge,
+    InvalidImage,
+)
 
 ChestFile = Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")]
 
