@@ -8,6 +8,7 @@ one place where exceptions become HTTP responses.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -262,30 +263,49 @@ def error_responses(*errors: type[IRMIError]) -> dict[int | str, dict[str, Any]]
     return out
 
 
-def _document_unparsable_bodies(app: FastAPI) -> None:
-    """Every operation with a request body may answer 400 ``bad_request`` (a JSON or multipart
-    body that cannot be parsed at all): say so in the OpenAPI document."""
+def amend_openapi(app: FastAPI, amend: Callable[[dict[str, Any]], None]) -> None:
+    """Pass the app's OpenAPI document through ``amend`` once, when it is first generated."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         doc = generate()
-        if "ErrorEnvelope" in doc.get("components", {}).get("schemas", {}):
-            entry = {
-                "description": "Error envelope; code one of: bad_request (unparsable body)",
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
-                },
-            }
-            for methods in doc.get("paths", {}).values():
-                for op in methods.values():
-                    if isinstance(op, dict) and "requestBody" in op:
-                        op.setdefault("responses", {}).setdefault("400", entry)
+        amend(doc)
         app.openapi_schema = doc
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def openapi_operations(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every operation object of an OpenAPI document."""
+    for methods in doc.get("paths", {}).values():
+        for op in methods.values():
+            if isinstance(op, dict):
+                yield op
+
+
+def envelope_entry(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry whose body is the error envelope."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+
+
+def _document_unparsable_bodies(app: FastAPI) -> None:
+    """Every operation with a request body may answer 400 ``bad_request`` (a JSON or multipart
+    body that cannot be parsed at all): say so in the OpenAPI document."""
+
+    def amend(doc: dict[str, Any]) -> None:
+        if "ErrorEnvelope" in doc.get("components", {}).get("schemas", {}):
+            entry = envelope_entry("Error envelope; code one of: bad_request (unparsable body)")
+            for op in openapi_operations(doc):
+                if "requestBody" in op:
+                    op.setdefault("responses", {}).setdefault("400", entry)
+
+    amend_openapi(app, amend)
 
 
 _UNEXPECTED = ErrorEnvelope(
