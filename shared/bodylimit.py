@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.asgi import HttpMiddleware
 from shared.errors import PayloadTooLarge
 
 #: Maps a request scope to its body limit in bytes, or None for no limit.
@@ -80,15 +81,12 @@ def by_route(routes: Iterable[BaseRoute], uploads: int, other: int) -> LimitFor:
     return limit_for
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, limit_for: LimitFor) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit_for = limit_for
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope)
         if limit is None:
             await self.app(scope, receive, send)

@@ -16,7 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from shared.asgi import HttpMiddleware
 
 log = logging.getLogger("irmi.errors")
 
@@ -313,7 +315,7 @@ _UNEXPECTED = ErrorEnvelope(
 )
 
 
-class UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware(HttpMiddleware):
     """Turns an exception no handler took into the 500 envelope *inside* the request's
     context, so its one log line carries the request id, the method and the route template.
 
@@ -321,13 +323,7 @@ class UnhandledErrorMiddleware:
     is gone, and the server then logs the traceback a second time without it. Install this
     innermost (inside the request-id middleware)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def send_wrapper(message: Message) -> None:
