@@ -85,6 +85,17 @@ ManagerDep = Annotated[ExamManager, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 router = APIRouter(tags=["mammography"])
+# What decoding and admitting the views of a request may answer (submit and predict alike).
+_VIEW_ERRORS = (
+    BadRequest,
+    InvalidView,
+    InvalidImage,
+    NotAMammogram,
+    UnsupportedFormat,
+    ImageTooLarge,
+    PayloadTooLarge,
+    Overloaded,
+)
 
 
 def _wants_stream(request: Request, stream: bool) -> bool:
@@ -150,16 +161,7 @@ def make_view_input(view_id: str, image: DecodedImage, tag: ViewTag | None) -> V
     ),
     responses={
         **SSE_RESPONSE,
-        **error_responses(
-            BadRequest,
-            InvalidView,
-            InvalidImage,
-            NotAMammogram,
-            UnsupportedFormat,
-            ImageTooLarge,
-            PayloadTooLarge,
-            Overloaded,
-        ),
+        **error_responses(*_VIEW_ERRORS),
     },
     openapi_extra=multipart_schema(4),
 )
@@ -256,17 +258,7 @@ async def exam_events(
         "Multipart: the image in `file`, optionally its tag in the text field `view` "
         "(`L-CC`, `R-CC`, `L-MLO`, `R-MLO`; detected when absent)."
     ),
-    responses=error_responses(
-        BadRequest,
-        InvalidView,
-        InvalidImage,
-        NotAMammogram,
-        UnsupportedFormat,
-        ImageTooLarge,
-        PayloadTooLarge,
-        Overloaded,
-        ProcessingFailed,
-    ),
+    responses=error_responses(*_VIEW_ERRORS, ProcessingFailed),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -16,6 +16,7 @@ import numpy as np
 
 from bc_service.pipeline import MammoPipeline, MammoState, ViewInput
 from bc_service.pipeline.features import patches_at
+from bc_service.pipeline.timing import time_view
 from bc_service.settings import MODELS_DIR
 from shared.imaging import decode_image
 from shared.model import ModelRepository
@@ -45,14 +46,8 @@ def main(n_views: int = 12) -> None:
     totals: list[float] = []
     states: list[MammoState] = []
     for data in datas:
-        t0 = time.perf_counter()
-        img = decode_image(data)
-        dec = (time.perf_counter() - t0) * 1000
-        res = pipe.run_view(ViewInput("view-0", img, None), lambda a, b: None)
-        totals.append((time.perf_counter() - t0) * 1000)
-        per_stage.setdefault("file_decode", []).append(dec)
-        for k, v in res.timings_ms.items():
-            per_stage.setdefault(k, []).append(v)
+        total_ms, img = time_view(pipe, data, per_stage)
+        totals.append(total_ms)
         states.append(pipe.run_state(ViewInput("view-0", img, None))[0])
     # 4-view exam = 4 views + combine, sequential on one worker.
     exam_ms = []

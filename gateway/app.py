@@ -24,6 +24,7 @@ from gateway.store import create_store
 from gateway.streams import StreamHub
 from gateway.upstream import Upstreams
 from shared.bodylimit import BodyLimitMiddleware, by_route
+from shared.errors import amend_openapi, envelope_entry, openapi_operations
 from shared.service import ServiceContext, create_service_app
 
 log = logging.getLogger("irmi.gateway")
@@ -166,23 +167,13 @@ def _mount_web_ui(app: FastAPI) -> None:
 def _envelope_validation_errors(app: FastAPI) -> None:
     """FastAPI documents request-validation failures as ``HTTPValidationError``; the gateway
     answers them with the error envelope (code ``validation_error``), so document that."""
-    original = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        doc = original()
-        envelope = {
-            "description": "Error envelope; code validation_error",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
-            },
-        }
-        for methods in doc.get("paths", {}).values():
-            for op in methods.values():
-                resp = op.get("responses", {}).get("422")
-                if resp and "HTTPValidationError" in json.dumps(resp):
-                    op["responses"]["422"] = envelope
+    def amend(doc: dict[str, Any]) -> None:
+        envelope = envelope_entry("Error envelope; code validation_error")
+        for op in openapi_operations(doc):
+            resp = op.get("responses", {}).get("422")
+            if resp and "HTTPValidationError" in json.dumps(resp):
+                op["responses"]["422"] = envelope
         schemas = doc.get("components", {}).get("schemas", {})
         if "HTTPValidationError" not in json.dumps(doc.get("paths", {})):
             schemas.pop("HTTPValidationError", None)
@@ -190,7 +181,5 @@ def _envelope_validation_errors(app: FastAPI) -> None:
                 "HTTPValidationError", ""
             ):
                 schemas.pop("ValidationError", None)
-        app.openapi_schema = doc
-        return doc
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_openapi(app, amend)

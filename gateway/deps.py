@@ -110,11 +110,16 @@ async def _resolve(
     raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 
+# The two ways to authenticate, as the OpenAPI document declares them.
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+ApiKeyCredential = Annotated[str | None, Depends(api_key_scheme)]
+
+
 async def get_principal(
     state: StateDep,
     session: SessionDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    bearer: BearerCredentials,
+    api_key: ApiKeyCredential,
 ) -> Principal:
     token = bearer.credentials if bearer is not None else None
     return await _resolve(state, session, token, api_key)
@@ -123,8 +128,8 @@ async def get_principal(
 async def get_stream_principal(
     state: StateDep,
     session: ShortSessionDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    bearer: BearerCredentials,
+    api_key: ApiKeyCredential,
 ) -> Principal:
     """The caller of an event stream, read through a session that is closed before the stream
     starts. Headers only: a token in the URL would land in access logs and proxies."""

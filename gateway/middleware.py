@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.asgi import HttpMiddleware
+
 _API_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -14,18 +16,15 @@ _API_HEADERS = [
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(HttpMiddleware):
     """Headers on every response; API responses (``/v1``) are also never cached and may not
     run anything (strict CSP). Pages (web UI, docs) set their own CSP."""
 
     def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
-        self.app = app
+        super().__init__(app)
         self.hsts = hsts
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         is_api = str(scope.get("path", "")).startswith("/v1/")
 
         async def send_wrapper(message: Message) -> None:

@@ -85,13 +85,11 @@ async def stored_images(state: GatewayState, study_id: str) -> list[Image]:
     copies (for a re-submission)."""
     async with state.sessions() as session:
         rows = list(
-            (
-                await session.execute(
-                    select(StudyFile)
-                    .where(StudyFile.study_id == study_id, StudyFile.role == "original")
-                    .order_by(StudyFile.position)
-                )
-            ).scalars()
+            await session.scalars(
+                select(StudyFile)
+                .where(StudyFile.study_id == study_id, StudyFile.role == "original")
+                .order_by(StudyFile.position)
+            )
         )
     if not rows:
         raise StudyGone
@@ -136,6 +134,33 @@ async def put_heatmap(
 
 
 # ----------------------------------------------------------------------------- create
+async def _add_study(
+    session: AsyncSession,
+    principal: Principal,
+    study_id: str,
+    kind: str,
+    files: list[StudyFile],
+    result: dict[str, Any] | None = None,
+) -> Study:
+    """Add the caller's new study and its file rows to the session: with a ``result`` it is
+    finished (``succeeded``), without one ``queued`` (result left unset: SQL NULL)."""
+    ts = now()
+    finished = {"finished_at": ts, "result": result} if result is not None else {}
+    study = Study(
+        id=study_id,
+        owner_id=principal.user.id,
+        kind=kind,
+        status="succeeded" if result is not None else "queued",
+        created_at=ts,
+        updated_at=ts,
+        **finished,
+    )
+    session.add(study)
+    await session.flush()
+    session.add_all(files)
+    return study
+
+
 async def create_chest(
     state: GatewayState,
     session: AsyncSession,
@@ -157,20 +182,7 @@ async def create_chest(
     result = ChestResult.model_validate(
         {**prediction.model_dump(exclude={"heatmap"}), "heatmap": heatmap}
     ).model_dump(mode="json")
-    ts = now()
-    study = Study(
-        id=study_id,
-        owner_id=principal.user.id,
-        kind="chest",
-        status="succeeded",
-        created_at=ts,
-        updated_at=ts,
-        finished_at=ts,
-        result=result,
-    )
-    session.add(study)
-    await session.flush()
-    session.add_all(files)
+    study = await _add_study(session, principal, study_id, "chest", files, result=result)
     await add_event(
         session,
         study_id,
@@ -188,18 +200,7 @@ async def create_mammography(
     """A queued mammography study with its stored views (the relay takes it from here)."""
     study_id = new_id()
     files = await put_originals(state, study_id, images)
-    ts = now()
-    study = Study(
-        id=study_id,
-        owner_id=principal.user.id,
-        kind="mammography",
-        status="queued",
-        created_at=ts,
-        updated_at=ts,
-    )
-    session.add(study)
-    await session.flush()
-    session.add_all(files)
+    study = await _add_study(session, principal, study_id, "mammography", files)
     audit(session, principal, "create", study_id)
     await session.commit()
     return study
@@ -308,13 +309,11 @@ async def run_events(session: AsyncSession, study_id: str) -> tuple[int, list[St
     """The seq of the event that started the current run (0: the upload; else the last
     re-run's ``retry`` event) and the ``retry`` events of this run after it."""
     rows = list(
-        (
-            await session.execute(
-                select(StudyEvent)
-                .where(StudyEvent.study_id == study_id, StudyEvent.event == "retry")
-                .order_by(StudyEvent.seq)
-            )
-        ).scalars()
+        await session.scalars(
+            select(StudyEvent)
+            .where(StudyEvent.study_id == study_id, StudyEvent.event == "retry")
+            .order_by(StudyEvent.seq)
+        )
     )
     start = 0
     for row in rows:

@@ -9,13 +9,16 @@ client went away, so nothing unbounded is buffered or spooled to disk.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from fastapi import params
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.asgi import HttpMiddleware
 from shared.errors import PayloadTooLarge
 
 #: Maps a request scope to its body limit in bytes, or None for no limit.
@@ -43,13 +46,21 @@ def uniform(limit: int) -> LimitFor:
     return limit_for
 
 
+def _body_params(dependant: Dependant) -> Iterator[Any]:  # fastapi ModelField
+    """A route's body fields, with those its dependencies declare (a form field read by a
+    dependency makes the route an upload route too)."""
+    yield from dependant.body_params
+    for sub in dependant.dependencies:
+        yield from _body_params(sub)
+
+
 def upload_routes(routes: Iterable[BaseRoute]) -> list[tuple[re.Pattern[str], frozenset[str]]]:
     """The (path pattern, methods) of the routes taking a multipart form (``File``/``Form``)."""
     out = []
     for route in routes:
         if not isinstance(route, APIRoute):
             continue
-        if any(isinstance(f.field_info, params.Form) for f in route.dependant.body_params):
+        if any(isinstance(f.field_info, params.Form) for f in _body_params(route.dependant)):
             out.append((route.path_regex, frozenset(route.methods or ())))
     return out
 
@@ -70,15 +81,12 @@ def by_route(routes: Iterable[BaseRoute], uploads: int, other: int) -> LimitFor:
     return limit_for
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, limit_for: LimitFor) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit_for = limit_for
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope)
         if limit is None:
             await self.app(scope, receive, send)

@@ -8,6 +8,7 @@ one place where exceptions become HTTP responses.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -15,7 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from shared.asgi import HttpMiddleware
 
 log = logging.getLogger("irmi.errors")
 
@@ -135,36 +138,41 @@ class Conflict(IRMIError):
     default_message = "The resource already exists or is in a conflicting state."
 
 
-class RateLimited(IRMIError):
+class RetryLater(IRMIError):
+    """An error that says when to try again: ``Retry-After`` (seconds, at least 1; the class's
+    ``default_retry_after`` unless given), also in ``details`` where ``retry_after_in_details``."""
+
+    default_retry_after = 1
+    retry_after_in_details = True
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int | None = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        seconds = max(1, int(self.default_retry_after if retry_after is None else retry_after))
+        self.headers["Retry-After"] = str(seconds)
+        if self.retry_after_in_details:
+            self.details.setdefault("retry_after", seconds)
+
+
+class RateLimited(RetryLater):
     code = "rate_limited"
     status_code = 429
     default_message = "Too many requests; slow down."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.headers["Retry-After"] = str(max(1, int(retry_after)))
-        self.details.setdefault("retry_after", max(1, int(retry_after)))
 
-
-class Overloaded(IRMIError):
+class Overloaded(RetryLater):
     code = "overloaded"
     status_code = 503
     default_message = "The service is at capacity; retry shortly."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.headers["Retry-After"] = str(max(1, int(retry_after)))
-        self.details.setdefault("retry_after", max(1, int(retry_after)))
 
-
-class ServiceUnavailable(IRMIError):
+class ServiceUnavailable(RetryLater):
     code = "service_unavailable"
     status_code = 503
     default_message = "A required service is unavailable; retry shortly."
-
-    def __init__(self, message: str | None = None, *, retry_after: int = 5, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+    default_retry_after = 5
+    retry_after_in_details = False
 
 
 class ProcessingFailed(IRMIError):
@@ -257,30 +265,49 @@ def error_responses(*errors: type[IRMIError]) -> dict[int | str, dict[str, Any]]
     return out
 
 
-def _document_unparsable_bodies(app: FastAPI) -> None:
-    """Every operation with a request body may answer 400 ``bad_request`` (a JSON or multipart
-    body that cannot be parsed at all): say so in the OpenAPI document."""
+def amend_openapi(app: FastAPI, amend: Callable[[dict[str, Any]], None]) -> None:
+    """Pass the app's OpenAPI document through ``amend`` once, when it is first generated."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         doc = generate()
-        if "ErrorEnvelope" in doc.get("components", {}).get("schemas", {}):
-            entry = {
-                "description": "Error envelope; code one of: bad_request (unparsable body)",
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
-                },
-            }
-            for methods in doc.get("paths", {}).values():
-                for op in methods.values():
-                    if isinstance(op, dict) and "requestBody" in op:
-                        op.setdefault("responses", {}).setdefault("400", entry)
+        amend(doc)
         app.openapi_schema = doc
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def openapi_operations(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every operation object of an OpenAPI document."""
+    for methods in doc.get("paths", {}).values():
+        for op in methods.values():
+            if isinstance(op, dict):
+                yield op
+
+
+def envelope_entry(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry whose body is the error envelope."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+
+
+def _document_unparsable_bodies(app: FastAPI) -> None:
+    """Every operation with a request body may answer 400 ``bad_request`` (a JSON or multipart
+    body that cannot be parsed at all): say so in the OpenAPI document."""
+
+    def amend(doc: dict[str, Any]) -> None:
+        if "ErrorEnvelope" in doc.get("components", {}).get("schemas", {}):
+            entry = envelope_entry("Error envelope; code one of: bad_request (unparsable body)")
+            for op in openapi_operations(doc):
+                if "requestBody" in op:
+                    op.setdefault("responses", {}).setdefault("400", entry)
+
+    amend_openapi(app, amend)
 
 
 _UNEXPECTED = ErrorEnvelope(
@@ -288,7 +315,7 @@ _UNEXPECTED = ErrorEnvelope(
 )
 
 
-class UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware(HttpMiddleware):
     """Turns an exception no handler took into the 500 envelope *inside* the request's
     context, so its one log line carries the request id, the method and the route template.
 
@@ -296,13 +323,7 @@ class UnhandledErrorMiddleware:
     is gone, and the server then logs the traceback a second time without it. Install this
     innermost (inside the request-id middleware)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def send_wrapper(message: Message) -> None:

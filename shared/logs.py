@@ -17,6 +17,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.asgi import HttpMiddleware
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message"}
@@ -79,18 +81,15 @@ def configure_logging(service: str, level: str = "INFO", json_logs: bool = True)
         logging.getLogger(name).propagate = True
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(HttpMiddleware):
     """Assigns a request id (or keeps a well-formed incoming one), echoes it in
     ``X-Request-ID`` and writes one access line per request."""
 
     def __init__(self, app: ASGIApp, logger_name: str = "irmi.access") -> None:
-        self.app = app
+        super().__init__(app)
         self.log = logging.getLogger(logger_name)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = ""
         for key, value in scope.get("headers", []):
             if key == b"x-request-id":

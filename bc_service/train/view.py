@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import time
 from typing import Any
 
 import numpy as np
@@ -193,8 +192,8 @@ def step_view(cfg: Config) -> dict[str, Any]:
 
 def measure_timing(cfg: Config, cases: list[tdata.Prepared], n: int = 12) -> dict[str, Any]:
     """Per-view time by stage through MammoPipeline with the committed models (this machine)."""
-    from bc_service.pipeline import MammoPipeline, ViewInput
-    from shared.imaging import decode_image
+    from bc_service.pipeline import MammoPipeline
+    from bc_service.pipeline.timing import time_view
     from shared.model import ModelRepository
 
     repo = ModelRepository(MODELS, use_gpu=False)
@@ -204,14 +203,7 @@ def measure_timing(cfg: Config, cases: list[tdata.Prepared], n: int = 12) -> dic
     per_stage: dict[str, list[float]] = {}
     totals = []
     for p in cases[:n]:
-        start = time.perf_counter()
-        img = decode_image((root / p.case.path).read_bytes())
-        decode_ms = (time.perf_counter() - start) * 1000
-        result = pipe.run_view(ViewInput("view-0", img, None), lambda a, b: None)
-        totals.append((time.perf_counter() - start) * 1000)
-        per_stage.setdefault("file_decode", []).append(decode_ms)
-        for k, v in result.timings_ms.items():
-            per_stage.setdefault(k, []).append(v)
+        totals.append(time_view(pipe, (root / p.case.path).read_bytes(), per_stage)[0])
     cpu = platform.processor() or platform.machine()
     return {
         "n_views": len(totals),

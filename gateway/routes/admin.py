@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import PrincipalDep, SessionDep, UserDep, audit
 from gateway.models import AuditEvent, User
+from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS, Offset
 from gateway.schemas import (
     DecisionList,
     DecisionPublic,
@@ -25,19 +26,10 @@ from gateway.schemas import (
     DoctorStatus,
     PersonBrief,
 )
-from shared.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    Unauthorized,
-    ValidationFailed,
-    error_responses,
-)
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-ERR = error_responses(Unauthorized, Forbidden, NotFound)
-DECIDE_ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, ValidationFailed)
 ACTION = "doctor_verification"
 
 Decision = Literal["verify", "reject", "suspend"]
@@ -91,7 +83,8 @@ async def _decisions(
     return out
 
 
-def _account(user: User, last: DecisionPublic | None) -> DoctorAccount:
+def _account(user: User, history: dict[str, list[DecisionPublic]]) -> DoctorAccount:
+    """The account with its latest decision (``history`` as :func:`_decisions` returns it)."""
     return DoctorAccount(
         id=user.id,
         email=user.email,
@@ -100,7 +93,7 @@ def _account(user: User, last: DecisionPublic | None) -> DoctorAccount:
         licence_number=user.licence_number,
         status=user.doctor_status or "pending",
         created_at=user.created_at,
-        last_decision=last,
+        last_decision=next(iter(history.get(user.id, [])), None),
     )
 
 
@@ -108,14 +101,14 @@ def _account(user: User, last: DecisionPublic | None) -> DoctorAccount:
     "/doctors",
     response_model=DoctorAccountPage,
     summary="Doctors' accounts by verification status (default: pending), oldest first",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=LIST_ERRORS,
 )
 async def list_doctor_accounts(
     _: AdminDep,
     session: SessionDep,
     status: DoctorStatus | None = Query(default="pending", description="Omit for pending."),
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    offset: Offset = 0,
 ) -> DoctorAccountPage:
     query = select(User).where(User.role == "doctor")
     if status is not None:
@@ -130,7 +123,7 @@ async def list_doctor_accounts(
     )
     history = await _decisions(session, [u.id for u in users], None)
     return DoctorAccountPage(
-        items=[_account(u, next(iter(history.get(u.id, [])), None)) for u in users],
+        items=[_account(u, history) for u in users],
         total=int(total or 0),
         limit=limit,
         offset=offset,
@@ -148,7 +141,7 @@ async def _doctor(session: AsyncSession, doctor_id: str) -> User:
     "/doctors/{doctor_id}/decisions",
     response_model=DecisionList,
     summary="Every verification decision about this doctor, latest first",
-    responses=ERR,
+    responses=READ_ERRORS,
 )
 async def list_decisions(doctor_id: str, _: AdminDep, session: SessionDep) -> DecisionList:
     await _doctor(session, doctor_id)
@@ -183,15 +176,14 @@ async def _decide(
     }
     audit(session, principal, ACTION, None, subject_user_id=doctor.id, details=details)
     await session.commit()
-    last = next(iter((await _decisions(session, [doctor.id], 1)).get(doctor.id, [])), None)
-    return _account(doctor, last)
+    return _account(doctor, await _decisions(session, [doctor.id], 1))
 
 
 @router.post(
     "/doctors/{doctor_id}/verify",
     response_model=DoctorAccount,
     summary="Verify a doctor (pending, rejected or suspended): listed and shareable at once",
-    responses=DECIDE_ERRORS,
+    responses=CHANGE_ERRORS,
 )
 async def verify_doctor(
     doctor_id: str,
@@ -203,33 +195,29 @@ async def verify_doctor(
     return await _decide("verify", doctor_id, body or DecisionRequest(), principal, session)
 
 
-@router.post(
-    "/doctors/{doctor_id}/reject",
-    response_model=DoctorAccount,
-    summary="Reject a pending doctor's application (reason required)",
-    responses=DECIDE_ERRORS,
-)
-async def reject_doctor(
-    doctor_id: str,
-    body: DecisionRequest,
-    _: AdminDep,
-    principal: PrincipalDep,
-    session: SessionDep,
-) -> DoctorAccount:
-    return await _decide("reject", doctor_id, body, principal, session)
+def _reasoned_decision_route(decision: Decision, summary: str) -> None:
+    """``POST /doctors/{doctor_id}/<decision>`` for a decision that needs a reason (reject,
+    suspend): the same handler, named ``<decision>_doctor``."""
+
+    async def decide(
+        doctor_id: str,
+        body: DecisionRequest,
+        _: AdminDep,
+        principal: PrincipalDep,
+        session: SessionDep,
+    ) -> DoctorAccount:
+        return await _decide(decision, doctor_id, body, principal, session)
+
+    router.post(
+        f"/doctors/{{doctor_id}}/{decision}",
+        response_model=DoctorAccount,
+        summary=summary,
+        responses=CHANGE_ERRORS,
+        name=f"{decision}_doctor",
+    )(decide)
 
 
-@router.post(
-    "/doctors/{doctor_id}/suspend",
-    response_model=DoctorAccount,
-    summary="Suspend a verified doctor (reason required): unlisted, shares suspended",
-    responses=DECIDE_ERRORS,
+_reasoned_decision_route("reject", "Reject a pending doctor's application (reason required)")
+_reasoned_decision_route(
+    "suspend", "Suspend a verified doctor (reason required): unlisted, shares suspended"
 )
-async def suspend_doctor(
-    doctor_id: str,
-    body: DecisionRequest,
-    _: AdminDep,
-    principal: PrincipalDep,
-    session: SessionDep,
-) -> DoctorAccount:
-    return await _decide("suspend", doctor_id, body, principal, session)

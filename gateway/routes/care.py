@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import func, select, update
 from sse_starlette import EventSourceResponse
 
@@ -27,6 +27,14 @@ from gateway.deps import (
 )
 from gateway.feeds import ConsultationFeed
 from gateway.models import Consultation, Study, User
+from gateway.routes.common import (
+    CHANGE_ERRORS,
+    LIST_ERRORS,
+    READ_ERRORS,
+    LastEventId,
+    Offset,
+    resume_from,
+)
 from gateway.schemas import (
     SPECIALTIES,
     ConsultationCreate,
@@ -55,8 +63,6 @@ from shared.errors import (
 
 doctors = APIRouter(prefix="/v1", tags=["doctors"])
 consultations = APIRouter(prefix="/v1/consultations", tags=["consultations"])
-
-ERR = error_responses(Unauthorized, Forbidden, NotFound)
 
 
 def _rating_stats() -> Any:
@@ -144,14 +150,14 @@ async def list_specialties() -> SpecialtyList:
     "/doctors",
     response_model=DoctorList,
     summary="Verified doctors, optionally of one specialty, best rated first",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=LIST_ERRORS,
 )
 async def list_doctors(
     _: UserDep,
     session: SessionDep,
     specialty: Specialty | None = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    offset: Offset = 0,
 ) -> DoctorList:
     total = await session.scalar(
         select(func.count(User.id)).where(*_doctor_filters(specialty, None))
@@ -164,7 +170,7 @@ async def list_doctors(
     "/doctors/{doctor_id}",
     response_model=DoctorPublic,
     summary="One doctor",
-    responses=ERR,
+    responses=READ_ERRORS,
 )
 async def get_doctor(doctor_id: str, _: UserDep, session: SessionDep) -> DoctorPublic:
     rows = await _doctor_rows(session, None, doctor_id)
@@ -217,9 +223,21 @@ def _access(row: Consultation, doctor: User) -> StudyAccess:
     return "shared" if doctor_is_active(doctor) else "suspended"
 
 
-async def _load(session: SessionDep, user: UserDep, consultation_id: str) -> Consultation:
+async def _one(session: SessionDep, row: Consultation) -> ConsultationPublic:
+    return (await _public(session, [row]))[0]
+
+
+async def _load(
+    session: SessionDep,
+    user: UserDep,
+    consultation_id: str,
+    party: Literal["patient", "doctor"] | None = None,
+) -> Consultation:
+    """The consultation if ``user`` is one of its two parties (``party``: that one), else 404."""
     row = await session.get(Consultation, consultation_id)
     if row is None or user.id not in {row.patient_id, row.doctor_id}:
+        raise NotFound("No such consultation.")
+    if party is not None and user.id != (row.patient_id if party == "patient" else row.doctor_id):
         raise NotFound("No such consultation.")
     return row
 
@@ -255,7 +273,7 @@ async def ask(
     )
     session.add(row)
     await session.commit()
-    return (await _public(session, [row]))[0]
+    return await _one(session, row)
 
 
 @consultations.get(
@@ -263,7 +281,7 @@ async def ask(
     response_model=ConsultationList,
     summary="My consultations (patients: asked; doctors: addressed to me), latest change first",
     description="Poll this list to see the other side's status changes.",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=LIST_ERRORS,
 )
 async def list_consultations(
     user: UserDep,
@@ -306,14 +324,12 @@ async def list_consultations(
 async def consultation_events(
     principal: StreamPrincipal,
     state: StateDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: LastEventId = None,
     max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300,
 ) -> EventSourceResponse:
     if principal.api_key is not None:
         raise Forbidden("API keys may not call this route; log in as a user.")
-    since = 0
-    if last_event_id and last_event_id.strip().isdigit():
-        since = int(last_event_id.strip())
+    since = resume_from(last_event_id)
     sub = state.streams.open(principal, deadline=time.time() + max_seconds)
     feed = state.streams.feed("consultations", lambda: ConsultationFeed(state, _public))
     feed.follow(sub, since)
@@ -324,26 +340,24 @@ async def consultation_events(
     "/{consultation_id}",
     response_model=ConsultationPublic,
     summary="One consultation",
-    responses=ERR,
+    responses=READ_ERRORS,
 )
 async def get_consultation(
     consultation_id: str, user: UserDep, session: SessionDep
 ) -> ConsultationPublic:
-    return (await _public(session, [await _load(session, user, consultation_id)]))[0]
+    return await _one(session, await _load(session, user, consultation_id))
 
 
 @consultations.post(
     "/{consultation_id}/reply",
     response_model=ConsultationPublic,
     summary="The doctor's answer (once)",
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, ValidationFailed),
+    responses=CHANGE_ERRORS,
 )
 async def reply(
     consultation_id: str, body: ReplyRequest, doctor: DoctorDep, session: SessionDep
 ) -> ConsultationPublic:
-    row = await _load(session, doctor, consultation_id)
-    if row.doctor_id != doctor.id:
-        raise NotFound("No such consultation.")
+    row = await _load(session, doctor, consultation_id, "doctor")
     if not doctor_is_active(doctor):
         raise Forbidden(
             "Your account is not verified (or is suspended): you cannot answer consultations.",
@@ -356,21 +370,19 @@ async def reply(
     row.status = "answered"
     row.answered_at = row.updated_at = ts
     await session.commit()
-    return (await _public(session, [row]))[0]
+    return await _one(session, row)
 
 
 @consultations.post(
     "/{consultation_id}/rating",
     response_model=ConsultationPublic,
     summary="Rate the doctor 1-5, once, after the answer",
-    responses=error_responses(Unauthorized, Forbidden, NotFound, Conflict, ValidationFailed),
+    responses=CHANGE_ERRORS,
 )
 async def rate(
     consultation_id: str, body: RatingRequest, patient: PatientDep, session: SessionDep
 ) -> ConsultationPublic:
-    row = await _load(session, patient, consultation_id)
-    if row.patient_id != patient.id:
-        raise NotFound("No such consultation.")
+    row = await _load(session, patient, consultation_id, "patient")
     if row.status != "answered":
         raise Conflict("A consultation can be rated once it is answered.")
     ts = now()
@@ -384,7 +396,7 @@ async def rate(
         raise Conflict("This consultation is already rated.")
     await session.commit()
     await session.refresh(row)
-    return (await _public(session, [row]))[0]
+    return await _one(session, row)
 
 
 @consultations.post(
@@ -393,14 +405,12 @@ async def rate(
     summary="Withdraw this doctor's access to the study (the consultation record stays)",
     description="After this the doctor gets 404 for the study, its images and heatmaps. "
     "Asking the same doctor again about the study shares it again.",
-    responses=ERR,
+    responses=READ_ERRORS,
 )
 async def revoke_access(
     consultation_id: str, patient: PatientDep, principal: PrincipalDep, session: SessionDep
 ) -> ConsultationPublic:
-    row = await _load(session, patient, consultation_id)
-    if row.patient_id != patient.id:
-        raise NotFound("No such consultation.")
+    row = await _load(session, patient, consultation_id, "patient")
     ts = now()
     # Every consultation of this patient with this doctor about this study: access is per
     # (study, doctor), not per question.
@@ -424,4 +434,4 @@ async def revoke_access(
     )
     await session.commit()
     await session.refresh(row)
-    return (await _public(session, [row]))[0]
+    return await _one(session, row)

@@ -3,46 +3,35 @@ the services receive de-identified copies (:mod:`gateway.deidentify`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, Response
 
 from gateway.deps import PredictPrincipal, StateDep
 from gateway.relay import error_of
-from gateway.studies import mammogram_views
-from gateway.study_writes import read_image, read_views
+from gateway.routes.uploads import (
+    UPLOAD_ERRORS,
+    ChestFile,
+    MammogramUpload,
+    open_exam,
+    predict_chest_upload,
+)
 from gateway.upstream import UpstreamError, iter_sse, status_for_code
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import Exam
 from shared.errors import (
-    Forbidden,
-    ImageTooLarge,
-    InvalidImage,
     InvalidView,
     NotAChestXray,
     NotAMammogram,
-    PayloadTooLarge,
     ProcessingFailed,
     ServiceUnavailable,
-    Unauthorized,
-    UnsupportedFormat,
     ValidationFailed,
     error_responses,
 )
 
 router = APIRouter(prefix="/v1/predict", tags=["predict"])
-_COMMON = (
-    Unauthorized,
-    Forbidden,
-    PayloadTooLarge,
-    ImageTooLarge,
-    UnsupportedFormat,
-    InvalidImage,
-    ValidationFailed,
-    ServiceUnavailable,
-    ProcessingFailed,
-)
+_COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFailed)
 
 
 @router.post(
@@ -54,14 +43,9 @@ _COMMON = (
 async def predict_chest(
     _: PredictPrincipal,
     state: StateDep,
-    file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
+    file: ChestFile,
 ) -> Any:
-    image = await read_image(file, state.settings.max_upload_bytes, name="image")
-    body = await state.upstreams.predict_chest("image", image.forward, image.media_type)
-    try:
-        ChestPrediction.model_validate_json(body)  # the contract holds...
-    except ValueError as exc:
-        raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
+    _image, body, _prediction = await predict_chest_upload(state, file)  # the contract holds...
     return Response(body, media_type="application/json")  # ...and the bytes pass through
 
 
@@ -75,16 +59,9 @@ async def predict_chest(
 async def predict_mammogram(
     _: PredictPrincipal,
     state: StateDep,
-    l_cc: Annotated[UploadFile | None, File(alias="L-CC")] = None,
-    r_cc: Annotated[UploadFile | None, File(alias="R-CC")] = None,
-    l_mlo: Annotated[UploadFile | None, File(alias="L-MLO")] = None,
-    r_mlo: Annotated[UploadFile | None, File(alias="R-MLO")] = None,
-    files: Annotated[list[UploadFile] | None, File(description="Untagged views.")] = None,
+    parts: MammogramUpload,
 ) -> Any:
-    tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
-    views = mammogram_views(tagged, files, state.settings.max_views)
-    images = await read_views(views, state.settings.max_upload_bytes)
-    resp = await state.upstreams.open_exam_stream([img.part() for img in images])
+    _images, resp = await open_exam(state, parts)
     try:
         async for ev in iter_sse(resp):
             if ev.event == "result":

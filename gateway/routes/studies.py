@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 from sse_starlette import EventSourceResponse
 
@@ -22,6 +22,14 @@ from gateway.deps import (
 from gateway.feeds import StudyFeed
 from gateway.models import Study, StudyFile
 from gateway.relay import start_relay
+from gateway.routes.common import LIST_ERRORS, READ_ERRORS, LastEventId, Offset, resume_from
+from gateway.routes.uploads import (
+    UPLOAD_ERRORS,
+    ChestFile,
+    MammogramUpload,
+    open_exam,
+    predict_chest_upload,
+)
 from gateway.schemas import (
     StudyAccepted,
     StudyDetail,
@@ -33,7 +41,6 @@ from gateway.studies import (
     detail,
     expire_if_stale,
     load_readable,
-    mammogram_views,
     study_url,
     summary,
     thumbnails,
@@ -41,40 +48,31 @@ from gateway.studies import (
 from gateway.study_writes import (
     create_chest,
     create_mammography,
-    read_image,
-    read_views,
     rerun,
     run_events,
 )
-from shared.contracts.chest import ChestPrediction
 from shared.errors import (
     Conflict,
     Forbidden,
-    ImageTooLarge,
-    InvalidImage,
     InvalidView,
     NotAChestXray,
     NotAMammogram,
     NotFound,
     Overloaded,
-    PayloadTooLarge,
     ProcessingFailed,
     ServiceUnavailable,
     Unauthorized,
-    UnsupportedFormat,
     ValidationFailed,
     error_responses,
 )
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
-READ_ERRORS = error_responses(Unauthorized, Forbidden, NotFound)
-_UPLOAD = (Unauthorized, Forbidden, PayloadTooLarge, UnsupportedFormat, ImageTooLarge)
 CHEST_ERRORS = error_responses(
-    *_UPLOAD, InvalidImage, NotAChestXray, ValidationFailed, ServiceUnavailable, ProcessingFailed
+    *UPLOAD_ERRORS, NotAChestXray, ValidationFailed, ServiceUnavailable, ProcessingFailed
 )
 MAMMO_ERRORS = error_responses(
-    *_UPLOAD, InvalidImage, InvalidView, NotAMammogram, ValidationFailed, ServiceUnavailable
+    *UPLOAD_ERRORS, InvalidView, NotAMammogram, ValidationFailed, ServiceUnavailable
 )
 _NO_STORE = {"Cache-Control": "private, no-store"}
 
@@ -95,15 +93,10 @@ async def upload_chest(
     principal: StudiesPrincipal,
     state: StateDep,
     session: SessionDep,
-    file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM chest X-ray.")],
+    file: ChestFile,
 ) -> StudyDetail:
     _require_patient(principal)
-    image = await read_image(file, state.settings.max_upload_bytes, name="image")
-    body = await state.upstreams.predict_chest("image", image.forward, image.media_type)
-    try:
-        prediction = ChestPrediction.model_validate_json(body)
-    except ValueError as exc:
-        raise ProcessingFailed("tb_service returned a malformed prediction.") from exc
+    image, _, prediction = await predict_chest_upload(state, file)
     study, files = await create_chest(state, session, principal, image, prediction)
     return detail(study, files)
 
@@ -136,17 +129,10 @@ async def upload_mammography(
     principal: StudiesPrincipal,
     state: StateDep,
     session: SessionDep,
-    l_cc: Annotated[UploadFile | None, File(alias="L-CC")] = None,
-    r_cc: Annotated[UploadFile | None, File(alias="R-CC")] = None,
-    l_mlo: Annotated[UploadFile | None, File(alias="L-MLO")] = None,
-    r_mlo: Annotated[UploadFile | None, File(alias="R-MLO")] = None,
-    files: Annotated[list[UploadFile] | None, File(description="Untagged views.")] = None,
+    parts: MammogramUpload,
 ) -> Response:
     _require_patient(principal)
-    tagged = [("L-CC", l_cc), ("R-CC", r_cc), ("L-MLO", l_mlo), ("R-MLO", r_mlo)]
-    views = mammogram_views(tagged, files, state.settings.max_views)
-    images = await read_views(views, state.settings.max_upload_bytes)
-    resp = await state.upstreams.open_exam_stream([img.part() for img in images])
+    images, resp = await open_exam(state, parts)
     try:
         study = await create_mammography(state, session, principal, images)
     except BaseException:
@@ -179,14 +165,14 @@ async def rerun_study(
     "",
     response_model=StudyPage,
     summary="History: my studies (patients) or the studies shared with me (doctors)",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=LIST_ERRORS,
 )
 async def history(
     principal: StudiesPrincipal,
     session: SessionDep,
     kind: Literal["chest", "mammography"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    offset: Offset = 0,
 ) -> StudyPage:
     user = principal.user
     query = select(Study)
@@ -303,16 +289,14 @@ async def study_events(
     stream_principal: StreamPrincipal,
     state: StateDep,
     session: ShortSessionDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: LastEventId = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
 ) -> EventSourceResponse:
     principal = check_scope(stream_principal, "studies")
     study = await load_readable(session, principal, study_id)
     audit(session, principal, "read_events", study.id)
     await session.commit()
-    start = after or 0
-    if last_event_id and last_event_id.strip().isdigit():
-        start = int(last_event_id.strip())
+    start = resume_from(last_event_id, after or 0)
     sub = state.streams.open(principal)
     state.streams.feed("studies", lambda: StudyFeed(state)).follow(sub, study.id, start)
     return state.streams.response(sub, retry_ms=2000)
