@@ -31,6 +31,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.settings import MISSING_STORE_KEY
 from gateway.store import ImageStore, blob_key
 
 log = logging.getLogger("irmi.gateway.encryption")
@@ -130,10 +131,7 @@ def keyring_from_settings(settings: Any) -> Keyring:
     current = settings.store_key_id or None  # compose passes an empty value when unset
     if not keys:
         if not settings.dev_mode:
-            raise ValueError(
-                "IRMI_GATEWAY_STORE_KEYS must be set: the image store is encrypted at rest "
-                "(or run with IRMI_DEV_MODE=1 to generate a development key)"
-            )
+            raise ValueError(MISSING_STORE_KEY)
         path = settings.store_key_file or Path(settings.store_dir).parent / "store-keys.json"
         data = _dev_keyfile(Path(path))
         keys = {kid: _decode(kid, v) for kid, v in data["keys"].items()}

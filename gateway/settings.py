@@ -13,6 +13,10 @@ from shared.settings import REPO_ROOT, ServiceSettings
 
 VAR_DIR = REPO_ROOT / "var"
 MIN_JWT_SECRET_BYTES = 32
+MISSING_STORE_KEY = (
+    "IRMI_GATEWAY_STORE_KEYS must be set: the image store is encrypted at rest "
+    "(or run with IRMI_DEV_MODE=1 to generate a development key)"
+)
 
 
 class Settings(ServiceSettings):
@@ -225,6 +229,9 @@ class Settings(ServiceSettings):
             )
         if self.reset_delivery == "smtp" and not self.smtp_host:
             raise ValueError("IRMI_GATEWAY_RESET_DELIVERY=smtp needs IRMI_GATEWAY_SMTP_HOST")
+        if not self.dev_mode and not self.store_keys:
+            # Refused here, before the database is migrated, with the one-line start-up message.
+            raise ValueError(MISSING_STORE_KEY)
         return self
 
     @property

@@ -1,5 +1,6 @@
 """Outside dev mode the gateway refuses to start with a JWT secret under 32 bytes, with a
-clear message (a short HS256 secret is brute-forced from one token); 32 bytes start."""
+clear message (a short HS256 secret is brute-forced from one token); 32 bytes start. Without
+the image store's key it refuses the same way, before it touches the database."""
 
 from __future__ import annotations
 
@@ -45,3 +46,19 @@ def test_short_jwt_secret_refused_outside_dev_mode(
 def test_32_byte_secret_starts_outside_dev_mode(fakes: dict[str, Service], tmp_path: Path) -> None:
     with run_gateway(_env(tmp_path, fakes, "k" * 32), tmp_path) as gw:
         assert gw.proc.poll() is None
+
+
+def test_missing_store_key_refused_before_the_database_is_touched(
+    fakes: dict[str, Service], tmp_path: Path
+) -> None:
+    env = _env(tmp_path, fakes, "k" * 32)
+    del env["IRMI_GATEWAY_STORE_KEYS"]
+    svc = spawn("gateway", env, log_dir=tmp_path / "nokey")
+    try:
+        code = svc.proc.wait(timeout=120)
+    finally:
+        svc.stop()
+    assert code == 2
+    out = svc.logs()
+    assert "IRMI_GATEWAY_STORE_KEYS must be set" in out and "Traceback" not in out
+    assert not (tmp_path / "gw.db").exists()  # refused before migrating anything
