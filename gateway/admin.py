@@ -16,7 +16,7 @@ import asyncio
 import getpass
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,7 @@ from gateway.models import AuditEvent, Consultation, User
 from gateway.schemas import LoginRequest
 from gateway.security import check_password_rules, hash_password
 from gateway.settings import Settings, load_or_exit
+from shared.clock import now
 from shared.errors import ValidationFailed
 
 PASSWORD_ENV = "IRMI_ADMIN_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -68,7 +69,7 @@ async def create_admin(settings: Settings, email: str, full_name: str, password:
 
 
 async def purge_records(settings: Settings, dry_run: bool) -> tuple[int, int]:
-    cutoff = datetime.now(UTC) - timedelta(days=settings.record_retention_days)
+    cutoff = now() - timedelta(days=settings.record_retention_days)
     old_consultations = Consultation.study_deleted_at < cutoff
     old_audit = AuditEvent.at < cutoff
     engine = create_engine(settings.database_url, settings.database_echo)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.models import ApiKey, AuditEvent, AuthSession, User
 from gateway.security import decode_access_token, hashes_equal, parse_api_key, sha256_hex
 from gateway.state import GatewayState
+from shared import clock
 from shared.errors import Forbidden, Unauthorized
 from shared.logs import request_id_var
 
@@ -100,7 +101,7 @@ async def _resolve(
                     raise Unauthorized("This API key was revoked.", details={"reason": "revoked"})
                 owner = await session.get(User, key_row.user_id)
                 if owner is not None:
-                    now = datetime.now(UTC)
+                    now = clock.now()
                     last = key_row.last_used_at
                     if last is None or now - last > timedelta(minutes=1):
                         key_row.last_used_at = now  # at most a write a minute per key

@@ -22,7 +22,8 @@ from gateway.models import Consultation, Study, StudyEvent
 from gateway.schemas import ConsultationPublic
 from gateway.state import GatewayState
 from gateway.streams import Subscriber, sse
-from gateway.studies import TERMINAL, expire_if_stale, now
+from gateway.studies import TERMINAL, expire_if_stale
+from shared.clock import now
 
 CHUNK = 200
 

@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 
 from gateway.models import Study
 from gateway.state import GatewayState
-from gateway.studies import expire_if_stale, now
+from gateway.studies import expire_if_stale
 from gateway.study_writes import (
     StudyGone,
     fail,
@@ -40,6 +40,7 @@ from gateway.study_writes import (
     stored_images,
 )
 from gateway.upstream import UpstreamError, iter_sse, status_for_code
+from shared.clock import now
 from shared.contracts.mammo import Exam, ProgressEvent
 from shared.errors import ServiceUnavailable
 

@@ -20,7 +20,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import select
@@ -30,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.models import ApiKey, AuthSession
 from gateway.settings import Settings
+from shared.clock import now
 from shared.errors import Overloaded
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ class StreamHub:
                 select(AuthSession.id).where(
                     AuthSession.id.in_(chunk),
                     AuthSession.revoked_at.is_(None),
-                    AuthSession.expires_at > datetime.now(UTC),
+                    AuthSession.expires_at > now(),
                 )
             )
             alive.update(rows.scalars())

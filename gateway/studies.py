@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import UploadFile
@@ -25,6 +25,7 @@ from gateway.schemas import (
 )
 from gateway.sharing import doctor_can_read
 from gateway.state import GatewayState
+from shared.clock import now
 from shared.contracts.mammo import ProgressEvent
 from shared.errors import ErrorBody, InvalidImage, NotFound, PayloadTooLarge, ValidationFailed
 from shared.imaging import sniff_format
@@ -33,10 +34,6 @@ log = logging.getLogger("irmi.gateway.studies")
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "dicom": "application/dicom"}
 TERMINAL = {"succeeded", "failed"}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def read_upload(upload: UploadFile, max_bytes: int) -> tuple[bytes, str]:

@@ -30,10 +30,10 @@ from gateway.studies import (
     decode_png_b64,
     fail_study,
     heatmap_url,
-    now,
     read_upload,
 )
 from gateway.upstream import UploadPart
+from shared.clock import now
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import Exam, ProgressEvent
 from shared.errors import Conflict, Forbidden

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, update
@@ -34,6 +34,7 @@ from gateway.security import (
     verify_password,
 )
 from gateway.state import GatewayState
+from shared import clock
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -53,10 +54,6 @@ TOO_MANY_LOGINS = "Too many failed logins; wait before trying again."
 
 def user_public(user: User) -> UserPublic:
     return UserPublic.model_validate(user, from_attributes=True)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def _issue_pair(
@@ -121,7 +118,7 @@ async def login(
     settings = state.settings
     client = request.client.host if request.client else "unknown"
     counters = throttle.login_counters(settings, body.email, client)
-    now = _now()
+    now = clock.now()
     wait = await throttle.admit(session, settings, counters, now)
     await session.commit()  # the attempt is counted before the password is checked
     if wait > 0:
@@ -133,7 +130,7 @@ async def login(
     # Timing-safe: an unknown e-mail still costs one Argon2 verification.
     ok = verify_password(body.password, user.password_hash if user else None)
     if user is None or not ok:
-        await throttle.failed(session, settings, counters, _now())
+        await throttle.failed(session, settings, counters, clock.now())
         await session.commit()
         raise Unauthorized("Wrong e-mail or password.", details={"reason": "credentials"})
     await throttle.succeeded(session, counters)
@@ -170,7 +167,7 @@ async def _find_refresh(session: SessionDep, token: str) -> tuple[RefreshToken, 
 )
 async def refresh(body: RefreshRequest, state: StateDep, session: SessionDep) -> TokenPair:
     token, auth_session, user = await _find_refresh(session, body.refresh_token)
-    now = _now()
+    now = clock.now()
     if auth_session.revoked_at is not None or auth_session.expires_at <= now:
         raise Unauthorized("This session has ended; log in again.", details={"reason": "revoked"})
     # Single use, enforced atomically so two replicas cannot both rotate the same token.
@@ -200,7 +197,7 @@ async def refresh(body: RefreshRequest, state: StateDep, session: SessionDep) ->
 async def logout(body: RefreshRequest, session: SessionDep) -> Response:
     _, auth_session, _ = await _find_refresh(session, body.refresh_token)
     if auth_session.revoked_at is None:
-        auth_session.revoked_at = _now()
+        auth_session.revoked_at = clock.now()
         auth_session.revoke_reason = "logout"
         await session.commit()
     return Response(status_code=204)
@@ -267,6 +264,6 @@ async def revoke_key(key_id: str, user: UserDep, session: SessionDep) -> Respons
     if row is None or row.user_id != user.id:
         raise NotFound("No such API key.")
     if row.revoked_at is None:
-        row.revoked_at = _now()
+        row.revoked_at = clock.now()
         await session.commit()
     return Response(status_code=204)

@@ -50,7 +50,7 @@ from gateway.schemas import (
     StudyAccess,
 )
 from gateway.sharing import VERIFIED, doctor_is_active
-from gateway.studies import now
+from shared.clock import now
 from shared.errors import (
     Conflict,
     Forbidden,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from sqlalchemy import select, update
@@ -23,6 +23,7 @@ from gateway.mailer import ResetDelivery, create_delivery
 from gateway.models import AuthSession, PasswordReset, User
 from gateway.schemas import ResetAccepted, ResetConfirm, ResetRequest
 from gateway.security import check_password_rules, hash_password, sha256_hex
+from shared import clock
 from shared.errors import BadRequest, RateLimited, ValidationFailed, error_responses
 
 log = logging.getLogger("irmi.gateway.reset")
@@ -55,7 +56,7 @@ async def request_reset(
     session: SessionDep,
 ) -> ResetAccepted:
     settings = state.settings
-    now = datetime.now(UTC)
+    now = clock.now()
     client = request.client.host if request.client else "unknown"
     # Per client, like failed logins: every request counts, so nobody floods mailboxes.
     counters = [
@@ -109,7 +110,7 @@ async def request_reset(
     responses=error_responses(BadRequest, ValidationFailed),
 )
 async def confirm_reset(body: ResetConfirm, state: StateDep, session: SessionDep) -> Response:
-    now = datetime.now(UTC)
+    now = clock.now()
     row = (
         await session.execute(
             select(PasswordReset, User)
