@@ -1,0 +1,96 @@
+"""The operating-point contract every screening result speaks (chest now, mammography and site
+calibration next): the point a score is read at, the category it gives, and how reliable the
+answer is for this image.
+
+One function, :func:`categorize`, turns a score, an operating point and the image's
+reliability into the category; nothing else decides a category. An image outside the
+validated population always comes out ``outside_population``, which readers treat as
+"review recommended" (fail-safe), never as "no finding".
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.contracts.common import ModelRef
+
+
+class Category(StrEnum):
+    """What a screening result says, in the only words the evidence supports."""
+
+    review_recommended = "review_recommended"
+    no_finding_flagged = "no_finding_flagged"
+    outside_population = "outside_population"
+
+
+class ReliabilityReason(StrEnum):
+    """Why an answer is not trusted for this image (each one raises the reliability flag)."""
+
+    far_from_validated_population = "far_from_validated_population"
+    implausible_lung_mask = "implausible_lung_mask"
+    mirrored = "mirrored"
+    orientation_uncertain = "orientation_uncertain"
+    unvalidated_view = "unvalidated_view"
+
+
+class Reliability(BaseModel):
+    """How far this image is from the populations the model was validated on."""
+
+    outside_population: bool = Field(
+        description="True when any reason below holds: the score is not trusted for this image "
+        "and the category is `outside_population` (review recommended)."
+    )
+    reasons: list[ReliabilityReason] = Field(default_factory=list)
+    distance: float | None = Field(
+        default=None,
+        description="Distance from the validated population (the model's embedding), in units "
+        "of the limit: above 1.0 is outside. None when not measured.",
+    )
+    limit_quantile: float | None = Field(
+        default=None,
+        description="The share of validation films inside the limit the distance is scaled to.",
+    )
+
+
+class Rate(BaseModel):
+    """A measured proportion (sensitivity, specificity) with its 95% confidence interval."""
+
+    value: float = Field(ge=0, le=1)
+    ci95: tuple[float, float]
+    n: int = Field(ge=0, description="How many films the proportion rests on.")
+
+
+class OperatingPoint(BaseModel):
+    """The threshold a score is read at, with what it was measured to do."""
+
+    source: Literal["card", "site"] = Field(
+        description="`card`: the model card's point, chosen on its validation split; `site`: "
+        "a point a site adopted from its own validation run."
+    )
+    score_threshold: float = Field(
+        ge=0, le=100, description="On the 0-100 score scale: scores at or above are flagged."
+    )
+    sensitivity: Rate
+    specificity: Rate
+    measured_on: str = Field(
+        default="",
+        description="Where sensitivity and specificity were measured (split and sources).",
+    )
+    model: ModelRef
+    run_id: str | None = Field(
+        default=None, description="The validation run a site point came from (site only)."
+    )
+
+
+def categorize(
+    score: float, point: OperatingPoint, reliability: Reliability | None = None
+) -> Category:
+    """The category of a 0-100 score read at ``point``; outside the population wins."""
+    if reliability is not None and reliability.outside_population:
+        return Category.outside_population
+    if score >= point.score_threshold:
+        return Category.review_recommended
+    return Category.no_finding_flagged
