@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from shared.batching import Admission, DynamicBatcher
 from shared.contracts.chest import ChestPrediction, Finding, Validity
 from shared.contracts.common import CropBox, PngImage
+from shared.contracts.screening import ReliabilityReason, assess_reliability
 from shared.errors import InvalidImage, IRMIError, NotAChestXray, ServiceUnavailable
 from shared.imaging import DecodedImage
 from shared.inference import ImageModel
@@ -66,6 +67,9 @@ class Prepared:
     chest_error: IRMIError | None
     original_size: tuple[int, int]
     timings: StageTimings = field(default_factory=StageTimings)
+    # Reliability reasons found before the chest pipeline (e.g. orientation); the pipeline's
+    # own are on ``chest.reasons``.
+    reasons: list[ReliabilityReason] = field(default_factory=list)
 
 
 @dataclass
@@ -321,6 +325,7 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             findings=findings,
             heatmap=png,
             crop_box=CropBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+            reliability=assess_reliability([*prepared.reasons, *chest.reasons]),
             models=self.model_refs(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )

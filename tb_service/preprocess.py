@@ -21,13 +21,14 @@ a heatmap over the network input maps back onto the uploaded image with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from shared.contracts.screening import ReliabilityReason
 from shared.imaging import DecodedImage, decode_image, to_uint8
 from shared.transforms import Compose, Transform
 
@@ -47,6 +48,9 @@ class ChestInput:
     image: NDArray[np.float32]  # float32 (S, S, 1)
     crop_box: Box  # x0, y0, x1, y1 in ORIGINAL pixels (x1, y1 exclusive)
     original_size: tuple[int, int]  # (w, h) of the decoded image
+    # Why the score may not hold for this image (e.g. an implausible lung mask): each one
+    # raises the result's reliability flag (shared.contracts.screening.Reliability).
+    reasons: list[ReliabilityReason] = field(default_factory=list)
 
 
 @dataclass

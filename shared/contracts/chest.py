@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from shared.contracts.common import CropBox, ModelRef, PngImage
+from shared.contracts.screening import Reliability
 
 
 class Validity(BaseModel):
@@ -41,6 +42,10 @@ class ChestPrediction(BaseModel):
         "alpha = strength; draw it over the image.",
     )
     crop_box: CropBox | None = None
+    reliability: Reliability = Field(
+        default_factory=lambda: Reliability(outside_population=False),
+        description="Whether this film is inside the population the model was validated on.",
+    )
     models: list[ModelRef] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     disclaimer: str = "Screening aid, not a diagnosis: a clinician must review this image."

@@ -85,6 +85,23 @@ class OperatingPoint(BaseModel):
     )
 
 
+def assess_reliability(
+    reasons: list[ReliabilityReason],
+    distance: float | None = None,
+    limit_quantile: float | None = None,
+) -> Reliability:
+    """One image's reliability from the reasons found for it and its population distance
+    (outside when the distance passes 1.0, the limit calibrated on validation films)."""
+    far = [ReliabilityReason.far_from_validated_population] if (distance or 0.0) > 1.0 else []
+    found = list(dict.fromkeys([*reasons, *far]))  # each reason once, in the order found
+    return Reliability(
+        outside_population=bool(found),
+        reasons=found,
+        distance=None if distance is None else round(float(distance), 4),
+        limit_quantile=limit_quantile,
+    )
+
+
 def categorize(
     score: float, point: OperatingPoint, reliability: Reliability | None = None
 ) -> Category:
