@@ -16,7 +16,12 @@ What changes (the ONNX files, hence every sha256, stay as they are):
   first, and so are the stages training builds its patches with (``preprocess_stages``) with
   the served ones: any difference is a DRIFT, reported, and that card is left unmigrated
   (exit status 1). The chest cards' steps (written by training from ``describe()``) are compared
-  with the served pipelines the same way.
+  with the served pipelines the same way;
+* the chest screen (``chest-abnormality``) gets its ``operating_point`` section
+  (:class:`shared.model.CardOperatingPoint`) from what the card already says: the threshold
+  ``threshold.abnormal`` x 100 on the 0-100 score scale, and ``metrics.test`` sensitivity and
+  specificity with their 95% CIs, ``n`` from the test counts (tp + fn, tn + fp), measured on
+  the test split of ``training_data.splits``.
 
 Run from the repository root: ``python scripts/migrate_cards.py [--check]`` (``--check``
 reports without writing).
@@ -33,7 +38,7 @@ from typing import Any
 from bc_service.pipeline.cards import mammo_steps, served_preprocessing
 from bc_service.pipeline.stages import preprocess_stages
 from shared.model import ModelCard
-from shared.train.card_writer import typed_metrics, typed_thresholds
+from shared.train.card_writer import operating_point_section, typed_metrics, typed_thresholds
 from shared.transforms import Compose
 from tb_service import preprocess
 
@@ -89,6 +94,37 @@ def chest_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"preprocessing.steps {pre.get('steps')} != served {served}")
 
 
+def test_split_text(card: dict[str, Any]) -> str:
+    """Exactly which films ``metrics.test`` was measured on, from the card's own records."""
+    test = card["metrics"]["test"]
+    counts = test["counts"]
+    pos, neg = int(counts["tp"] + counts["fn"]), int(counts["tn"] + counts["fp"])
+    per_source = (card.get("training_data", {}).get("splits") or {}).get("test", {})
+    sources = " + ".join(f"{name} ({n} films)" for name, n in per_source.items() if n)
+    rule = (card.get("threshold") or {}).get("rule", "")
+    chosen = f"; threshold chosen on the val split ({rule})" if rule else ""
+    return (
+        f"in-distribution test split of the training sources: {sources}, {pos + neg} films "
+        f"({pos} abnormal, {neg} normal), held out from training and tuning{chosen}. Not "
+        "measured on films from other hospitals (see limitations)."
+    )
+
+
+def chest_operating_point(card: dict[str, Any], problems: list[str]) -> None:
+    if card["name"] != "chest-abnormality" or "operating_point" in card:
+        return
+    threshold = (card.get("threshold") or {}).get("abnormal")
+    test = card.get("metrics", {}).get("test", {})
+    if not isinstance(threshold, int | float) or "counts" not in test:
+        problems.append("no threshold.abnormal or metrics.test counts for the operating point")
+        return
+    point = operating_point_section(threshold, test, test_split_text(card))
+    items = list(card.items())
+    at = [k for k, _ in items].index("threshold") + 1  # beside the threshold it reads
+    card.clear()
+    card.update([*items[:at], ("operating_point", point), *items[at:]])
+
+
 def migrate(path: Path) -> tuple[dict[str, Any], list[str]]:
     card: dict[str, Any] = json.loads(path.read_text())
     problems: list[str] = []
@@ -96,6 +132,7 @@ def migrate(path: Path) -> tuple[dict[str, Any], list[str]]:
     problems += typed_thresholds(card)
     if card["name"] in CHEST:
         chest_preprocessing(card, problems)
+        chest_operating_point(card, problems)
     else:
         mammo_preprocessing(card, problems)
     ModelCard.model_validate(card)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, JsonVal
 from pydantic_core import core_schema
 
 from shared.contracts.common import ModelRef
+from shared.contracts.screening import OperatingPoint, Rate
 from shared.transforms import Compose
 
 log = logging.getLogger("irmi.model")
@@ -153,8 +154,36 @@ class Thresholds(dict[str, float | str]):
         return cls(value)
 
 
+class CardOperatingPoint(BaseModel):
+    """The card's ``operating_point`` section: the point the service reads its score at, with
+    what it was measured to do. In ``card.json``::
+
+        "operating_point": {
+          "score_threshold": 30.8589,
+          "sensitivity": {"value": 0.9279, "ci95": [0.8994, 0.9543], "n": 333},
+          "specificity": {"value": 0.8352, "ci95": [0.7823, 0.8889], "n": 182},
+          "measured_on": "in-distribution test split: ..."
+        }
+
+    ``score_threshold`` is on the 0-100 score scale (100 x the 0-1 threshold on the
+    probability; a score at or above it is flagged). ``n`` is the films each rate rests on:
+    the positives (tp + fn) for sensitivity, the negatives (tn + fp) for specificity.
+    ``measured_on`` says exactly which films (split, sources) the rates come from.
+    :func:`shared.train.card_writer.operating_point_section` writes it from a threshold and
+    a screen's summary; :meth:`ModelCard.card_point` turns it into the wire contract.
+    """
+
+    score_threshold: float = Field(ge=0, le=100)
+    sensitivity: Rate
+    specificity: Rate
+    measured_on: str = Field(min_length=1)
+
+
 class ModelCard(BaseModel):
-    """What ``card.json`` holds. Unknown keys are kept (reports add their own sections)."""
+    """What ``card.json`` holds. Unknown keys are kept (reports add their own sections).
+
+    A screening model's card has an ``operating_point`` section (:class:`CardOperatingPoint`).
+    """
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -170,6 +199,7 @@ class ModelCard(BaseModel):
     training_data: TrainingData = Field(default_factory=TrainingData)
     metrics: Metrics = Field(default_factory=Metrics)
     threshold: Thresholds | None = None
+    operating_point: CardOperatingPoint | None = None
     intended_use: str = Field(min_length=1)
     limitations: list[str] = Field(default_factory=list)
     created: str = ""
@@ -188,6 +218,17 @@ class ModelCard(BaseModel):
     def ref(self) -> ModelRef:
         """Name, version and sha256, as every prediction reports the models it used."""
         return ModelRef(name=self.name, version=self.version, sha256=self.sha256)
+
+    def card_point(self) -> OperatingPoint:
+        """The card's operating point as the contract's :class:`OperatingPoint` (source
+        ``card``, this model); ModelCardError when the card has none."""
+        section = self.operating_point
+        if section is None:
+            raise ModelCardError(
+                f"{self.name} v{self.version}: the card has no operating_point section "
+                "(score_threshold, sensitivity, specificity, measured_on)"
+            )
+        return OperatingPoint(source="card", model=self.ref(), **section.model_dump())
 
 
 def check_preprocessing(card: ModelCard, pipeline: Compose[Any]) -> None:

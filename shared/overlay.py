@@ -6,9 +6,12 @@ such a file to RGBA, so the PNG lies directly over the image it was computed for
 CAM it was measured about 2x faster to write and 2.2-2.8x smaller than the same pixels as an
 RGBA PNG written with zlib level 1 (1024x1024 and 2048x2500 originals).
 
-Palettes: :func:`jet_palette` (chest CAMs: colour and alpha both rise with the value) and
-:func:`solid_palette` (mammography: one class colour, alpha rising with the probability). Level 0
-is fully transparent in both, so a zero map is an invisible overlay.
+Palettes: :func:`jet_palette` (chest CAMs: colour and alpha both rise with the value),
+:func:`solid_palette` (mammography: one class colour, alpha rising with the probability) and
+:func:`screen_palette` (a screening score map read at an operating point: no hot colour below
+the threshold). Level 0 is fully transparent in all, so a zero map is an invisible overlay.
+:func:`grid_levels` turns a low-resolution grid (a contract's score map) into levels at the
+size it is shown at.
 """
 
 from __future__ import annotations
@@ -64,6 +67,55 @@ def solid_palette(
     alpha = np.where(values < cutoff, 0.0, min_alpha + (max_alpha - min_alpha) * values)
     rgb = np.broadcast_to(np.asarray(colour, dtype=np.uint8), (LEVELS, 3))
     return _frozen(rgb, np.clip(alpha.round(), 0, 255).astype(np.uint8))
+
+
+# Colour ramps of :func:`screen_palette` (RGB at the ramp's start and end).
+COOL = ((150, 215, 255), (30, 80, 210))  # below the threshold: light to deep blue
+HOT = ((255, 215, 0), (215, 0, 0))  # at or above it: yellow to red
+NEUTRAL = ((225, 225, 235), (120, 120, 150))  # the score is not trusted: grey
+
+
+def _ramp(ends: tuple[tuple[int, int, int], tuple[int, int, int]], t: NDArray[Any]) -> Any:
+    lo, hi = (np.asarray(e, dtype=np.float64) for e in ends)
+    return lo + np.clip(t, 0.0, 1.0)[:, None] * (hi - lo)
+
+
+@lru_cache(maxsize=64)
+def screen_palette(
+    score: float, threshold: float, *, trusted: bool = True, max_alpha: float = 0.75
+) -> Palette:
+    """Level i is a score-map cell of relative strength v = i / 255 of a film scoring
+    ``score`` (0-100) read at ``threshold`` (0-100). Its colour is its share of the score,
+    v x score, on that scale: a blue ramp below the threshold, yellow to red from the threshold
+    to 100, so a film under the threshold has no hot colour anywhere; when the score is not
+    trusted for the image (``trusted`` False: outside the validated population) a grey ramp by
+    v alone. Alpha is v x ``max_alpha``: the map says where the model looked; how much it
+    found is the colour."""
+    if not 0.0 < max_alpha <= 1.0:
+        raise ValueError(f"max_alpha must be in (0, 1], got {max_alpha}")
+    v = np.arange(LEVELS, dtype=np.float64) / (LEVELS - 1)
+    share = v * float(np.clip(score, 0.0, 100.0))
+    thr = float(np.clip(threshold, 0.0, 100.0))
+    if not trusted:
+        rgb = _ramp(NEUTRAL, v)
+    else:
+        cool = _ramp(COOL, share / thr if thr > 0 else np.ones_like(share))
+        hot = _ramp(HOT, (share - thr) / (100.0 - thr) if thr < 100 else np.zeros_like(share))
+        rgb = np.where((share >= thr)[:, None], hot, cool)
+    alpha = v * 255.0 * max_alpha
+    return _frozen(np.round(rgb).astype(np.uint8), np.round(alpha).astype(np.uint8))
+
+
+def grid_levels(grid: Any, width: int, height: int) -> NDArray[np.uint8]:
+    """A low-resolution grid of values in [0, 1] (rows top to bottom, cells evenly spaced)
+    as (height, width) levels: bilinear between the cells' centres, edges held."""
+    arr = np.nan_to_num(np.asarray(grid, dtype=np.float32), nan=0.0)
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"a grid must be 2-D and not empty, got shape {arr.shape}")
+    if width < 1 or height < 1:
+        raise ValueError(f"the target size must be positive, got {width}x{height}")
+    up = cv2.resize(arr, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+    return to_levels(up)
 
 
 def to_levels(values: NDArray[Any]) -> NDArray[np.uint8]:

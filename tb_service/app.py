@@ -22,9 +22,13 @@ Chest X-ray screening: a validity gate (is this a chest X-ray?) followed by an a
 screen (normal vs abnormal, pneumonia subtype when abnormal) with a class-activation heatmap.
 Screening aid only: every result must be reviewed by a clinician.
 
-Errors use the IRMI envelope `{"error": {"code", "message", "details"}}`. Heatmaps are inline
-base64 RGBA PNGs the size of the uploaded image (colour = evidence for abnormal, alpha =
-strength): decode and draw them over the original.
+Each result's `category` is read at the model card's `operating_point` (score threshold on the
+0-100 score, measured sensitivity and specificity with 95% CIs); an image outside the validated
+population is always `outside_population` (review recommended). `score_map` is the
+low-resolution map of where the model looked, over `crop_box`: render it at display size. The
+full-size heatmap PNG (`heatmap=true`) and the 0-1 `threshold` and `label` are deprecated.
+
+Errors use the IRMI envelope `{"error": {"code", "message", "details"}}`.
 """
 
 

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from shared.batching import Admission, DynamicBatcher
 from shared.contracts.chest import ChestPrediction, Finding, Validity
 from shared.contracts.common import CropBox, PngImage
-from shared.contracts.screening import ReliabilityReason, assess_reliability
+from shared.contracts.screening import Category, ReliabilityReason, assess_reliability, categorize
 from shared.errors import InvalidImage, IRMIError, NotAChestXray, ServiceUnavailable
 from shared.imaging import DecodedImage
 from shared.inference import ImageModel
@@ -34,6 +34,7 @@ from shared.model import ModelRepository, OnnxModel, PreprocessingMismatch
 from shared.service import ServiceContext
 from shared.transforms import Compose, StageTimings
 from tb_service.heatmap import heatmap_png
+from tb_service.reading import score_map, served_point
 from tb_service.settings import Settings
 
 __all__ = ["ChestEngine", "Outcome", "PreprocessingMismatch", "input_side", "unavailable"]
@@ -125,6 +126,7 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
         self.abnormality = self._bound(settings.abnormality_model, self.chest_pipeline)
         self.gate_threshold = self.gate.card.threshold_for("chest")
         self.abnormal_threshold = self.abnormality.card.threshold_for("abnormal")
+        self.operating_point = served_point(self.abnormality.card, self.abnormal_threshold)
         self.batcher: DynamicBatcher[Prepared, Scored] = DynamicBatcher(
             "chest",
             self.run_batch,
@@ -282,8 +284,12 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
         p_abn = _prob(scored.abnormal[1], 0.0)
         p_norm = float(np.clip(1.0 - p_abn, 0.0, 1.0))
         abnormal = p_abn >= self.abnormal_threshold
+        chest = prepared.chest
+        score = round(100.0 * p_abn, 2)
+        reliability = assess_reliability([*prepared.reasons, *chest.reasons])
+        category = categorize(score, self.operating_point, reliability)
         findings: list[Finding] = []
-        if abnormal:
+        if category == Category.review_recommended:
             subtypes: dict[str, float] = {}
             if scored.subtype is not None and scored.subtype.size >= 2:
                 pb, pv = (_prob(v, 0.5) for v in scored.subtype[:2])
@@ -299,7 +305,6 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
                     note=PNEUMONIA_NOTE,
                 )
             )
-        chest = prepared.chest
         box = tuple(int(v) for v in chest.crop_box)
         size = (int(chest.original_size[0]), int(chest.original_size[1]))
         png: PngImage | None = None
@@ -318,21 +323,24 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             timings["heatmap"] = _ms(t0)
         return ChestPrediction(
             validity=validity,
+            category=category,
+            operating_point=self.operating_point,
             label="abnormal" if abnormal else "normal",
             probabilities={"normal": round(p_norm, 6), "abnormal": round(p_abn, 6)},
-            score=round(100.0 * p_abn, 2),
+            score=score,
             threshold=self.abnormal_threshold,
             findings=findings,
+            score_map=None if scored.cam is None else score_map(scored.cam, box, size),
             heatmap=png,
             crop_box=CropBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
-            reliability=assess_reliability([*prepared.reasons, *chest.reasons]),
+            reliability=reliability,
             models=self.model_refs(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
 
     # ------------------------------------------------------------------ async API
 
-    async def serve(self, data: bytes, *, heatmap: bool = True) -> Outcome:
+    async def serve(self, data: bytes, *, heatmap: bool = False) -> Outcome:
         """The whole path for one image; raises IRMIError subclasses for every refusal."""
         try:
             with self.admission.slot():

@@ -40,13 +40,23 @@ log = logging.getLogger("irmi.tb.routes")
 
 BATCH_SIZE_HEADER = "X-IRMI-Batch-Size"
 
-_HEATMAP_EXAMPLE = "iVBORw0KGgoAAAANSUhEUgAA..."
+_GRID = [[0.0, 0.1, 0.2, 0.1, 0.0, 0.1, 0.3, 0.2]] * 3 + [[0.1, 0.4, 1.0, 0.6, 0.1, 0.2, 0.5, 0.3]]
 PREDICTION_EXAMPLE: dict[str, Any] = {
     "validity": {"score": 0.998, "threshold": 0.5, "passed": True},
+    "category": "review_recommended",
+    "operating_point": {
+        "source": "card",
+        "score_threshold": 30.8589,
+        "sensitivity": {"value": 0.9279, "ci95": [0.8994, 0.9543], "n": 333},
+        "specificity": {"value": 0.8352, "ci95": [0.7823, 0.8889], "n": 182},
+        "measured_on": "in-distribution test split of the training sources: ...",
+        "model": {"name": "chest-abnormality", "version": "1", "sha256": "9a0b...42"},
+        "run_id": None,
+    },
     "label": "abnormal",
     "probabilities": {"normal": 0.19, "abnormal": 0.81},
     "score": 81.0,
-    "threshold": 0.32,
+    "threshold": 0.308589,
     "findings": [
         {
             "name": "pneumonia",
@@ -55,13 +65,20 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
             "note": "The screen was trained with pneumonia as its abnormal class ...",
         }
     ],
-    "heatmap": {
-        "media_type": "image/png",
-        "width": 1024,
-        "height": 1024,
-        "base64": _HEATMAP_EXAMPLE,
+    "score_map": {
+        "values": _GRID * 2,
+        "box": {"x0": 96, "y0": 120, "x1": 930, "y1": 900},
+        "image_width": 1024,
+        "image_height": 1024,
     },
+    "heatmap": None,
     "crop_box": {"x0": 96, "y0": 120, "x1": 930, "y1": 900},
+    "reliability": {
+        "outside_population": False,
+        "reasons": [],
+        "distance": None,
+        "limit_quantile": None,
+    },
     "models": [
         {"name": "chest-gate", "version": "1", "sha256": "3f5c...e1"},
         {"name": "chest-abnormality", "version": "1", "sha256": "9a0b...42"},
@@ -73,7 +90,6 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
         "batch_wait": 4.8,
         "gate": 2.1,
         "inference": 11.7,
-        "heatmap": 6.3,
         "total": 52.0,
     },
     "disclaimer": "Screening aid, not a diagnosis: a clinician must review this image.",
@@ -113,7 +129,11 @@ EngineDep = Annotated[ChestEngine, Depends(get_engine)]
 CtxDep = Annotated[ServiceContext, Depends(get_ctx)]
 HeatmapQuery = Annotated[
     bool,
-    Query(description="Include the CAM heatmap (base64 RGBA PNG) when the service has it on."),
+    Query(
+        description="Deprecated (kept one release): also return the full-size `heatmap` PNG "
+        "(base64, RGBA once decoded) when the service has it on. Render `score_map` instead.",
+        deprecated=True,
+    ),
 ]
 
 
@@ -211,8 +231,11 @@ def build_router(settings: Settings) -> APIRouter:
         description=(
             "Multipart field `file`: a PNG, JPEG or DICOM chest radiograph (format sniffed from "
             "the bytes). The validity gate runs first: anything that is not a chest X-ray gets "
-            "422 `not_a_chest_xray` with the gate's score. The heatmap is returned inline as "
-            "a base64 RGBA PNG of the original image's size, ready to draw over it. Requests "
+            "422 `not_a_chest_xray` with the gate's score. The answer's `category` is read at "
+            "the model card's `operating_point` (shared categorize: `outside_population` "
+            "whenever `reliability.outside_population`); `score_map` is the low-resolution map "
+            "of where the model looked, over `crop_box`, for the caller to render. The "
+            "full-size `heatmap` PNG only comes with `heatmap=true` (deprecated). Requests "
             f"arriving together are batched; the `{BATCH_SIZE_HEADER}` response header says "
             "how many images shared this one's model run."
         ),
@@ -224,7 +247,7 @@ def build_router(settings: Settings) -> APIRouter:
         engine: EngineDep,
         ctx: CtxDep,
         response: Response,
-        heatmap: HeatmapQuery = True,
+        heatmap: HeatmapQuery = False,
     ) -> ChestPrediction:
         async with ctx.uploads.multipart(request, one_file, UPLOAD_ERRORS) as upload:
             parts = upload.files("file")
@@ -274,7 +297,7 @@ def build_router(settings: Settings) -> APIRouter:
         request: Request,
         engine: EngineDep,
         ctx: CtxDep,
-        heatmap: HeatmapQuery = True,
+        heatmap: HeatmapQuery = False,
     ) -> ChestBatchResponse:
         async def one(file: FilePart) -> ChestBatchItem:
             try:

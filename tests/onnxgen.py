@@ -164,6 +164,18 @@ def chest_model_folders(
         folder = root / name / "1"
         make(folder / "model.onnx", size=side)
         steps = pipeline(side).describe()
-        extra = {"threshold": {key: threshold}, "preprocessing": {"steps": steps}}
+        extra: dict[str, Any] = {"threshold": {key: threshold}, "preprocessing": {"steps": steps}}
+        if key == "abnormal":
+            extra["operating_point"] = fixture_operating_point(threshold)
         _card(folder, name, "1", side, extra)
     return root
+
+
+def fixture_operating_point(threshold: float) -> dict[str, Any]:
+    """A card's ``operating_point`` for a rigged model (made-up rates, said so)."""
+    return {
+        "score_threshold": round(100.0 * threshold, 4),
+        "sensitivity": {"value": 0.9, "ci95": [0.8, 0.96], "n": 50},
+        "specificity": {"value": 0.7, "ci95": [0.58, 0.8], "n": 60},
+        "measured_on": "test fixture: made-up rates of a rigged model, not measured",
+    }

@@ -7,7 +7,22 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from shared.contracts.common import CropBox, ModelRef, PngImage
-from shared.contracts.screening import Reliability
+from shared.contracts.screening import Category, OperatingPoint, Reliability, ScoreMap
+
+DEPRECATED_THRESHOLD = (
+    "Deprecated, kept one release and unchanged in meaning: the operating threshold on "
+    "P(abnormal), 0-1, that `label` is read at. Read `category` at `operating_point` "
+    "(score_threshold on the 0-100 score) instead."
+)
+DEPRECATED_LABEL = (
+    "Deprecated, kept one release and unchanged in meaning: `abnormal` when P(abnormal) >= "
+    "`threshold`, whatever the reliability. Use `category`."
+)
+DEPRECATED_HEATMAP = (
+    "Deprecated, kept one release for direct callers who ask (`heatmap=true`): an RGBA PNG "
+    "the size of the original image (colour = evidence for 'abnormal', alpha = strength). "
+    "Render `score_map` at display size instead."
+)
 
 
 class Validity(BaseModel):
@@ -31,15 +46,37 @@ class Finding(BaseModel):
 
 class ChestPrediction(BaseModel):
     validity: Validity
-    label: Literal["normal", "abnormal"]
+    category: Category = Field(
+        description="What the result says, from shared categorize(score, operating_point, "
+        "reliability): `outside_population` (outside what the screen was validated on: "
+        "review recommended) whenever reliability.outside_population, else "
+        "`review_recommended` at or above the point's score_threshold, else "
+        "`no_finding_flagged`."
+    )
+    operating_point: OperatingPoint = Field(
+        description="The model card's operating point the category was read at, with its "
+        "measured sensitivity and specificity (95% CIs) and where they were measured."
+    )
+    label: Literal["normal", "abnormal"] = Field(
+        description=DEPRECATED_LABEL, deprecated=DEPRECATED_LABEL
+    )
     probabilities: dict[Literal["normal", "abnormal"], float]
     score: float = Field(ge=0, le=100, description="Calibrated abnormality score, 0-100.")
-    threshold: float = Field(ge=0, le=1, description="Operating threshold on P(abnormal).")
-    findings: list[Finding] = Field(default_factory=list)
-    heatmap: PngImage | None = Field(
+    threshold: float = Field(
+        ge=0, le=1, description=DEPRECATED_THRESHOLD, deprecated=DEPRECATED_THRESHOLD
+    )
+    findings: list[Finding] = Field(
+        default_factory=list,
+        description="Pneumonia with its subtypes, for the doctor: only when category is "
+        "`review_recommended`.",
+    )
+    score_map: ScoreMap | None = Field(
         default=None,
-        description="RGBA PNG the size of the original image: color = evidence for 'abnormal', "
-        "alpha = strength; draw it over the image.",
+        description="Where the model looked: the low-resolution class-activation grid over "
+        "crop_box, for the reader to render at display size (None when the model has none).",
+    )
+    heatmap: PngImage | None = Field(
+        default=None, description=DEPRECATED_HEATMAP, deprecated=DEPRECATED_HEATMAP
     )
     crop_box: CropBox | None = None
     reliability: Reliability = Field(

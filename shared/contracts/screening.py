@@ -13,9 +13,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from shared.contracts.common import ModelRef
+from shared.contracts.common import CropBox, ModelRef
 
 
 class Category(StrEnum):
@@ -106,8 +106,47 @@ def categorize(
     score: float, point: OperatingPoint, reliability: Reliability | None = None
 ) -> Category:
     """The category of a 0-100 score read at ``point``; outside the population wins."""
+    return category_at(score, point.score_threshold, reliability)
+
+
+def category_at(
+    score: float, score_threshold: float, reliability: Reliability | None = None
+) -> Category:
+    """The rule :func:`categorize` applies, for a bare 0-100 threshold. Only for results
+    stored before operating points existed (their deprecated 0-1 ``threshold`` x 100): a
+    threshold without measured sensitivity and specificity is no operating point."""
     if reliability is not None and reliability.outside_population:
         return Category.outside_population
-    if score >= point.score_threshold:
+    if score >= score_threshold:
         return Category.review_recommended
     return Category.no_finding_flagged
+
+
+class ScoreMap(BaseModel):
+    """Where the model looked: its class-activation grid, low resolution, for a reader to
+    render at display size (the gateway does, scaled to the score and the operating point).
+
+    ``values[r][c]`` is the evidence of cell (row r from the top, column c from the left),
+    divided by the grid's own maximum: in [0, 1], 1 at the strongest cell, 0 where the model
+    saw no evidence (an all-zero grid: none anywhere). It is relative; how strong the evidence
+    is overall is the score. The grid covers ``box`` of the uploaded image (pixels, x1/y1
+    exclusive; the prediction's ``crop_box``), in the orientation the image was uploaded in,
+    cell edges evenly spaced; the image is ``image_width`` x ``image_height``. It locates what
+    drove the score, coarsely: it is not a lesion outline.
+    """
+
+    values: list[list[float]] = Field(
+        min_length=1, max_length=64, description="Rows top to bottom, each in [0, 1]."
+    )
+    box: CropBox
+    image_width: int = Field(ge=1)
+    image_height: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> ScoreMap:
+        cols = {len(row) for row in self.values}
+        if len(cols) != 1 or not 1 <= cols.pop() <= 64:
+            raise ValueError("a score map is a rectangular grid of 1 to 64 columns")
+        if any(not 0.0 <= v <= 1.0 for row in self.values for v in row):
+            raise ValueError("score map values lie in [0, 1]")
+        return self

@@ -5,11 +5,12 @@ the services read, with the ONNX file's sha256 and the time it was written."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from shared.clock import timestamp
-from shared.model import Estimate, ModelCard, TensorSpec, file_sha256
+from shared.model import CardOperatingPoint, Estimate, ModelCard, TensorSpec, file_sha256
 
 
 def card_tensor(name: str, shape: list[int | str | None], description: str = "") -> dict[str, Any]:
@@ -98,3 +99,27 @@ def typed_thresholds(card: dict[str, Any]) -> list[str]:
             del out[key]
     card["threshold"] = out
     return problems
+
+
+def operating_point_section(
+    threshold: float, summary: Mapping[str, Any], measured_on: str
+) -> dict[str, Any]:
+    """The card's ``operating_point`` (:class:`shared.model.CardOperatingPoint`) for a screen
+    read at the 0-1 probability ``threshold``: ``score_threshold`` = 100 x it, sensitivity and
+    specificity with their 95% CIs from ``summary`` (a ``ScreenSummary`` or a card's
+    ``metrics.test``: ``sensitivity``/``specificity`` as ``{"value", "ci95"}`` and ``counts``),
+    ``n`` from the counts (tp + fn positives, tn + fp negatives), and ``measured_on`` (the
+    films they were measured on, said exactly)."""
+    counts = summary["counts"]
+    section = {
+        "score_threshold": round(100.0 * float(threshold), 4),
+        "sensitivity": _rate(summary["sensitivity"], counts["tp"] + counts["fn"]),
+        "specificity": _rate(summary["specificity"], counts["tn"] + counts["fp"]),
+        "measured_on": measured_on,
+    }
+    return CardOperatingPoint.model_validate(section).model_dump(mode="json")
+
+
+def _rate(figure: Mapping[str, Any], n: float) -> dict[str, Any]:
+    lo, hi = figure["ci95"]
+    return {"value": float(figure["value"]), "ci95": [float(lo), float(hi)], "n": int(n)}

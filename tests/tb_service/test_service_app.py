@@ -63,7 +63,25 @@ def _check_prediction(body: dict[str, object], size: tuple[int, int]) -> None:
     assert abs(p["normal"] + p["abnormal"] - 1.0) < 1e-5
     assert body["score"] == pytest.approx(100 * p["abnormal"], abs=0.01)
     assert body["label"] == ("abnormal" if p["abnormal"] >= body["threshold"] else "normal")
-    assert bool(body["findings"]) == (body["label"] == "abnormal")
+    point = body["operating_point"]
+    assert isinstance(point, dict) and point["source"] == "card"
+    assert point["score_threshold"] == pytest.approx(100 * body["threshold"], abs=1e-3)
+    assert point["model"] == body["models"][1]
+    outside = body["reliability"]["outside_population"]
+    assert body["category"] == (
+        "outside_population"
+        if outside
+        else "review_recommended"
+        if body["score"] >= point["score_threshold"]
+        else "no_finding_flagged"
+    )
+    assert bool(body["findings"]) == (body["category"] == "review_recommended")
+    assert body["heatmap"] is None  # deprecated: only when asked for
+    smap = body["score_map"]
+    assert smap["box"] == body["crop_box"]
+    assert (smap["image_width"], smap["image_height"]) == size
+    values = np.asarray(smap["values"])
+    assert values.shape == (8, 8) and values.min() >= 0 and values.max() == 1.0
     validity = body["validity"]
     assert isinstance(validity, dict) and validity["passed"] is True
     assert validity["score"] >= validity["threshold"]
@@ -92,7 +110,13 @@ async def test_predict_png_full_response(client: httpx.AsyncClient, models_dir: 
     card = json.loads((models_dir / "chest-abnormality" / "1" / "card.json").read_text())
     assert body["models"][1]["sha256"] == card["sha256"]
     assert body["threshold"] == 0.5 and body["validity"]["threshold"] == 0.5
-    # Heatmap: RGBA PNG of the original's size, transparent outside the crop box.
+    assert body["operating_point"]["sensitivity"] == card["operating_point"]["sensitivity"]
+    assert body["operating_point"]["measured_on"] == card["operating_point"]["measured_on"]
+    assert "heatmap" not in body["timings_ms"]
+    # The deprecated full-size heatmap, for a caller who asks: RGBA PNG of the original's
+    # size, transparent outside the crop box.
+    r = await client.post("/v1/predict?heatmap=true", files=_file(chest_png(320, 280)))
+    body = r.json()
     hm = body["heatmap"]
     assert (hm["width"], hm["height"]) == (280, 320)
     rgba = decode_heatmap(hm)
@@ -150,8 +174,9 @@ async def test_heatmap_can_be_switched_off(client: httpx.AsyncClient, models_dir
     assert r.status_code == 200 and r.json()["heatmap"] is None
     assert "heatmap" not in r.json()["timings_ms"]
     async with client_for(settings_for(models_dir, heatmap=False)) as (_, c):
-        r = await c.post("/v1/predict", files=_file(chest_png()))
+        r = await c.post("/v1/predict?heatmap=true", files=_file(chest_png()))
         assert r.status_code == 200 and r.json()["heatmap"] is None
+        assert r.json()["score_map"] is not None  # the low-resolution map always comes
 
 
 async def test_not_a_chest_xray(client: httpx.AsyncClient) -> None:
@@ -318,7 +343,7 @@ async def test_concurrent_requests_share_batches(models_dir: Path) -> None:
         total, count = histogram(text, "irmi_batch_size", 'model="chest"')
         assert count >= 1 and total == 8 and total > count  # fewer runs than requests
         assert "irmi_stage_duration_seconds_count" in text
-        for stage in ("decode", "gate", "inference", "heatmap", "preprocess.lung_crop"):
+        for stage in ("decode", "gate", "inference", "preprocess.lung_crop"):
             assert f'stage="{stage}"' in text, stage
         assert 'irmi_queue_depth{queue="chest"' in text
 

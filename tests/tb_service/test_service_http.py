@@ -36,8 +36,9 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield s
 
 
-def _post_png(url: str, data: bytes) -> httpx.Response:
-    return httpx.post(url + "/v1/predict", files={"file": ("x.png", data, "image/png")}, timeout=60)
+def _post_png(url: str, data: bytes, **params: str) -> httpx.Response:
+    files = {"file": ("x.png", data, "image/png")}
+    return httpx.post(url + "/v1/predict", params=params, files=files, timeout=60)
 
 
 def test_predict_over_http(svc: Service) -> None:
@@ -46,7 +47,10 @@ def test_predict_over_http(svc: Service) -> None:
     body = r.json()
     assert body["validity"]["passed"] is True
     assert body["label"] in {"normal", "abnormal"}
-    assert decode_heatmap(body["heatmap"]).shape == (300, 260, 4)
+    assert body["category"] in {"review_recommended", "no_finding_flagged"}
+    assert body["heatmap"] is None and len(body["score_map"]["values"]) == 8
+    asked = _post_png(svc.url, chest_png(300, 260), heatmap="true").json()
+    assert decode_heatmap(asked["heatmap"]).shape == (300, 260, 4)
     assert r.headers["x-request-id"]
     legacy = httpx.post(svc.url + "/api/tb", json={"image": b64(chest_png(300, 260))}, timeout=60)
     assert legacy.status_code == 200

@@ -19,7 +19,7 @@ from shared.settings import default_data_dir
 from tb_service.settings import MODELS_DIR
 from tests.imagegen import pydicom_test_file
 from tests.procs import Service, running
-from tests.tb_service.svc_helpers import b64, decode_heatmap
+from tests.tb_service.svc_helpers import b64
 
 DATA = default_data_dir()
 REAL_MODELS = ("chest-gate", "chest-abnormality")
@@ -93,14 +93,26 @@ def test_real_chest_xrays_are_screened(svc: Service) -> None:
         assert abs(p["normal"] + p["abnormal"] - 1) < 1e-4
         assert body["label"] == ("abnormal" if p["abnormal"] >= body["threshold"] else "normal")
         assert [m["name"] for m in body["models"]] == list(REAL_MODELS)
-        if body["label"] == "abnormal":
+        point = body["operating_point"]
+        assert point["source"] == "card" and point["model"] == body["models"][1]
+        assert point["score_threshold"] == pytest.approx(100 * body["threshold"], abs=1e-3)
+        if body["category"] == "review_recommended":
             assert body["findings"][0]["name"] == "pneumonia"
+        else:
+            assert body["findings"] == []
+        if not body["reliability"]["outside_population"]:
+            flagged = body["score"] >= point["score_threshold"]
+            assert body["category"] == ("review_recommended" if flagged else "no_finding_flagged")
+        else:
+            assert body["category"] == "outside_population"
         from PIL import Image
 
         with Image.open(path) as img:
             size = img.size
-        rgba = decode_heatmap(body["heatmap"])
-        assert (rgba.shape[1], rgba.shape[0]) == size
+        smap = body["score_map"]
+        assert (smap["image_width"], smap["image_height"]) == size
+        assert smap["box"] == body["crop_box"] and len(smap["values"]) == 8
+        assert body["heatmap"] is None
     # The gate must let real chest X-rays through (allowing one miss for a noisy film).
     assert passed >= len(images) - 1, f"gate refused {len(images) - passed} of {len(images)}"
 
