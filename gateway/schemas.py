@@ -7,8 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from gateway.operating_point import EffectiveReading
 from shared.contracts.chest import ChestPrediction
+from shared.contracts.common import CropBox
 from shared.contracts.mammo import ExamResult, ProgressEvent, ViewResult
+from shared.contracts.screening import Category, OperatingPoint
 from shared.errors import ErrorBody
 
 Role = Literal["patient", "doctor", "admin"]
@@ -150,16 +153,42 @@ class ApiKeyList(BaseModel):
 class FileRef(BaseModel):
     """A stored PNG served by the gateway (authorization checked on every read)."""
 
-    url: str = Field(examples=["/v1/studies/3f2a.../heatmaps/abnormal"])
+    url: str = Field(examples=["/v1/studies/3f2a.../heatmaps/score_map"])
     media_type: str = "image/png"
     width: int | None = None
     height: int | None = None
+    covers: CropBox | None = Field(
+        default=None,
+        description="The part of the original image (its pixels) the PNG lies over, stretched "
+        "to it; None: the whole image.",
+    )
 
 
 class ChestResult(ChestPrediction):
-    """tb_service's prediction, its inline heatmap replaced by the gateway's URL."""
+    """tb_service's prediction as stored, plus the reading the gateway shows (``effective``);
+    ``heatmap`` is the gateway's URL of the overlay it rendered from ``score_map`` (of the
+    inline PNG in results stored before)."""
 
-    heatmap: FileRef | None = None  # type: ignore[assignment]
+    category: Category | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="tb_service's category at the card's point; None in results stored before "
+        "operating points. Show `effective.category`.",
+    )
+    operating_point: OperatingPoint | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="The model card's point tb_service returned; None in results stored before "
+        "operating points.",
+    )
+    effective: EffectiveReading = Field(
+        description="The category at the effective operating point (the card's now, a site's "
+        "once adopted): what patients and doctors are shown."
+    )
+    heatmap: FileRef | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="Where the model looked: the overlay rendered at display size from "
+        "`score_map`, read at the effective point (see `covers` for where it lies). Not a "
+        "lesion outline.",
+    )
 
 
 class ViewResultPublic(ViewResult):
@@ -185,6 +214,11 @@ class StudySummary(BaseModel):
     kind: StudyKind
     status: StudyStatus
     label: str | None = Field(default=None, description="The system's label once succeeded.")
+    category: Category | None = Field(
+        default=None,
+        description="A chest study's category at its effective operating point once succeeded "
+        "(mammography: None, read `label`).",
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None

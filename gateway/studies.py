@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import Principal
 from gateway.models import Consultation, Study, StudyEvent, StudyFile
+from gateway.operating_point import stored_reading
 from gateway.schemas import (
     ChestResult,
     ExamResultPublic,
@@ -27,6 +28,7 @@ from gateway.sharing import doctor_can_read
 from gateway.state import GatewayState
 from shared.clock import now
 from shared.contracts.mammo import ProgressEvent
+from shared.contracts.screening import Category
 from shared.errors import ErrorBody, InvalidImage, NotFound, PayloadTooLarge, ValidationFailed
 from shared.imaging import sniff_format
 
@@ -97,6 +99,19 @@ def result_label(study: Study) -> str | None:
     return str(label) if label is not None else None
 
 
+def chest_result(stored: dict[str, Any]) -> ChestResult:
+    """A stored chest result as served: with the reading it was stored with, or, stored
+    before operating points, the one its own deprecated threshold gives."""
+    effective = stored_reading(stored).model_dump(mode="json")
+    return ChestResult.model_validate({**stored, "effective": effective})
+
+
+def result_category(study: Study) -> Category | None:
+    if study.result is None or study.kind != "chest":
+        return None
+    return stored_reading(study.result).category
+
+
 def image_url(study_id: str, file_id: str) -> str:
     return f"/v1/studies/{study_id}/images/{file_id}"
 
@@ -107,6 +122,7 @@ def summary(study: Study, thumbnail_url: str | None = None) -> StudySummary:
         kind=study.kind,
         status=study.status,
         label=result_label(study),
+        category=result_category(study),
         created_at=study.created_at,
         updated_at=study.updated_at,
         finished_at=study.finished_at,
@@ -148,7 +164,7 @@ def detail(study: Study, files: list[StudyFile]) -> StudyDetail:
         events_url=f"/v1/studies/{study.id}/events",
     )
     if study.result is not None and study.kind == "chest":
-        out.chest_result = ChestResult.model_validate(study.result)
+        out.chest_result = chest_result(study.result)
     elif study.result is not None:
         out.mammography_result = ExamResultPublic.model_validate(study.result)
     if study.error is not None:

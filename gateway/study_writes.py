@@ -19,9 +19,11 @@ from fastapi import UploadFile
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway import score_overlay
 from gateway.deidentify import for_inference, for_storage
 from gateway.deps import Principal, audit
 from gateway.models import Study, StudyEvent, StudyFile, new_id
+from gateway.operating_point import EffectiveReading, effective_reading
 from gateway.schemas import ChestResult, ExamResultPublic, FileRef
 from gateway.state import GatewayState
 from gateway.studies import (
@@ -40,6 +42,7 @@ from shared.errors import Conflict, Forbidden
 
 TAGS = {"L-CC", "R-CC", "L-MLO", "R-MLO"}
 RERUN = "rerun"  # the ``reason`` of the ``retry`` event that starts a re-run
+OVERLAY = "score_map"  # the name of a chest study's overlay (``/heatmaps/score_map``)
 
 
 class StudyGone(Exception):
@@ -161,6 +164,36 @@ async def _add_study(
     return study
 
 
+async def put_overlay(
+    state: GatewayState, study_id: str, prediction: ChestPrediction, reading: EffectiveReading
+) -> tuple[StudyFile, FileRef] | None:
+    """The score map rendered at display size at the effective point, stored as the study's
+    ``score_map`` heatmap; None when the prediction has no map."""
+    if prediction.score_map is None:
+        return None
+    overlay = await asyncio.to_thread(
+        score_overlay.render, prediction.score_map, prediction.score, reading
+    )
+    if overlay is None:
+        return None
+    row = StudyFile(
+        study_id=study_id,
+        role="heatmap",
+        name=OVERLAY,
+        blob_key=await state.store.put(overlay.png),
+        media_type="image/png",
+        size=len(overlay.png),
+        position=0,
+    )
+    ref = FileRef(
+        url=heatmap_url(study_id, OVERLAY),
+        width=overlay.width,
+        height=overlay.height,
+        covers=overlay.covers,
+    )
+    return row, ref
+
+
 async def create_chest(
     state: GatewayState,
     session: AsyncSession,
@@ -168,19 +201,18 @@ async def create_chest(
     image: Image,
     prediction: ChestPrediction,
 ) -> tuple[Study, list[StudyFile]]:
-    """A chest study, finished at once with tb_service's prediction (heatmap stored)."""
+    """A chest study, finished at once with tb_service's prediction and the reading at the
+    effective operating point (its overlay rendered and stored)."""
     study_id = new_id()
     files = await put_originals(state, study_id, [image])
+    reading = await effective_reading(state, prediction)
     heatmap: FileRef | None = None
-    if prediction.heatmap is not None:
-        files.append(await put_heatmap(state, study_id, "abnormal", prediction.heatmap.base64))
-        heatmap = FileRef(
-            url=heatmap_url(study_id, "abnormal"),
-            width=prediction.heatmap.width,
-            height=prediction.heatmap.height,
-        )
+    stored = await put_overlay(state, study_id, prediction, reading)
+    if stored is not None:
+        files.append(stored[0])
+        heatmap = stored[1]
     result = ChestResult.model_validate(
-        {**prediction.model_dump(exclude={"heatmap"}), "heatmap": heatmap}
+        {**prediction.model_dump(exclude={"heatmap"}), "heatmap": heatmap, "effective": reading}
     ).model_dump(mode="json")
     study = await _add_study(session, principal, study_id, "chest", files, result=result)
     await add_event(

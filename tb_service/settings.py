@@ -49,7 +49,8 @@ class Settings(ServiceSettings):
         "in parallel on the CPU pool; nested OpenCV threads only oversubscribe the cores.",
     )
 
-    # Heatmap: the abnormality model's class-activation map as an RGBA PNG overlay.
+    # The deprecated full-size heatmap (the CAM as an RGBA PNG the original's size), made only
+    # for callers who ask (?heatmap=true); False refuses it. The score map always comes.
     heatmap: bool = True
     heatmap_max_alpha: float = Field(default=0.75, gt=0, le=1)
     heatmap_max_side: int = Field(

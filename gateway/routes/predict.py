@@ -38,6 +38,9 @@ _COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFaile
     "/chest",
     response_model=ChestPrediction,
     summary="Chest X-ray prediction (stateless; API key scope `predict`)",
+    description="tb_service's prediction as it returns it: `category` at the model card's "
+    "`operating_point` (studies store the reading at the effective point as well), "
+    "`reliability`, and `score_map` (where the model looked, over `crop_box`) to render.",
     responses=error_responses(*_COMMON, NotAChestXray),
 )
 async def predict_chest(

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from shared.contracts.common import CropBox, ModelRef, PngImage
-from shared.contracts.screening import Category, OperatingPoint, Reliability, ScoreMap
+from shared.contracts.screening import (
+    Category,
+    OperatingPoint,
+    Reliability,
+    ScoreMap,
+    categorize,
+)
 
 DEPRECATED_THRESHOLD = (
     "Deprecated, kept one release and unchanged in meaning: the operating threshold on "
@@ -86,6 +92,17 @@ class ChestPrediction(BaseModel):
     models: list[ModelRef] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     disclaimer: str = "Screening aid, not a diagnosis: a clinician must review this image."
+
+    @model_validator(mode="after")
+    def _category_is_categorize(self) -> ChestPrediction:
+        """The category is the one categorize gives, never another: a result outside the
+        validated population that says anything but `outside_population` is refused."""
+        category, point = self.category, self.operating_point
+        if category is not None and point is not None:
+            expected = categorize(self.score, point, self.reliability)
+            if category != expected:
+                raise ValueError(f"category {category} is not categorize()'s {expected}")
+        return self
 
 
 class ChestBatchItem(BaseModel):

@@ -4,7 +4,9 @@ services. The behaviour is chosen per request by a marker appended to the upload
 (the gateway forwards them untouched): ``FAKE:hang`` (never answer / go silent mid-exam),
 ``FAKE:die`` (the connection breaks mid-exam, as when the service dies), ``FAKE:flaky`` (dies
 mid-exam the first time these bytes come, succeeds the next), ``FAKE:slow`` (a 2 s pause
-mid-exam), ``FAKE:reject`` (an in-stream ``not_a_mammogram`` error); ``FAKE_MODE`` sets
+mid-exam), ``FAKE:reject`` (an in-stream ``not_a_mammogram`` error), ``FAKE:outside`` (a chest
+result outside the validated population, score under the threshold), ``FAKE:contradict`` (the
+same, claiming ``no_finding_flagged``: a broken contract); ``FAKE_MODE`` sets
 a default for every request. ``/_debug/received`` lists the files received (base64), so that
 tests can check what the gateway forwards (de-identified copies)."""
 
@@ -29,7 +31,7 @@ MODE = os.environ.get("FAKE_MODE", "ok")
 
 
 def _mode(data: bytes) -> str:
-    for mode in ("hang", "die", "flaky", "slow", "reject"):
+    for mode in ("hang", "die", "flaky", "slow", "reject", "outside", "contradict"):
         if data.endswith(f"FAKE:{mode}".encode()):
             return mode
     return MODE
@@ -93,17 +95,37 @@ async def predict(request: Request) -> JSONResponse:
             {"error": {"code": "not_a_chest_xray", "message": "Not a chest X-ray.", "details": {}}},
             status_code=422,
         )
+    mode = _mode(data)
+    model = {"name": "fake", "version": "0", "sha256": "0" * 64}
+    rate = {"value": 0.9, "ci95": [0.8, 0.95], "n": 40}
+    point = {"source": "card", "score_threshold": 50.0, "sensitivity": rate, "specificity": rate}
     body = {
         "validity": {"score": 0.9, "threshold": 0.5, "passed": True},
+        "category": "review_recommended",
+        "operating_point": {**point, "measured_on": "fake", "model": model},
         "label": "abnormal",
         "probabilities": {"normal": 0.3, "abnormal": 0.7},
         "score": 70.0,
         "threshold": 0.5,
         "findings": [],
-        "heatmap": _png(),
-        "models": [{"name": "fake", "version": "0", "sha256": "0" * 64}],
+        "score_map": {
+            "values": [[0.0, 0.5], [1.0, 0.25]],
+            "box": {"x0": 2, "y0": 2, "x1": 30, "y1": 30},
+            "image_width": 32,
+            "image_height": 32,
+        },
+        "crop_box": {"x0": 2, "y0": 2, "x1": 30, "y1": 30},
+        "models": [model],
         "timings_ms": {"total": 1.0},
     }
+    if mode in ("outside", "contradict"):
+        body |= {
+            "category": "outside_population" if mode == "outside" else "no_finding_flagged",
+            "label": "normal",
+            "probabilities": {"normal": 0.8, "abnormal": 0.2},
+            "score": 20.0,
+            "reliability": {"outside_population": True, "reasons": ["mirrored"]},
+        }
     return JSONResponse(body)
 
 

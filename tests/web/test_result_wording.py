@@ -1,7 +1,9 @@
 """What each reader sees in a real browser: a patient reads "Review recommended" / "No finding
 flagged ..." (never "Abnormal", "Normal", "Malignant" or "Benign" headlines, badges or per-view
 labels); the doctor the study is shared with reads the model's labels beside the model card's
-measured sensitivity, specificity and AUC with their confidence intervals. Also: the upload
+measured sensitivity, specificity and AUC with their confidence intervals, and the chest
+result's category at its operating point (its sensitivity and specificity with their CIs and
+where they were measured), the reliability of the answer and the overlay's legend. Also: the upload
 screen's hidden buttons stay hidden, and the history page draws its list in one request."""
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.web.conftest import (
@@ -19,7 +22,14 @@ from tests.web.conftest import (
     screenshot,
     verify_pending_doctors,
 )
-from tests.web.test_browser import login, mammogram_views, nav, new_patient, signup
+from tests.web.test_browser import (
+    DOCTOR_HEADLINES,
+    login,
+    mammogram_views,
+    nav,
+    new_patient,
+    signup,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -71,6 +81,7 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
     chest_url = pat.url
     _patient_headline(pat)
     assert "Screening aid, not a diagnosis" in pat.locator("main").inner_text()
+    assert not re.search(r"\d%|/ 100", pat.locator("main").inner_text())  # never a probability
     assert pat.get_by_test_id("model-figures").count() == 0
     _no_diagnosis_for_patient(pat)
     screenshot(pat, "30-patient-chest-wording")
@@ -95,7 +106,7 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
     badges = {b.strip() for b in pat.locator("li.study-item .badge").all_inner_texts()}
     assert badges & PATIENT_HEADLINES, badges
 
-    # Share the chest study; the doctor reads the model's label and its measured figures.
+    # Share the chest study; the doctor reads the category and its measured figures.
     pat.goto(chest_url)
     pat.get_by_role("link", name="Ask a doctor about this study").click()
     pat.get_by_label(re.compile("Dr Maria Curie")).check()
@@ -109,7 +120,22 @@ def test_patient_wording_and_doctor_figures(stack: Stack, pages: Pages) -> None:
     doc.get_by_role("heading", name="Consultation with Rosalind Patient").wait_for()
     label = doc.get_by_test_id("result-label")
     label.wait_for()
-    assert label.inner_text().strip() in {"Normal", "Abnormal"}
+    assert label.inner_text().strip() in DOCTOR_HEADLINES
+    # The operating point the category was read at, with its measured rates and their CIs.
+    point = doc.get_by_test_id("operating-point").inner_text()
+    card = httpx.get(f"{stack.tb.url}/v2/models/chest-abnormality", timeout=30).json()
+    at = re.escape(f"{card['operating_point']['score_threshold']:.1f}")
+    assert re.search(rf"Score ≥ {at} / 100 recommends review: the model card's point", point)
+    rate = rf"[\d.]+% \(95% CI [\d.]+%{DASH}[\d.]+%, n = \d+"
+    assert re.search(rf"Sensitivity: {rate} abnormal films\)", point), point
+    assert re.search(rf"Specificity: {rate} normal films\)", point), point
+    assert "Measured on: in-distribution test split" in point, point
+    assert re.search(
+        rf"[\d.]+ / 100 \(operating threshold {at}\)", doc.locator("main").inner_text()
+    )
+    assert doc.get_by_test_id("reliability").count() == 1
+    legend = doc.get_by_test_id("overlay-legend").inner_text()
+    assert "Where the model looked, not a lesion outline" in legend, legend
     figures = doc.get_by_test_id("model-figures")
     ci = rf"\(95% CI [\d.]+%{DASH}[\d.]+%\)"
     figures.get_by_text(re.compile(rf"^Sensitivity: [\d.]+% {ci}")).first.wait_for()

@@ -40,26 +40,29 @@ const isBrowserImage = (type) => /^image\/(png|jpeg|gif|webp|bmp)$/.test(type ||
 
 /**
  * The image with a heatmap drawn over it.
- * heatmaps: [{key, label, ref: FileRef}] (FileRef: {url, width, height}); cropBox optional
- * (ORIGINAL-image pixels) for a heatmap that covers the crop only.
+ * heatmaps: [{key, label, ref: FileRef}] (FileRef: {url, width, height, covers}); a FileRef's
+ * `covers` (ORIGINAL-image pixels) says where it lies; without it, cropBox (optional) places a
+ * heatmap that is not the image's size over the crop only. legend (an element) replaces the
+ * low-high ramp; toggleLabel names the overlay's switch; shown: whether it starts visible.
  */
-export function viewer({ image, heatmaps = [], cropBox = null, alt }) {
+export function viewer({ image, heatmaps = [], cropBox = null, alt, legend = null, toggleLabel = "Show heatmap", shown = true }) {
   const base = h("img", { class: "base", alt: alt || "Uploaded image" });
   const overlay = h("img", { class: "overlay", alt: "", "aria-hidden": "true" });
   const frame = h("div", { class: "viewer" }, base, overlay);
   const status = h("p", { class: "small muted", "aria-live": "polite" });
   const toggleId = newId("hm");
   const opacityId = newId("op");
-  const toggle = h("input", { type: "checkbox", id: toggleId, checked: true });
+  const toggle = h("input", { type: "checkbox", id: toggleId });
+  toggle.checked = shown;
   const opacity = h("input", { type: "range", id: opacityId, min: "0", max: "100", step: "5", value: "60" });
   let which = null;
   const rampEl = h("span", { class: `ramp ${heatmaps[0]?.ramp || "jet"}` });
   const controls = h(
     "div",
     { class: "viewer-controls" },
-    h("label", { for: toggleId }, toggle, "Show heatmap"),
+    h("label", { for: toggleId }, toggle, toggleLabel),
     h("label", { for: opacityId }, "Heatmap opacity", opacity),
-    h("span", { class: "legend", "aria-hidden": "true" }, "low", rampEl, "high"),
+    legend ? null : h("span", { class: "legend", "aria-hidden": "true" }, "low", rampEl, "high"),
   );
   if (heatmaps.length > 1) {
     const whichId = newId("which");
@@ -76,13 +79,14 @@ export function viewer({ image, heatmaps = [], cropBox = null, alt }) {
   const place = () => {
     const ref = current();
     if (!ref || !natural) return;
-    // Heatmap the size of the image: cover it. Otherwise it covers the crop box.
+    // A heatmap says what it covers; one the size of the image covers it; otherwise the crop.
     const sameSize = !ref.width || (ref.width === natural.w && ref.height === natural.h);
-    if (!sameSize && cropBox) {
-      overlay.style.left = `${(cropBox.x0 / natural.w) * 100}%`;
-      overlay.style.top = `${(cropBox.y0 / natural.h) * 100}%`;
-      overlay.style.width = `${((cropBox.x1 - cropBox.x0) / natural.w) * 100}%`;
-      overlay.style.height = `${((cropBox.y1 - cropBox.y0) / natural.h) * 100}%`;
+    const box = ref.covers || (!sameSize ? cropBox : null);
+    if (box && natural.w > 1) {
+      overlay.style.left = `${(box.x0 / natural.w) * 100}%`;
+      overlay.style.top = `${(box.y0 / natural.h) * 100}%`;
+      overlay.style.width = `${((box.x1 - box.x0) / natural.w) * 100}%`;
+      overlay.style.height = `${((box.y1 - box.y0) / natural.h) * 100}%`;
     } else {
       overlay.style.left = "0";
       overlay.style.top = "0";
@@ -142,7 +146,8 @@ export function viewer({ image, heatmaps = [], cropBox = null, alt }) {
     await loadOverlay();
   })();
 
-  return h("div", { class: "viewer-block" }, frame, controls, status);
+  if (legend && !heatmaps.length) legend.hidden = true;
+  return h("div", { class: "viewer-block" }, frame, controls, legend, status);
 }
 
 /** A thumbnail (URL or promise of one) fetched with the token, or a placeholder. */

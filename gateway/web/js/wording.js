@@ -1,6 +1,9 @@
 // What a result says, and to whom. Patients never read a diagnosis-like headline ("Abnormal",
-// "Normal", "Malignant", "Benign"): they read whether the screening aid flags the images for
-// their doctor's review. Doctors read the model's own labels beside its measured figures.
+// "Normal", "Malignant", "Benign") nor a probability: they read whether the screening aid flags
+// the images for their doctor's review. A chest result says it in its category, read at the
+// effective operating point (the gateway's `effective`); doctors read that category beside the
+// score, the operating point's measured figures and the reliability of the answer.
+// Mammography results (no category yet) keep the label-based wording.
 
 import * as api from "./api.js";
 import { capitalize, h, percent } from "./dom.js";
@@ -11,6 +14,22 @@ export const FLAGGED_TEXT =
   "The screening aid flagged these images for your doctor to look at closely. This is not a diagnosis: only your doctor can say what the images show.";
 export const NOT_FLAGGED_TEXT =
   "No finding flagged by the screening aid — your doctor still reviews the images.";
+export const OUTSIDE_TEXT =
+  "This image is outside what the screening aid was validated on: review recommended. Your doctor reviews the images.";
+
+/** The words of each category (shared.contracts.screening.Category). Outside the validated
+ * population reads as "review recommended": fail-safe, never "no finding". */
+export const CATEGORY = {
+  review_recommended: { title: FLAGGED, text: FLAGGED_TEXT, doctor: "Review recommended", cls: "review" },
+  no_finding_flagged: { title: NOT_FLAGGED, text: NOT_FLAGGED_TEXT, doctor: "No finding flagged", cls: "clear" },
+  outside_population: {
+    title: FLAGGED,
+    text: OUTSIDE_TEXT,
+    doctor: "Outside the validated population: review recommended",
+    cls: "review",
+  },
+};
+const categoryWords = (category) => CATEGORY[category] || CATEGORY.review_recommended;
 
 /** Patients (and anyone not a doctor) read the screening wording. */
 export function patientView() {
@@ -31,8 +50,22 @@ export function headline(label) {
   ];
 }
 
-/** A small badge for lists and tables. */
-export function resultBadge(label) {
+/** The headline of a chest result: its category in words, for patients with what it means. */
+export function categoryHeadline(category) {
+  const w = categoryWords(category);
+  const title = patientView() ? w.title : w.doctor;
+  return [
+    h("p", { class: `result-label ${w.cls}`, "data-testid": "result-label", "data-category": category }, title),
+    patientView() ? h("p", { "data-testid": "result-explanation" }, w.text) : null,
+  ];
+}
+
+/** A small badge for lists and tables: the category when the result has one, else the label. */
+export function resultBadge(label, category) {
+  if (category) {
+    const w = categoryWords(category);
+    return h("span", { class: `badge ${w.cls}` }, category === "outside_population" && !patientView() ? "Outside validated population" : w.title);
+  }
   if (!label) return h("span", { class: "badge neutral" }, "No result");
   if (!patientView()) return h("span", { class: `badge ${label}` }, capitalize(label));
   return flagged(label) ? h("span", { class: "badge review" }, FLAGGED) : h("span", { class: "badge clear" }, NOT_FLAGGED);

@@ -167,7 +167,7 @@ export async function renderShare(el, [studyId], ctx) {
       "p",
       { class: "row" },
       `${kindName(study.kind)} of ${formatDate(study.created_at)}`,
-      study.label ? resultBadge(study.label) : null,
+      study.label || study.category ? resultBadge(study.label, study.category) : null,
     ),
     form,
   );

@@ -33,7 +33,7 @@ export async function render(el, _params, ctx) {
         "div",
         {},
         h("a", { class: "title", href }, title),
-        h("p", { class: "row small" }, statusBadge(s.status), s.status === "succeeded" ? resultBadge(s.label) : null),
+        h("p", { class: "row small" }, statusBadge(s.status), s.status === "succeeded" ? resultBadge(s.label, s.category) : null),
       ),
       h("div", { class: "row" }, h("a", { class: "btn secondary", href }, "Open", h("span", { class: "visually-hidden" }, ` ${title}`))),
     );

@@ -4,7 +4,8 @@ import * as api from "../api.js";
 import { backLink, capitalize, clear, fill, formatDate, h, newId, percent } from "../dom.js";
 import { follow } from "../sse.js";
 import { STAGES, disclaimer, kindName, probBars, statusBadge, viewer } from "../components.js";
-import { headline, modelFigures, patientView, resultBadge } from "../wording.js";
+import { operatingPoint, overlayLegend, reliability } from "../reading.js";
+import { categoryHeadline, headline, modelFigures, patientView, resultBadge } from "../wording.js";
 
 function modelLine(models) {
   if (!models?.length) return null;
@@ -21,72 +22,84 @@ function modelLine(models) {
   );
 }
 
+function findingsList(findings) {
+  return [
+    h("h3", {}, "Findings"),
+    h(
+      "ul",
+      {},
+      findings.map((f) =>
+        h(
+          "li",
+          {},
+          `${capitalize(f.name)}: ${percent(f.probability)}`,
+          Object.keys(f.subtypes || {}).length
+            ? ` (${Object.entries(f.subtypes)
+                .map(([k, v]) => `${k} ${percent(v)}`)
+                .join(", ")})`
+            : "",
+          f.note ? h("span", { class: "muted small" }, ` ${f.note}`) : "",
+        ),
+      ),
+    ),
+  ];
+}
+
+const DOCTOR_SUMMARY = {
+  review_recommended: "The score is at or above the operating point's threshold: the screen recommends review.",
+  no_finding_flagged: "The score is below the operating point's threshold: the screen flags no finding. The images still need review.",
+  outside_population: "This image is outside the population the model was validated on: its score is not trusted, and review is recommended.",
+};
+
 function chestResult(study) {
   const r = study.chest_result;
+  const e = r.effective;
   const patient = patientView();
   const image = study.images?.[0];
-  const heatmapLabel = patient ? "Areas the screening aid weighed most" : "Evidence for abnormal";
-  const heatmaps = r.heatmap ? [{ key: "abnormal", label: heatmapLabel, ref: r.heatmap }] : [];
-  const summary = patient
+  // Overlays rendered from the score map say what they cover; older ones were full-size CAMs.
+  const rendered = Boolean(r.heatmap?.covers);
+  const heatmapLabel = patient ? "Where the screening aid looked" : "Where the model looked";
+  const heatmaps = r.heatmap ? [{ key: "looked", label: heatmapLabel, ref: r.heatmap }] : [];
+  const legend = rendered
+    ? overlayLegend(r, { patient })
+    : h("p", { class: "small muted", "data-testid": "overlay-legend" }, patient ? "Where the screening aid looked: this is not a finding or a lesion." : "Stored before operating points: red and yellow show where the model saw evidence for an abnormality, blue little (not scaled to the score; not a lesion outline).");
+  const facts = patient
     ? null
-    : r.label === "abnormal"
-      ? "The model found patterns that may need a doctor's attention."
-      : "The model found no sign that needs attention.";
-  const facts = h(
-    "dl",
-    { class: "facts" },
-    h("dt", {}, "Score"),
-    h("dd", {}, h("strong", {}, `${Math.round(r.score)} / 100`), patient ? " (higher = more reason to review)" : " (higher = more likely abnormal)"),
-    patient ? null : [h("dt", {}, "Operating threshold"), h("dd", {}, percent(r.threshold))],
-    h("dt", {}, "Chest X-ray check"),
-    h("dd", {}, r.validity?.passed ? "Passed" : "Not passed", r.validity ? ` (${percent(r.validity.score)})` : ""),
-  );
-  const findings = !patient && r.findings?.length
-    ? [
-        h("h3", {}, "Findings"),
-        h(
-          "ul",
-          {},
-          r.findings.map((f) =>
-            h(
-              "li",
-              {},
-              `${capitalize(f.name)}: ${percent(f.probability)}`,
-              Object.keys(f.subtypes || {}).length
-                ? ` (${Object.entries(f.subtypes)
-                    .map(([k, v]) => `${k} ${percent(v)}`)
-                    .join(", ")})`
-                : "",
-              f.note ? h("span", { class: "muted small" }, ` ${f.note}`) : "",
-            ),
-          ),
-        ),
-      ]
-    : [];
+    : h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "Score"),
+        h("dd", { "data-testid": "result-score" }, h("strong", {}, `${Number(r.score).toFixed(1)} / 100`), ` (operating threshold ${Number(e.score_threshold).toFixed(1)})`),
+        h("dt", {}, "Chest X-ray check"),
+        h("dd", {}, r.validity?.passed ? "Passed" : "Not passed", r.validity ? ` (${percent(r.validity.score)})` : ""),
+      );
+  const findings = !patient && e.category === "review_recommended" && r.findings?.length ? findingsList(r.findings) : [];
   return h(
     "div",
     { class: "grid-2" },
     h(
       "section",
       { class: "card", "aria-labelledby": "img-h" },
-      h("h2", { id: "img-h" }, "Image and heatmap"),
-      viewer({ image, heatmaps, cropBox: r.crop_box, alt: "Uploaded chest X-ray" }),
-      h(
-        "p",
-        { class: "small muted" },
-        patient
-          ? "Red and yellow show the areas the screening aid weighed most; blue, least."
-          : "Red and yellow show where the model saw evidence for an abnormality; blue, little.",
-      ),
+      h("h2", { id: "img-h" }, patient ? "Image" : "Image and where the model looked"),
+      viewer({
+        image,
+        heatmaps,
+        cropBox: r.crop_box,
+        alt: "Uploaded chest X-ray",
+        legend,
+        toggleLabel: patient ? "Show where the screening aid looked" : "Show where the model looked",
+        shown: !patient,
+      }),
     ),
     h(
       "section",
       { class: "card result-card", "aria-labelledby": "res-h" },
       h("h2", { id: "res-h" }, "Result"),
-      headline(r.label),
-      summary ? h("p", {}, summary) : null,
-      patient ? null : probBars(r.probabilities, "Probabilities"),
+      categoryHeadline(e.category),
+      patient ? null : h("p", {}, DOCTOR_SUMMARY[e.category] || ""),
       facts,
+      patient ? null : operatingPoint(r),
+      patient ? null : reliability(r),
       findings,
       modelLine(r.models),
       patient ? null : modelFigures(study.id),
