@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shared.train.card_writer import card_tensor, write_card
+from shared.train.card_writer import card_tensor, typed_metrics, write_card
 from shared.train.plots import _pyplot, _save, plot_history
 from tb_service.lungmask import LungMargin, LungMaskLimits
 from tb_service.lungseg import SEG_MODEL, seg_pipeline
@@ -243,5 +243,7 @@ def write_seg(folder: Path, res: dict[str, Any]) -> None:
     )
     if res.get("survey"):
         plot_areas(res["survey"], folder / "mask_area_by_source.png")
-    write_card(folder, seg_card(res))
+    card = seg_card(res)
+    typed_metrics(card, card["metrics"]["ci"])  # intervals as ci95, as every card has them
+    write_card(folder, card)
     (folder / "report.md").write_text(seg_report(res))
