@@ -7,6 +7,8 @@
 * ``subtype``      the bacterial/viral head is a head of the abnormality net: same as above
 * ``experiments``  cross-dataset runs and the output-activation table (shorter runs)
 * ``report``       rewrite cards, reports and plots from var/results
+* ``lung-seg``     train + export the lung segmentation model on lung-masks, then
+  ``lung-seg-report``: its crop on the test films, the plausibility survey, card and report
 * ``all``          everything above, in order
 
 Data: ``--data-dir`` or ``IRMI_DATA_DIR`` or ``../shared/data``. Other layouts (Shenzhen /
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
             "subtype",
             "experiments",
             "report",
+            "lung-seg",
+            "lung-seg-report",
         ],
     )
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exp-epochs", type=int, default=8, help="experiment epochs")
     parser.add_argument("--gate-epochs", type=int, default=10)
     parser.add_argument("--backbones", default="vgg,mobilenet")
+    parser.add_argument("--seg-epochs", type=int, default=60, help="lung-seg epochs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log = logging.getLogger("irmi.train")
@@ -66,6 +71,14 @@ def main(argv: list[str] | None = None) -> None:
         commands.cmd_experiments(args.data_dir, epochs=args.exp_epochs)
     if cmd in ("all", "experiments", "report", "baselines"):
         commands.cmd_report(args.data_dir)
+    if cmd == "lung-seg":
+        from tb_service.train.seg import cmd_lung_seg
+
+        cmd_lung_seg(args.data_dir, epochs=args.seg_epochs)
+    if cmd in ("lung-seg", "lung-seg-report"):
+        from tb_service.train.seg import cmd_lung_seg_report
+
+        cmd_lung_seg_report(args.data_dir)
     log.info("%s done in %.0f s", cmd, time.perf_counter() - start)
 
 
