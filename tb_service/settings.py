@@ -21,6 +21,8 @@ class Settings(ServiceSettings):
     required_models: list[str] = ["chest-gate", "chest-abnormality"]
     gate_model: str = "chest-gate"
     abnormality_model: str = "chest-abnormality"
+    # Rotated films are turned upright, mirrored ones flagged; used when it is loaded.
+    orientation_model: str = "chest-orientation"
     # Refuse to start when a card's recorded preprocessing steps differ from the code's.
     strict_preprocessing: bool = True
 
