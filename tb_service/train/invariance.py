@@ -185,7 +185,11 @@ def markdown(report: dict[str, Any], model: str) -> str:
         "",
         f"|Δ p_abnormal| against the PNG 8-bit original through the served path (tb_service, "
         f"POST /v1/predict); bound: p95 <= {BOUND}. `refused`: variants the service refused "
-        "although it accepted the original.",
+        "although it accepted the original. Measured with `python -m tb_service.train "
+        "invariance` (`make chest-invariance`): every test-split film of nih-cxr14 and "
+        "kermany-pediatric, up to 100 films of each evaluation-only set (tbx11k, "
+        "hannover-covid19), spread evenly over their sorted lists; the service as configured "
+        "by default (orientation model, gate and screen as committed).",
         "",
     ]
     for group, s in report["groups"].items():
