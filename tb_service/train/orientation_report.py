@@ -25,6 +25,11 @@ ORIENTATION_NOTE = (
 )
 
 
+def _false_mirror(res: dict[str, Any], table: str) -> float:
+    row = res["tables"].get(table, {}).get("mirror_false_flag", {})
+    return float(row.get("value", float("nan")))
+
+
 def orientation_card(res: dict[str, Any]) -> dict[str, Any]:
     pooled = res["tables"]["pooled test"]
     th = res["thresholds"]
@@ -104,6 +109,11 @@ def orientation_card(res: dict[str, Any]) -> dict[str, Any]:
             "64 px input; lateral films, other body parts and non-films were never seen: the "
             "validity gate, which runs after it, decides those.",
             "Rotations other than multiples of 90 degrees are not modelled.",
+            "Outside the training sources the mirror flag over-fires: on hannover-covid19 "
+            f"{_false_mirror(res, 'hannover-covid19 (all, evaluation only)'):.1%} "
+            "of unmirrored films are flagged mirrored (test splits: "
+            f"{pooled['mirror_false_flag']['value']:.1%}); each flag makes the answer "
+            "`outside_population` (review recommended), fail-safe but a cost.",
         ],
     }
 
