@@ -122,3 +122,15 @@ def test_uncertain_rotation_is_not_applied_and_flagged() -> None:
 def test_non_finite_output_is_uncertain() -> None:
     d = decide(np.full(N_TRANSFORMS, np.nan), TH)
     assert d.uncertain and d.k == 0 and ReliabilityReason.orientation_uncertain in d.reasons
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_capped_heatmap_is_turned_too(k: int) -> None:
+    """With heatmap_max_side the overlay is rendered small, then turned onto the upload."""
+    cam = np.ones((8, 8), np.float32)
+    upright, w, h = heatmap_png(cam, (10, 12, 60, 70), (80, 100), max_side=50)
+    turned, tw, th = heatmap_png(cam, (10, 12, 60, 70), (80, 100), max_side=50, turns=k)
+    assert (w, h) == (40, 50) and (tw, th) == (50, 40)
+    a = decode_heatmap({"media_type": "image/png", "base64": _b64(upright)})
+    b = decode_heatmap({"media_type": "image/png", "base64": _b64(turned)})
+    assert np.array_equal(b, np.rot90(a, k))
