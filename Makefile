@@ -13,13 +13,16 @@ RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest \
-        train-mammo train-lung-seg train-chest-pretrain-probe bench load fault openapi clean
+        train-lung-seg train-chest-orientation chest-invariance train-mammo \
+        train-chest-pretrain-probe bench load fault openapi clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
 	@echo "make test   - install what is missing, lint, type-check and run the test suite"
 	@echo "make train-chest / train-mammo - retrain the committed models (TensorFlow, CPU)"
 	@echo "make train-lung-seg - retrain the lung segmentation model (tb_service/models/lung-seg)"
+	@echo "make train-chest-orientation - retrain the chest-orientation model"
+	@echo "make chest-invariance - score every test film in every encoding and size"
 	@echo "make train-chest-pretrain-probe - ImageNet-pretraining linear probe (own torch venv)"
 	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
@@ -70,6 +73,14 @@ train-lung-seg: venv-train
 
 train-mammo: venv-train
 	$(PY) -m bc_service.train all
+
+# The chest-orientation model (rotation / mirror of a film; tb_service/models/chest-orientation).
+train-chest-orientation: venv-train
+	nice -n 10 $(PY) -m tb_service.train orientation
+
+# Same film, every encoding and size, through the served path: var/results/invariance.{json,md}.
+chest-invariance: venv-train
+	nice -n 10 $(PY) -m tb_service.train invariance
 
 # Does ImageNet pretraining help? (tb_service/models/chest-abnormality/1/pretraining.md)
 # Needs PyTorch, which is deliberately NOT in pyproject.toml/uv.lock (multi-GB CUDA wheels):

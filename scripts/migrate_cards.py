@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # screen is served with the lung crop its card records).
 CHEST: dict[str, Callable[[int, set[str]], Compose[Any]]] = {
     "chest-gate": lambda size, _stages: preprocess.gate_pipeline(size),
+    "chest-orientation": lambda size, _stages: preprocess.gate_pipeline(size),
     "chest-abnormality": lambda size, stages: (
         preprocess.chest_pipeline(size)
         if "lung_seg_crop" in stages

@@ -90,6 +90,12 @@ class NotAChestXray(IRMIError):
     default_message = "This is not a valid chest X-ray."
 
 
+class UnsupportedView(IRMIError):
+    code = "unsupported_view"
+    status_code = 422
+    default_message = "Only frontal (PA or AP) chest X-rays are screened."
+
+
 class NotAMammogram(IRMIError):
     code = "not_a_mammogram"
     status_code = 422

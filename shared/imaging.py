@@ -6,7 +6,10 @@ only then is the image decoded. A PNG that declares 100000 x 100000 pixels is re
 allocating anything.
 
 Pixel values keep their bit depth (8 or 16 bit, or float after DICOM LUTs) until the caller
-asks for an explicit conversion with :func:`to_uint8` or :func:`to_float01`.
+asks for an explicit conversion with :func:`to_uint8` or :func:`to_float01`, which scale by
+``value_range``: the range of the significant bits (PNG sBIT, DICOM BitsStored) or of the
+real detector depth the values use (:func:`significant_bits`), never the container's (a
+16-bit PNG holding 12-bit values looks like the 8-bit film, not nearly black).
 """
 
 from __future__ import annotations
@@ -155,9 +158,56 @@ def _decode_raster(data: bytes, fmt: ImageFormat, limits: ImageLimits) -> Decode
     if (fmt == "png" and not _png_complete(data)) or (fmt == "jpeg" and not _jpeg_complete(data)):
         raise InvalidImage("The image file is truncated.", details={"reason": "truncated"})
     bits = 16 if pixels.dtype == np.uint16 else 8
+    if bits == 16:
+        bits = _png16_bits(pixels, _png_sbit(data) if fmt == "png" else None)
     return DecodedImage(
         pixels=pixels, format=fmt, bits_stored=bits, value_range=(0.0, float(2**bits - 1))
     )
+
+
+DETECTOR_BITS = (8, 10, 12, 14, 16)
+"""The bit depths real detectors and film digitisers store."""
+
+
+def significant_bits(max_value: float, declared: int = 16) -> int:
+    """The depth the values really use: the smallest of :data:`DETECTOR_BITS` whose range
+    holds ``max_value``, never more than ``declared`` (the container's or the header's).
+
+    Why the range of a detector depth and not the image's own min..max (or percentiles): a
+    12-bit film stored in 16 bits then looks exactly like the same film in 8 bits, while a dark
+    film stays darker than a bright one (no per-image contrast stretch, which would make the
+    same film look different in PNG and in DICOM). The cost: a 12-bit film whose brightest
+    pixel is below 1024 is read as 10-bit, i.e. brighter; real films reach far higher.
+    """
+    for bits in DETECTOR_BITS:
+        if bits <= declared and max_value <= 2**bits - 1:
+            return bits
+    return declared
+
+
+def _png16_bits(pixels: NDArray[Any], sbit: int | None) -> int:
+    """The significant bits of a 16-bit PNG. With an sBIT chunk: PNG scales the significant
+    bits up to fill 16 (then the container's range is right), but many writers store the raw
+    values unscaled; values that fit the sBIT depth say which. Without sBIT: the real range."""
+    top = int(pixels.max()) if pixels.size else 0
+    if sbit is not None and 8 <= sbit < 16:
+        return sbit if top <= 2**sbit - 1 else 16
+    return significant_bits(top, 16)
+
+
+def _png_sbit(data: bytes) -> int | None:
+    """The largest significant-bits value of the sBIT chunk (before IDAT), or None."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"sBIT":
+            body = data[pos + 8 : pos + 8 + length]
+            return max(body) if body else None
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
 
 
 def _png_complete(data: bytes) -> bool:
@@ -247,15 +297,34 @@ def _decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
     has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
     if has_voi:
         values = apply_voi_lut(values, ds, prefer_lut=True).astype(np.float32)
-    lo, hi = float(np.min(values)), float(np.max(values))
     if has_voi and "WindowCenter" in ds and "VOILUTSequence" not in ds:
         # A linear window maps onto [min, max] of the output's natural range.
         lo, hi = _window_output_range(ds, values)
+    elif has_voi or "ModalityLUTSequence" in ds:
+        lo, hi = float(np.min(values)), float(np.max(values))
+    else:
+        lo, hi = _stored_range(ds, raw, bits_stored)
     if hi <= lo:
         hi = lo + 1.0
     if photometric == "MONOCHROME1":
         values = (hi + lo) - values  # inverted: high values are dark
     return DecodedImage(values, "dicom", bits_stored, (lo, hi), meta)
+
+
+def _stored_range(ds: Any, raw: NDArray[Any], bits_stored: int) -> tuple[float, float]:
+    """The range the stored values can take (BitsStored, or the real depth when a 16-bit
+    header carries fewer bits: :func:`significant_bits`), through the linear rescale: never
+    the image's own min and max, so a film is not contrast-stretched per file."""
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        half = 2 ** (bits_stored - 1)
+        raw_lo, raw_hi = float(-half), float(half - 1)
+    else:
+        top = float(np.max(raw)) if raw.size else 0.0
+        raw_lo, raw_hi = 0.0, float(2 ** significant_bits(top, bits_stored) - 1)
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    a, b = raw_lo * slope + intercept, raw_hi * slope + intercept
+    return (min(a, b), max(a, b))
 
 
 def _window_output_range(ds: Any, values: NDArray[Any]) -> tuple[float, float]:

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shared.batching import Admission, DynamicBatcher
-from shared.contracts.chest import ChestPrediction, Finding, Validity
+from shared.contracts.chest import ChestPrediction, Finding, Orientation, Validity
 from shared.contracts.common import CropBox, PngImage
 from shared.contracts.screening import Category, ReliabilityReason, assess_reliability, categorize
 from shared.errors import InvalidImage, IRMIError, NotAChestXray, ServiceUnavailable
@@ -34,8 +34,16 @@ from shared.model import ModelRepository, OnnxModel, PreprocessingMismatch
 from shared.service import ServiceContext
 from shared.transforms import Compose, StageTimings
 from tb_service.heatmap import heatmap_png
+from tb_service.orientation import (
+    Decision,
+    Orienter,
+    box_to_uploaded,
+    levels_to_uploaded,
+    upright_image,
+)
 from tb_service.reading import score_map, served_point
 from tb_service.settings import Settings
+from tb_service.validity import check_header
 
 __all__ = ["ChestEngine", "Outcome", "PreprocessingMismatch", "input_side", "unavailable"]
 
@@ -71,6 +79,9 @@ class Prepared:
     # Reliability reasons found before the chest pipeline (e.g. orientation); the pipeline's
     # own are on ``chest.reasons``.
     reasons: list[ReliabilityReason] = field(default_factory=list)
+    # The orientation model's decision (None without that model): the pipelines ran on the
+    # film turned upright, crop box and heatmap are turned back onto the upload.
+    orientation: Decision | None = None
 
 
 @dataclass
@@ -128,6 +139,10 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
         self.abnormality = self._bound(settings.abnormality_model, self.chest_pipeline)
         if seg is not None and "lung_seg_crop" in self.chest_pipeline.stage_names():
             self.bind(settings.seg_model, None)  # its card is checked by LungSegCrop
+        oriented = self.bind(settings.orientation_model, self.gate_pipeline)
+        self.orienter = Orienter(oriented) if oriented is not None else None
+        if self.orienter is None:
+            log.warning("no orientation model: rotated and mirrored films are not detected")
         self.gate_threshold = self.gate.card.threshold_for("chest")
         self.abnormal_threshold = self.abnormality.card.threshold_for("abnormal")
         self.operating_point = served_point(self.abnormality.card, self.abnormal_threshold)
@@ -192,16 +207,15 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
     def preprocess(self, request: DecodedImage, timings: StageTimings) -> Prepared:
         """The gate's and the abnormality model's pipelines on one decoded image."""
         decoded = request
-        try:
-            gate_input, gate_t = self.gate_pipeline.run(decoded)
-        except IRMIError:
-            raise
-        except Exception as exc:  # a pathological image must give a 4xx, never a 500
-            raise InvalidImage(
-                "The image could not be preprocessed.",
-                details={"reason": "preprocessing_failed", "error": type(exc).__name__},
-            ) from exc
-        timings.merge(gate_t, prefix="gate.")
+        header_reasons = check_header(decoded.meta)  # refuses what a DICOM header rules out
+        gate_input = self._gate_input(decoded, timings)
+        orientation: Decision | None = None
+        if self.orienter is not None:
+            with timings.stage("orientation"):
+                orientation = self.orienter.assess(gate_input.image)
+            if orientation.k:
+                decoded = upright_image(decoded, orientation.k)
+                gate_input = self._gate_input(decoded, timings)
         chest: Any | None = None
         chest_error: IRMIError | None = None
         try:
@@ -220,9 +234,24 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             gate_image=np.asarray(gate_input.image, dtype=np.float32),
             chest=chest,
             chest_error=chest_error,
-            original_size=(decoded.width, decoded.height),
+            original_size=(request.width, request.height),
             timings=timings,
+            reasons=[*header_reasons, *(orientation.reasons if orientation is not None else [])],
+            orientation=orientation,
         )
+
+    def _gate_input(self, decoded: DecodedImage, timings: StageTimings) -> Any:
+        try:
+            gate_input, gate_t = self.gate_pipeline.run(decoded)
+        except IRMIError:
+            raise
+        except Exception as exc:  # a pathological image must give a 4xx, never a 500
+            raise InvalidImage(
+                "The image could not be preprocessed.",
+                details={"reason": "preprocessing_failed", "error": type(exc).__name__},
+            ) from exc
+        timings.merge(gate_t, prefix="gate.")
+        return gate_input
 
     def predict(self, prepared: Prepared, timings: StageTimings) -> Scored:
         """One item alone (the served path batches: :meth:`run_batch`)."""
@@ -310,7 +339,9 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
                 )
             )
         box = tuple(int(v) for v in chest.crop_box)
-        size = (int(chest.original_size[0]), int(chest.original_size[1]))
+        size = (int(chest.original_size[0]), int(chest.original_size[1]))  # the upright film's
+        turns = prepared.orientation.k if prepared.orientation is not None else 0
+        ubox = box_to_uploaded(box, size, turns)  # type: ignore[arg-type]
         png: PngImage | None = None
         if heatmap and scored.cam is not None:
             t0 = time.perf_counter()
@@ -320,6 +351,7 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
                 size,
                 self.settings.heatmap_max_alpha,
                 self.settings.heatmap_max_side,
+                turns=turns,
             )
             png = PngImage(
                 width=width, height=height, base64=base64.b64encode(data).decode("ascii")
@@ -334,9 +366,12 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             score=score,
             threshold=self.abnormal_threshold,
             findings=findings,
-            score_map=None if scored.cam is None else score_map(scored.cam, box, size),
+            score_map=None
+            if scored.cam is None
+            else score_map(levels_to_uploaded(scored.cam, turns), ubox, prepared.original_size),
             heatmap=png,
-            crop_box=CropBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+            crop_box=CropBox(x0=ubox[0], y0=ubox[1], x1=ubox[2], y1=ubox[3]),
+            orientation=_orientation(prepared.orientation),
             reliability=reliability,
             models=self.model_refs(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
@@ -375,6 +410,16 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
                 self.metrics.observe_stage(stage, ms)
         prediction.timings_ms["total"] = round(timings["total"], 3)
         return Outcome(prediction, batched.batch_size)
+
+
+def _orientation(decision: Decision | None) -> Orientation | None:
+    if decision is None:
+        return None
+    return Orientation(
+        rotation_applied_deg=decision.rotation_applied_deg,
+        mirrored_suspected=decision.mirrored,
+        confidence=decision.p_rotation,
+    )
 
 
 def _image(chest: Any) -> Any:

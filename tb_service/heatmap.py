@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shared.overlay import encode_png, jet_palette, to_levels, to_rgba
+from tb_service.orientation import levels_to_uploaded
 
 
 def normalise_cam(cam: NDArray[Any]) -> NDArray[np.float32]:
@@ -83,13 +84,16 @@ def heatmap_png(
     original_size: tuple[int, int],
     max_alpha: float = 0.75,
     max_side: int = 0,
+    turns: int = 0,
 ) -> tuple[bytes, int, int]:
     """(PNG bytes, width, height) of the overlay: a palette PNG (jet colours, alpha in tRNS)
     that every decoder expands to RGBA.
 
     The PNG has the original's size unless ``max_side`` > 0 and the original is larger: then it
     is rendered at the same aspect ratio with its long side = ``max_side`` (draw it stretched
-    over the image).
+    over the image). ``turns``: the film was scored turned upright from an upload rotated by
+    that many quarter turns counter-clockwise (tb_service.orientation); the map is rendered on
+    the upright film and turned back, so it lies over the upload as sent.
     """
     w, h = original_size
     box = crop_box
@@ -102,8 +106,8 @@ def heatmap_png(
             int(np.ceil(crop_box[2] * f)),
             int(np.ceil(crop_box[3] * f)),
         )
-    levels = cam_levels(cam, box, (w, h))
-    return encode_png(levels, jet_palette(max_alpha)), w, h
+    levels = levels_to_uploaded(cam_levels(cam, box, (w, h)), turns)
+    return encode_png(levels, jet_palette(max_alpha)), int(levels.shape[1]), int(levels.shape[0])
 
 
 def peak(cam: NDArray[Any], crop_box: tuple[int, int, int, int]) -> tuple[int, int]:

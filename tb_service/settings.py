@@ -23,6 +23,8 @@ class Settings(ServiceSettings):
     abnormality_model: str = "chest-abnormality"
     # The lung segmentation model behind the chest pipeline's lung_seg_crop step.
     seg_model: str = "lung-seg"
+    # Rotated films are turned upright, mirrored ones flagged; used when it is loaded.
+    orientation_model: str = "chest-orientation"
     # Refuse to start when a card's recorded preprocessing steps differ from the code's.
     strict_preprocessing: bool = True
 

@@ -50,6 +50,20 @@ class Finding(BaseModel):
     note: str = ""
 
 
+class Orientation(BaseModel):
+    """What the orientation model saw: the film is scored upright, the response is on the
+    upload as sent (crop box and heatmap in its coordinates)."""
+
+    rotation_applied_deg: Literal[0, 90, 180, 270] = Field(
+        description="Degrees clockwise the upload was turned to be upright before scoring."
+    )
+    mirrored_suspected: bool = Field(
+        description="The film looks left-right mirrored (or dextrocardia): flagged, never "
+        "corrected; the reliability reasons say `mirrored`."
+    )
+    confidence: float = Field(ge=0, le=1, description="Probability of the rotation found.")
+
+
 class ChestPrediction(BaseModel):
     validity: Validity
     category: Category = Field(
@@ -85,6 +99,9 @@ class ChestPrediction(BaseModel):
         default=None, description=DEPRECATED_HEATMAP, deprecated=DEPRECATED_HEATMAP
     )
     crop_box: CropBox | None = None
+    orientation: Orientation | None = Field(
+        default=None, description="None when the service runs without an orientation model."
+    )
     reliability: Reliability = Field(
         default_factory=lambda: Reliability(outside_population=False),
         description="Whether this film is inside the population the model was validated on.",

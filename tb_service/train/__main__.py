@@ -9,6 +9,8 @@
 * ``report``       rewrite cards, reports and plots from var/results
 * ``lung-seg``     train + export the lung segmentation model on lung-masks, then
   ``lung-seg-report``: its crop on the test films, the plausibility survey, card and report
+* ``orientation``  train + export the chest-orientation model (rotation / mirror of a film)
+* ``invariance``   the served score of each test film in every encoding and size (JSON + md)
 * ``all``          everything above, in order
 
 Data: ``--data-dir`` or ``IRMI_DATA_DIR`` or ``../shared/data``. Other layouts (Shenzhen /
@@ -38,12 +40,21 @@ def main(argv: list[str] | None = None) -> None:
             "report",
             "lung-seg",
             "lung-seg-report",
+            "orientation",
+            "invariance",
         ],
     )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=15, help="abnormality epochs")
     parser.add_argument("--exp-epochs", type=int, default=8, help="experiment epochs")
     parser.add_argument("--gate-epochs", type=int, default=10)
+    parser.add_argument("--orientation-epochs", type=int, default=20)
+    parser.add_argument(
+        "--reuse", action="store_true", help="orientation: reload the last trained network"
+    )
+    parser.add_argument(
+        "--invariance-eval-films", type=int, default=100, help="per evaluation-only set"
+    )
     parser.add_argument("--backbones", default="vgg,mobilenet")
     parser.add_argument("--seg-epochs", type=int, default=60, help="lung-seg epochs")
     args = parser.parse_args(argv)
@@ -69,6 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     if cmd in ("all", "experiments"):
         commands.cmd_experiments(args.data_dir, epochs=args.exp_epochs)
+    if cmd == "orientation":
+        from tb_service.train.orientation import cmd_orientation
+
+        cmd_orientation(args.data_dir, epochs=args.orientation_epochs, reuse=args.reuse)
+    if cmd == "invariance":
+        from tb_service.train.invariance import cmd_invariance
+
+        cmd_invariance(args.data_dir, eval_only=args.invariance_eval_films)
     if cmd in ("all", "experiments", "report", "baselines"):
         commands.cmd_report(args.data_dir)
     if cmd == "lung-seg":

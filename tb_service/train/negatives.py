@@ -1,9 +1,19 @@
 """Negatives for the validity gate ("not a chest X-ray"), TensorFlow-free.
 
 Sources: natural photographs bundled with scikit-image and scikit-learn, the CT/MR/other
-DICOM test files bundled with pydicom, and synthetic edge cases (blank, noise, text,
-gradients, checkerboards). The mammograms of mini-mias and rotated chest X-rays are added by
-the cache builder from the data folder. Every item gets a deterministic split.
+DICOM test files bundled with pydicom, synthetic edge cases (blank, noise, text,
+gradients, checkerboards) and synthetic scanned documents (reports, forms, letters). The
+mammograms of mini-mias and rotated chest X-rays are added by the cache builder from the data
+folder. Every item gets a deterministic split.
+
+There are NO radiographs of other body parts (hand, knee, spine, abdomen) and no lateral chest
+films here: the gate has never seen them. DICOM headers that say so are refused before any
+model runs (tb_service.validity); for pixels alone, the reliability flag carries them.
+
+Rotated chest films: the orientation model (tb_service.orientation) runs before the gate and
+turns a confidently rotated film upright, so the gate sees upright films. The rotated
+negatives stay: a film whose orientation is uncertain is not turned, and a gate that refuses
+sideways films then refuses it (fail-safe) instead of scoring it on its side.
 """
 
 from __future__ import annotations
@@ -151,6 +161,81 @@ def synthetic_images(n_each: int = 12, seed: int = 0) -> Iterator[Negative]:
         yy, xx = np.mgrid[0:h, 0:w]
         board = (((yy // cell) + (xx // cell)) % 2 * 255).astype(np.uint8)
         yield Negative(f"checker{i}", "synthetic", split, _decoded(board))
+
+
+_FONTS = (
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+    cv2.FONT_HERSHEY_PLAIN,
+)
+
+
+def _words(rng: np.random.Generator, n: int) -> str:
+    lengths = rng.integers(2, 10, n)
+    return " ".join("".join(chr(int(c)) for c in rng.integers(97, 123, int(k))) for k in lengths)
+
+
+def document(seed: int, width: int = 850, height: int = 1100) -> NDArray[np.uint8]:
+    """A synthetic scanned document (report, form or letter): a light page with a heading,
+    paragraphs in varied fonts, a ruled table or form fields, a logo block and a signature
+    scribble, then scanner noise, blur and a slight skew. Gray, uint8."""
+    rng = np.random.default_rng(seed)
+    paper = np.full((height, width), int(rng.integers(200, 256)), np.uint8)
+    page = paper  # OpenCV draws text on 8-bit images only
+    font = _FONTS[int(rng.integers(len(_FONTS)))]
+    ink = int(rng.integers(0, 70))
+    margin = int(width * rng.uniform(0.06, 0.12))
+    y = int(height * rng.uniform(0.05, 0.1))
+    if rng.random() < 0.6:  # logo block
+        cv2.rectangle(page, (margin, y), (margin + 90, y + 60), ink, -1)
+    scale = rng.uniform(1.0, 1.6)
+    cv2.putText(page, _words(rng, 3).upper(), (margin + 110, y + 40), font, scale, ink, 2)
+    y += 110
+    while y < height - 120:
+        kind = rng.random()
+        if kind < 0.55:  # a paragraph
+            for _ in range(int(rng.integers(2, 7))):
+                cv2.putText(page, _words(rng, 7), (margin, y), font, 0.7, ink, 1, cv2.LINE_AA)
+                y += int(rng.integers(22, 34))
+            y += 20
+        elif kind < 0.8:  # a ruled table
+            rows, cols = int(rng.integers(3, 8)), int(rng.integers(2, 5))
+            cw, rh = (width - 2 * margin) // cols, 30
+            for r in range(rows + 1):
+                cv2.line(page, (margin, y + r * rh), (width - margin, y + r * rh), ink, 1)
+            for c in range(cols + 1):
+                cv2.line(page, (margin + c * cw, y), (margin + c * cw, y + rows * rh), ink, 1)
+            for r in range(rows):
+                for c in range(cols):
+                    text = _words(rng, 1)
+                    cv2.putText(page, text, (margin + c * cw + 6, y + r * rh + 21), font, 0.5, ink)
+            y += rows * rh + 40
+        else:  # form fields: label and an underline
+            for _ in range(int(rng.integers(2, 5))):
+                cv2.putText(page, _words(rng, 2) + ":", (margin, y), font, 0.6, ink, 1)
+                cv2.line(page, (margin + 220, y + 4), (width - margin, y + 4), ink, 1)
+                y += 38
+            y += 10
+    pts = np.cumsum(rng.normal(0, 6, (30, 2)), axis=0) + np.array([width * 0.65, height - 80])
+    cv2.polylines(page, [pts.astype(np.int32)], False, ink, 2)  # signature
+    angle = rng.uniform(-3, 3)
+    rot = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    skewed = cv2.warpAffine(page, rot, (width, height), borderValue=int(paper[0, 0]))
+    scan = cv2.GaussianBlur(skewed.astype(np.float32), (0, 0), rng.uniform(0.3, 1.2))
+    scan = scan + np.asarray(rng.normal(0, rng.uniform(2, 10), scan.shape), np.float32)
+    return np.clip(scan, 0, 255).astype(np.uint8)
+
+
+def document_images(n: int = 48, seed: int = 100) -> Iterator[Negative]:
+    """Synthetic scanned documents (:func:`document`) of assorted page sizes."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        w = int(rng.integers(500, 1000))
+        h = int(w * rng.uniform(1.2, 1.5)) if rng.random() < 0.8 else int(w * rng.uniform(0.6, 0.8))
+        split = ["train", "train", "train", "train", "val", "test"][i % 6]
+        yield Negative(f"document{i}", "document", split, _decoded(document(seed + i, w, h)))
 
 
 def rotate90(img: DecodedImage, k: int = 1) -> DecodedImage:

@@ -24,6 +24,10 @@ from tests.tb_service.svc_helpers import b64
 
 DATA = default_data_dir()
 REAL_MODELS = ("chest-gate", "chest-abnormality")
+# Every model a prediction ran through; the orientation model when it is committed.
+USED_MODELS = [*REAL_MODELS] + (
+    ["chest-orientation"] if any((MODELS_DIR / "chest-orientation").glob("*/model.onnx")) else []
+)
 
 pytestmark = [
     pytest.mark.skipif(
@@ -93,9 +97,10 @@ def test_real_chest_xrays_are_screened(svc: Service) -> None:
         p = body["probabilities"]
         assert abs(p["normal"] + p["abnormal"] - 1) < 1e-4
         assert body["label"] == ("abnormal" if p["abnormal"] >= body["threshold"] else "normal")
-        assert [m["name"] for m in body["models"]] == list(REAL_MODELS)
+        assert [m["name"] for m in body["models"]] == USED_MODELS
         point = body["operating_point"]
-        assert point["source"] == "card" and point["model"] == body["models"][1]
+        screen = next(m for m in body["models"] if m["name"] == "chest-abnormality")
+        assert point["source"] == "card" and point["model"] == screen
         assert point["score_threshold"] == pytest.approx(100 * body["threshold"], abs=1e-3)
         if body["category"] == "review_recommended":
             assert body["findings"][0]["name"] == "pneumonia"
