@@ -34,6 +34,7 @@ from shared.model import ModelRepository, OnnxModel, PreprocessingMismatch
 from shared.service import ServiceContext
 from shared.transforms import Compose, StageTimings
 from tb_service.heatmap import heatmap_png
+from tb_service.reliability import EMBEDDING, load_population
 from tb_service.settings import Settings
 
 __all__ = ["ChestEngine", "Outcome", "PreprocessingMismatch", "input_side", "unavailable"]
@@ -81,6 +82,7 @@ class Scored:
     abnormal: NDArray[np.float32] | None = None  # [p_normal, p_abnormal]
     cam: NDArray[np.float32] | None = None
     subtype: NDArray[np.float32] | None = None  # [p_bacterial, p_viral]
+    distance: float | None = None  # from the validated population, in units of its limit
     gate_ms: float = 0.0
     inference_ms: float = 0.0
 
@@ -125,6 +127,7 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
         self.abnormality = self._bound(settings.abnormality_model, self.chest_pipeline)
         self.gate_threshold = self.gate.card.threshold_for("chest")
         self.abnormal_threshold = self.abnormality.card.threshold_for("abnormal")
+        self.population = load_population(self.abnormality)
         self.batcher: DynamicBatcher[Prepared, Scored] = DynamicBatcher(
             "chest",
             self.run_batch,
@@ -254,11 +257,17 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             abn = np.asarray(out["probs"], dtype=np.float32)
             cam = np.asarray(out["cam"], dtype=np.float32) if "cam" in out else None
             sub = np.asarray(out["subtype"], dtype=np.float32) if "subtype" in out else None
+            dist = (
+                self.population.distance(out[EMBEDDING])
+                if self.population is not None and EMBEDDING in out
+                else None
+            )
             for j, i in enumerate(todo):
                 r = results[i]
                 r.abnormal = abn[j]
                 r.cam = cam[j] if cam is not None else None
                 r.subtype = sub[j] if sub is not None else None
+                r.distance = float(dist[j]) if dist is not None else None
                 r.inference_ms = inference_ms
         return results
 
@@ -325,7 +334,11 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             findings=findings,
             heatmap=png,
             crop_box=CropBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
-            reliability=assess_reliability([*prepared.reasons, *chest.reasons]),
+            reliability=assess_reliability(
+                [*prepared.reasons, *chest.reasons],
+                scored.distance,
+                self.population.quantile if self.population is not None else None,
+            ),
             models=self.model_refs(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )

@@ -38,6 +38,11 @@ INPUT_SIZE = 128
 GATE_INPUT_SIZE = 64
 """Side of the validity gate's square input (the gate needs far less detail)."""
 
+WORKING_SIDE = 384
+"""Long side of the abnormality pipeline's working resolution: no larger than the smallest
+training source (Kermany's copies are 384 px), so a full-resolution original and a resized
+copy of the same film take the same path."""
+
 Box = tuple[int, int, int, int]
 
 
@@ -276,7 +281,7 @@ def chest_pipeline(size: int = INPUT_SIZE) -> Compose[ChestInput]:
     return Compose(
         [
             ToGrayUint8(),
-            Downscale(max_side=512),
+            Downscale(max_side=WORKING_SIDE),
             MedianDenoise(ksize=3),
             LungCrop(),
             Clahe(clip_limit=2.0, tile_grid=8),

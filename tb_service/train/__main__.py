@@ -7,6 +7,8 @@
 * ``subtype``      the bacterial/viral head is a head of the abnormality net: same as above
 * ``experiments``  cross-dataset runs and the output-activation table (shorter runs)
 * ``report``       rewrite cards, reports and plots from var/results
+* ``search``       robust-recipe search by leave-one-source-out val (search.md/json)
+* ``robust``       retrain the chosen robust variant, publish chest-abnormality/2
 * ``all``          everything above, in order
 
 Data: ``--data-dir`` or ``IRMI_DATA_DIR`` or ``../shared/data``. Other layouts (Shenzhen /
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
             "subtype",
             "experiments",
             "report",
+            "search",
+            "robust",
         ],
     )
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -41,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exp-epochs", type=int, default=8, help="experiment epochs")
     parser.add_argument("--gate-epochs", type=int, default=10)
     parser.add_argument("--backbones", default="vgg,mobilenet")
+    parser.add_argument("--search-epochs", type=int, default=10, help="robust search epochs")
+    parser.add_argument("--variants", default="A,C,B,D", help="robust search variants")
+    parser.add_argument("--variant", default=None, help="robust: override the search's choice")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log = logging.getLogger("irmi.train")
@@ -64,6 +71,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     if cmd in ("all", "experiments"):
         commands.cmd_experiments(args.data_dir, epochs=args.exp_epochs)
+    if cmd == "search":
+        from tb_service.train.search import cmd_search
+
+        cmd_search(args.data_dir, args.search_epochs, tuple(args.variants.split(",")))
+    if cmd == "robust":
+        from tb_service.train.robust import cmd_robust
+
+        cmd_robust(args.data_dir, args.search_epochs, args.variant)
     if cmd in ("all", "experiments", "report", "baselines"):
         commands.cmd_report(args.data_dir)
     log.info("%s done in %.0f s", cmd, time.perf_counter() - start)

@@ -145,7 +145,8 @@ def test_pipelines_end_to_end(shape: tuple[int, int]) -> None:
     assert g.crop_box == (0, 0, shape[1], shape[0])
     names = chest_pipeline().stage_names()
     assert names[0] == "to_gray_uint8" and "lung_crop" in names and names[-1] == "normalise"
-    assert chest_pipeline().describe()[1]["params"] == {"max_side": 512}
+    # One working resolution no larger than the smallest source (issue 13): 384 px.
+    assert chest_pipeline().describe()[1]["params"] == {"max_side": 384}
 
 
 def test_heatmap_mapping() -> None:

@@ -149,7 +149,8 @@ def test_service_matches_the_bare_model(svc: Service) -> None:
     if not images:
         pytest.skip("test splits not found")
     gate = OnnxModel(MODELS_DIR / "chest-gate" / "1", use_gpu=False)
-    abn = OnnxModel(MODELS_DIR / "chest-abnormality" / "1", use_gpu=False)
+    served = httpx.get(svc.url + "/v2/models/chest-abnormality").json()["version"]
+    abn = OnnxModel(MODELS_DIR / "chest-abnormality" / served, use_gpu=False)
     gate.load()
     abn.load()
     for path in images:

@@ -1,0 +1,145 @@
+"""Robust-training pieces without TensorFlow: balanced sampling, the acquisition augmentation
+ops, and the split of the served pipeline that training augments between."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.imaging import DecodedImage
+from tb_service.preprocess import chest_pipeline
+from tb_service.train.acquisition import (
+    AcquisitionAugment,
+    BitDepth,
+    BlurSharpen,
+    CropJitter,
+    Gamma,
+    Jpeg,
+    Noise,
+    Rescale,
+)
+from tb_service.train.crops import split_pipeline
+from tb_service.train.sampling import BalancedSampler
+from tests.tb_service.svc_helpers import chest_like
+
+# Label shares differ by source on purpose (as NIH 50% and Kermany 74% pneumonia do).
+SOURCE = np.array(["nih"] * 40 + ["ker"] * 55)
+LABEL = np.array([0] * 10 + [1] * 30 + [0] * 50 + [1] * 5)
+
+
+def test_every_batch_is_balanced_over_source_and_label() -> None:
+    sampler = BalancedSampler(SOURCE, LABEL, batch=32)
+    batches = list(sampler.epoch(np.random.default_rng(0)))
+    assert len(batches) == sampler.steps == len(SOURCE) // 32
+    for b in batches:
+        assert len(b) == 32
+        for src in ("nih", "ker"):
+            for y in (0, 1):
+                assert int(np.sum((SOURCE[b] == src) & (LABEL[b] == y))) == 8
+        # The source says nothing about the label: P(abnormal | source) = 1/2 for both.
+        for src in ("nih", "ker"):
+            assert LABEL[b][SOURCE[b] == src].mean() == 0.5
+
+
+def test_small_cells_are_recycled_and_all_members_used() -> None:
+    sampler = BalancedSampler(SOURCE, LABEL, batch=8)
+    seen = np.concatenate(list(sampler.epoch(np.random.default_rng(1))))
+    small = np.flatnonzero((SOURCE == "ker") & (LABEL == 1))  # 5 films
+    assert set(small) <= set(seen.tolist())
+    assert np.sum(np.isin(seen, small)) == sampler.steps * 2
+
+
+def test_sampler_is_deterministic_with_a_seed() -> None:
+    sampler = BalancedSampler(SOURCE, LABEL, batch=16)
+    a = list(sampler.epoch(np.random.default_rng(7)))
+    b = list(sampler.epoch(np.random.default_rng(7)))
+    c = list(sampler.epoch(np.random.default_rng(8)))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_batch_must_split_evenly_over_cells() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        BalancedSampler(SOURCE, LABEL, batch=30)
+
+
+def _film(seed: int = 0) -> np.ndarray:
+    return chest_like(300, 260, seed=seed)
+
+
+OPS = [Rescale(), BlurSharpen(), Noise(), Jpeg(), Gamma(), BitDepth()]
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda o: type(o).__name__)
+def test_ops_keep_shape_dtype_and_the_film(op: object) -> None:
+    px = _film()
+    for seed in range(5):
+        out = op(px, np.random.default_rng(seed))  # type: ignore[operator]
+        assert out.dtype == np.uint8 and out.shape == px.shape
+        assert out.flags["C_CONTIGUOUS"]
+        # still the same film: no op pushes the mean grey level far (no clipping to black/white)
+        assert abs(float(out.mean()) - float(px.mean())) < 40
+    changed = [
+        not np.array_equal(op(px, np.random.default_rng(s)), px)  # type: ignore[operator]
+        for s in range(5)
+    ]
+    assert any(changed)
+
+
+@pytest.mark.parametrize(
+    "op", [*OPS, CropJitter(), AcquisitionAugment()], ids=lambda o: type(o).__name__
+)
+def test_ops_are_deterministic_with_a_seed(op: object) -> None:
+    px = _film(1)
+    a = op(px, np.random.default_rng(3))  # type: ignore[operator]
+    b = op(px, np.random.default_rng(3))  # type: ignore[operator]
+    assert np.array_equal(a, b)
+
+
+def test_bit_depth_and_gamma_do_what_they_say() -> None:
+    px = _film(2)
+    q = BitDepth(4, 4)(px, np.random.default_rng(0))
+    assert len(np.unique(q)) <= 16
+    g = Gamma(1.5, 1.5)(np.array([[0, 128, 255]], np.uint8), np.random.default_rng(0))
+    assert g[0, 0] == 0 and g[0, 2] == 255 and g[0, 1] < 128
+
+
+def test_rescale_down_and_up_loses_detail() -> None:
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (128, 128)).astype(np.uint8)  # pure detail
+    out = Rescale(0.5, 0.5)(px, rng)
+    assert out.shape == px.shape and float(out.std()) < 0.8 * float(px.std())
+
+
+def test_crop_jitter_trims_at_most_its_share() -> None:
+    px = _film()
+    out = CropJitter(0.06)(px, np.random.default_rng(0))
+    assert out.dtype == np.uint8
+    assert out.shape[0] >= 0.88 * px.shape[0] and out.shape[1] >= 0.88 * px.shape[1]
+
+
+def test_augment_chain_outputs_a_uint8_film() -> None:
+    aug = AcquisitionAugment()
+    outs = [aug(_film(), np.random.default_rng(s)) for s in range(8)]
+    assert all(o.dtype == np.uint8 and o.ndim == 2 for o in outs)
+    assert len({o.tobytes() for o in outs}) == 8
+    assert [d["op"] for d in aug.describe()][-1] == "Jpeg"
+
+
+def test_head_then_tail_is_the_served_pipeline() -> None:
+    """Training augments between head and tail: without augmentation it must be exactly the
+    pipeline the service runs."""
+    pipe = chest_pipeline()
+    head, tail = split_pipeline(pipe)
+    assert head.stage_names()[-1] != "clahe" and tail.stage_names()[0] == "clahe"
+    assert head.stage_names() + tail.stage_names() == pipe.stage_names()
+    img = DecodedImage(pixels=_film(3), format="png", bits_stored=8, value_range=(0.0, 255.0))
+    served = pipe(img)
+    split = tail(head(img))
+    assert np.array_equal(served.image, split.image) and served.crop_box == split.crop_box
+
+
+def test_working_side_is_the_smallest_source() -> None:
+    """A 1,536 px original and its 384 px copy take the same path after the first step."""
+    steps = {s["stage"]: s["params"] for s in chest_pipeline().describe()}
+    assert steps["downscale"]["max_side"] == 384
