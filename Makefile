@@ -13,13 +13,14 @@ RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search \
-        train-mammo train-chest-pretrain-probe bench load fault openapi clean
+        train-mammo train-lung-seg train-chest-pretrain-probe bench load fault openapi clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
 	@echo "make test   - install what is missing, lint, type-check and run the test suite"
 	@echo "make train-chest / train-mammo - retrain the committed models (TensorFlow, CPU)"
 	@echo "make train-chest-search - robust chest recipe search (LOSO val), commits its table"
+	@echo "make train-lung-seg - retrain the lung segmentation model (tb_service/models/lung-seg)"
 	@echo "make train-chest-pretrain-probe - ImageNet-pretraining linear probe (own torch venv)"
 	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
@@ -72,6 +73,10 @@ train-chest-search: venv-train
 
 train-chest: venv-train
 	nice -n 10 $(PY) -m tb_service.train robust
+
+# The lung segmentation model behind the chest crop (a few minutes on 2 CPU threads).
+train-lung-seg: venv-train
+	nice -n 10 $(PY) -m tb_service.train lung-seg
 
 train-mammo: venv-train
 	$(PY) -m bc_service.train all

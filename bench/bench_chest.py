@@ -38,6 +38,7 @@ from shared.model import OnnxModel
 from shared.settings import default_data_dir
 from tb_service import preprocess
 from tb_service.engine import input_side
+from tb_service.lungseg import committed_seg_model
 from tb_service.settings import MODELS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +59,9 @@ def raw_runner(models_dir: Path, images: list[bytes]) -> tuple[Callable[[int], N
     gate.load()
     abn.load()
     gate_pipe = preprocess.gate_pipeline(input_side(gate, preprocess.GATE_INPUT_SIZE))
-    chest_pipe = preprocess.chest_pipeline(input_side(abn, preprocess.INPUT_SIZE))
+    chest_pipe = preprocess.chest_pipeline_for(
+        abn.card, input_side(abn, preprocess.INPUT_SIZE), committed_seg_model()
+    )
     tensors = []
     for data in images:
         decoded = decode_image(data)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,19 @@ from shared.model import ModelCard
 from shared.train.card_writer import typed_metrics, typed_thresholds
 from shared.transforms import Compose
 from tb_service import preprocess
+from tb_service.lungseg import seg_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-CHEST = {
-    "chest-gate": lambda size: preprocess.gate_pipeline(size),
-    "chest-abnormality": lambda size: preprocess.chest_pipeline(size),
+# The served pipeline of each tb_service card, from its input size and recorded stages (a
+# screen is served with the lung crop its card records).
+CHEST: dict[str, Callable[[int, set[str]], Compose[Any]]] = {
+    "chest-gate": lambda size, _stages: preprocess.gate_pipeline(size),
+    "chest-abnormality": lambda size, stages: (
+        preprocess.chest_pipeline(size)
+        if "lung_seg_crop" in stages
+        else preprocess.heuristic_chest_pipeline(size)
+    ),
+    "lung-seg": lambda size, _stages: seg_pipeline(size),
 }
 BOOTSTRAP = "95% percentile bootstrap, 2000 resamples stratified by class (bc_service.train)"
 
@@ -84,7 +93,8 @@ def mammo_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
 
 def chest_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
     pre = card["preprocessing"]
-    served = CHEST[card["name"]](int(pre["input_size"])).describe()
+    stages = {str(step.get("stage")) for step in pre.get("steps") or []}
+    served = CHEST[card["name"]](int(pre["input_size"]), stages).describe()
     if pre.get("steps") != served:
         problems.append(f"preprocessing.steps {pre.get('steps')} != served {served}")
 

@@ -120,11 +120,15 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
         self.gate_pipeline: Compose[Any] = gate_pipeline or preprocess.gate_pipeline(
             input_side(gate_model, fallback)
         )
-        self.chest_pipeline: Compose[Any] = chest_pipeline or preprocess.chest_pipeline(
-            input_side(abnormality_model, fallback)
+        # The crop step the abnormality card records: lung_seg_crop runs the lung-seg model.
+        seg = models.models.get(settings.seg_model)
+        self.chest_pipeline: Compose[Any] = chest_pipeline or preprocess.chest_pipeline_for(
+            abnormality_model.card, input_side(abnormality_model, fallback), seg
         )
         self.gate = self._bound(settings.gate_model, self.gate_pipeline)
         self.abnormality = self._bound(settings.abnormality_model, self.chest_pipeline)
+        if seg is not None and "lung_seg_crop" in self.chest_pipeline.stage_names():
+            self.bind(settings.seg_model, None)  # its card is checked by LungSegCrop
         self.gate_threshold = self.gate.card.threshold_for("chest")
         self.abnormal_threshold = self.abnormality.card.threshold_for("abnormal")
         self.population = load_population(self.abnormality)

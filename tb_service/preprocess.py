@@ -2,8 +2,13 @@
 
 ``chest_pipeline()`` (abnormality model) runs::
 
-    to_gray_uint8 -> downscale -> median_denoise -> lung_crop -> clahe -> resize_square
+    to_gray_uint8 -> downscale -> median_denoise -> lung_seg_crop -> clahe -> resize_square
     -> normalise
+
+where ``lung_seg_crop`` (:class:`tb_service.lungseg.LungSegCrop`) crops to both lungs of the
+segmentation model's mask plus a margin. ``heuristic_chest_pipeline()`` keeps the earlier
+heuristic ``lung_crop`` (:func:`find_lung_box`) for models trained behind it, and
+``chest_pipeline_for(card)`` picks the one a model's card records.
 
 and ``gate_pipeline()`` (the "is this a chest X-ray" gate) a simpler chain without the lung
 crop and CLAHE. Both take a :class:`shared.imaging.DecodedImage` (raw bytes are decoded too)
@@ -21,7 +26,7 @@ a heatmap over the network input maps back onto the uploaded image with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
@@ -30,6 +35,7 @@ from numpy.typing import NDArray
 
 from shared.contracts.screening import ReliabilityReason
 from shared.imaging import DecodedImage, decode_image, to_uint8
+from shared.model import ModelCard, ModelCardError, OnnxModel
 from shared.transforms import Compose, Transform
 
 INPUT_SIZE = 128
@@ -70,6 +76,7 @@ class Work:
     crop_box: Box
     original_size: tuple[int, int]
     scale: float = 1.0
+    reasons: list[ReliabilityReason] = field(default_factory=list)  # -> ChestInput.reasons
 
 
 def _as_work(data: Any) -> Work:
@@ -108,7 +115,7 @@ class Downscale(Transform):
         f = self.max_side / long_side
         nw, nh = max(1, round(w * f)), max(1, round(h * f))
         px = cv2.resize(work.pixels, (nw, nh), interpolation=cv2.INTER_AREA)
-        return Work(px, work.crop_box, work.original_size, work.scale * f)
+        return replace(work, pixels=px, scale=work.scale * f)
 
 
 class MedianDenoise(Transform):
@@ -124,7 +131,7 @@ class MedianDenoise(Transform):
         if self.ksize == 1:
             return work
         px = cv2.medianBlur(np.ascontiguousarray(work.pixels, dtype=np.uint8), self.ksize)
-        return Work(px, work.crop_box, work.original_size, work.scale)
+        return replace(work, pixels=px)
 
 
 def find_lung_box(
@@ -211,20 +218,23 @@ class LungCrop(Transform):
     def __call__(self, data: Any) -> Work:
         work = _as_work(data)
         box = find_lung_box(work.pixels, margin=self.margin, min_box_frac=self.min_box_frac)
-        if box is None:
-            return work
-        x0, y0, x1, y1 = box
-        px = work.pixels[y0:y1, x0:x1]
-        # Working box -> original pixels (offset by any earlier crop).
-        ox0, oy0, ox1, oy1 = work.crop_box
-        s = work.scale
-        orig = (
-            ox0 + int(np.floor(x0 / s)),
-            oy0 + int(np.floor(y0 / s)),
-            min(ox1, ox0 + int(np.ceil(x1 / s))),
-            min(oy1, oy0 + int(np.ceil(y1 / s))),
-        )
-        return Work(np.ascontiguousarray(px), orig, work.original_size, s)
+        return work if box is None else crop_work(work, box)
+
+
+def crop_work(work: Work, box: Box) -> Work:
+    """``work`` cropped to ``box`` (working pixels); the crop box kept in original pixels."""
+    x0, y0, x1, y1 = box
+    px = work.pixels[y0:y1, x0:x1]
+    # Working box -> original pixels (offset by any earlier crop).
+    ox0, oy0, ox1, oy1 = work.crop_box
+    s = work.scale
+    orig = (
+        ox0 + int(np.floor(x0 / s)),
+        oy0 + int(np.floor(y0 / s)),
+        min(ox1, ox0 + int(np.ceil(x1 / s))),
+        min(oy1, oy0 + int(np.ceil(y1 / s))),
+    )
+    return replace(work, pixels=np.ascontiguousarray(px), crop_box=orig)
 
 
 class Clahe(Transform):
@@ -238,7 +248,7 @@ class Clahe(Transform):
         work = _as_work(data)
         clahe = cv2.createCLAHE(clipLimit=self.clip_limit, tileGridSize=(self.tile_grid,) * 2)
         px = clahe.apply(np.ascontiguousarray(work.pixels, dtype=np.uint8))
-        return Work(px, work.crop_box, work.original_size, work.scale)
+        return replace(work, pixels=px)
 
 
 class ResizeSquare(Transform):
@@ -252,7 +262,7 @@ class ResizeSquare(Transform):
         h, w = work.pixels.shape[:2]
         interp = cv2.INTER_AREA if min(h, w) >= self.size else cv2.INTER_LINEAR
         px = cv2.resize(work.pixels, (self.size, self.size), interpolation=interp)
-        return Work(px, work.crop_box, work.original_size, work.scale)
+        return replace(work, pixels=px)
 
 
 class Normalise(Transform):
@@ -273,17 +283,48 @@ class Normalise(Transform):
             image=np.ascontiguousarray(x[:, :, None], dtype=np.float32),
             crop_box=work.crop_box,
             original_size=work.original_size,
+            reasons=list(work.reasons),
         )
 
 
-def chest_pipeline(size: int = INPUT_SIZE) -> Compose[ChestInput]:
-    """Preprocessing of the abnormality model (input "image" [N, size, size, 1])."""
+def chest_pipeline(size: int = INPUT_SIZE, seg: OnnxModel | None = None) -> Compose[ChestInput]:
+    """Preprocessing of the abnormality model (input "image" [N, size, size, 1]), cropped to
+    the lung fields by the segmentation model ``seg`` (default: the committed ``lung-seg``)."""
+    from tb_service.lungseg import LungSegCrop
+
+    return _chest(size, LungSegCrop(seg))
+
+
+def heuristic_chest_pipeline(size: int = INPUT_SIZE) -> Compose[ChestInput]:
+    """The chest pipeline with the heuristic :class:`LungCrop`, as chest-abnormality/1 was
+    trained (served for models whose card records ``lung_crop``)."""
+    return _chest(size, LungCrop())
+
+
+def chest_pipeline_for(
+    card: ModelCard, size: int = INPUT_SIZE, seg: OnnxModel | None = None
+) -> Compose[ChestInput]:
+    """The chest pipeline a screen was trained behind, chosen by the crop step its card
+    records (``lung_seg_crop`` or the heuristic ``lung_crop``); every step and parameter is
+    then checked against the card as usual (:func:`shared.model.check_preprocessing`)."""
+    stages = {step.stage for step in card.preprocessing.steps}
+    if "lung_seg_crop" in stages:
+        if seg is None:
+            raise ModelCardError(
+                f"{card.name} v{card.version} is trained behind lung_seg_crop: the lung-seg "
+                "model must be loaded"
+            )
+        return chest_pipeline(size, seg)
+    return heuristic_chest_pipeline(size)
+
+
+def _chest(size: int, crop: Transform) -> Compose[ChestInput]:
     return Compose(
         [
             ToGrayUint8(),
             Downscale(max_side=WORKING_SIDE),
             MedianDenoise(ksize=3),
-            LungCrop(),
+            crop,
             Clahe(clip_limit=2.0, tile_grid=8),
             ResizeSquare(size),
             Normalise("zscore"),

@@ -18,9 +18,11 @@ class Settings(ServiceSettings):
     port: int = 8001
     models_dir: Path = MODELS_DIR
     # Models that must load before the service reports ready (JSON list in the environment).
-    required_models: list[str] = ["chest-gate", "chest-abnormality"]
+    required_models: list[str] = ["chest-gate", "chest-abnormality", "lung-seg"]
     gate_model: str = "chest-gate"
     abnormality_model: str = "chest-abnormality"
+    # The lung segmentation model behind the chest pipeline's lung_seg_crop step.
+    seg_model: str = "lung-seg"
     # Refuse to start when a card's recorded preprocessing steps differ from the code's.
     strict_preprocessing: bool = True
 

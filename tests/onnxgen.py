@@ -154,11 +154,17 @@ def chest_model_folders(
     abnormal_threshold: float = 0.5,
 ) -> Path:
     """``root/chest-gate/1`` and ``root/chest-abnormality/1`` with the real models' I/O
-    (default sides = tb_service.preprocess.GATE_INPUT_SIZE and INPUT_SIZE)."""
-    from tb_service import preprocess
+    (default sides = tb_service.preprocess.GATE_INPUT_SIZE and INPUT_SIZE), the abnormality
+    card recording the heuristic lung crop (as chest-abnormality/1), and a copy of the
+    committed lung segmentation model (``root/lung-seg``, which the service requires)."""
+    import shutil
 
+    from tb_service import preprocess
+    from tb_service.settings import MODELS_DIR
+
+    shutil.copytree(MODELS_DIR / "lung-seg", root / "lung-seg", dirs_exist_ok=True)
     gate = ("chest-gate", tiny_chest_gate, preprocess.gate_pipeline, gate_size)
-    abn = ("chest-abnormality", tiny_chest_abnormality, preprocess.chest_pipeline, size)
+    abn = ("chest-abnormality", tiny_chest_abnormality, preprocess.heuristic_chest_pipeline, size)
     makers = [(*gate, "chest", gate_threshold), (*abn, "abnormal", abnormal_threshold)]
     for name, make, pipeline, side, key, threshold in makers:
         folder = root / name / "1"

@@ -18,6 +18,7 @@ FRAMEWORK_MODULES = {
     "tb_service.train.export",
     "tb_service.train.nets",
     "tb_service.train.pretrain_probe",
+    "tb_service.train.seg_fit",
     "bc_service.train.nets",
 }
 SHARED = ("shared.clock",)

@@ -9,6 +9,8 @@
 * ``report``       rewrite cards, reports and plots from var/results
 * ``search``       robust-recipe search by leave-one-source-out val (search.md/json)
 * ``robust``       retrain the chosen robust variant, publish chest-abnormality/2
+* ``lung-seg``     train + export the lung segmentation model on lung-masks, then
+  ``lung-seg-report``: its crop on the test films, the plausibility survey, card and report
 * ``all``          everything above, in order
 
 Data: ``--data-dir`` or ``IRMI_DATA_DIR`` or ``../shared/data``. Other layouts (Shenzhen /
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
             "report",
             "search",
             "robust",
+            "lung-seg",
+            "lung-seg-report",
         ],
     )
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--search-epochs", type=int, default=10, help="robust search epochs")
     parser.add_argument("--variants", default="A,C,B,D", help="robust search variants")
     parser.add_argument("--variant", default=None, help="robust: override the search's choice")
+    parser.add_argument("--seg-epochs", type=int, default=60, help="lung-seg epochs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log = logging.getLogger("irmi.train")
@@ -81,6 +86,14 @@ def main(argv: list[str] | None = None) -> None:
         cmd_robust(args.data_dir, args.search_epochs, args.variant)
     if cmd in ("all", "experiments", "report", "baselines"):
         commands.cmd_report(args.data_dir)
+    if cmd == "lung-seg":
+        from tb_service.train.seg import cmd_lung_seg
+
+        cmd_lung_seg(args.data_dir, epochs=args.seg_epochs)
+    if cmd in ("lung-seg", "lung-seg-report"):
+        from tb_service.train.seg import cmd_lung_seg_report
+
+        cmd_lung_seg_report(args.data_dir)
     log.info("%s done in %.0f s", cmd, time.perf_counter() - start)
 
 

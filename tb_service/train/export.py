@@ -94,6 +94,15 @@ def gate_graph(model: keras.Model, size: int) -> Any:
     return tf.function(serve, input_signature=_image_signature(size))
 
 
+def seg_graph(model: keras.Model, size: int) -> Any:
+    """tf.function image -> {lung: P(lung) per pixel, [N, size, size]}."""
+
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"lung": tf.identity(model(image, training=False)[..., 0], name="lung")}
+
+    return tf.function(serve, input_signature=_image_signature(size))
+
+
 def to_onnx(fn: Any, path: Path) -> None:
     import tf2onnx
 

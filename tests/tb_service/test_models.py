@@ -11,7 +11,8 @@ import pytest
 from shared.imaging import decode_image
 from shared.model import OnnxModel, read_card
 from shared.settings import default_data_dir
-from tb_service.preprocess import GATE_INPUT_SIZE, INPUT_SIZE, chest_pipeline, gate_pipeline
+from tb_service.lungseg import committed_seg_model
+from tb_service.preprocess import GATE_INPUT_SIZE, INPUT_SIZE, chest_pipeline_for, gate_pipeline
 
 pytest.importorskip("onnxruntime")
 
@@ -112,7 +113,8 @@ def test_real_test_images(gate: OnnxModel, abn: OnnxModel) -> None:
     assert files
     decoded = [decode_image(b) for b in files]
     gx = np.stack([gate_pipeline()(d).image for d in decoded])
-    cx = np.stack([chest_pipeline()(d).image for d in decoded])
+    chest_pipeline = chest_pipeline_for(abn.card, INPUT_SIZE, committed_seg_model())
+    cx = np.stack([chest_pipeline(d).image for d in decoded])
     g = gate.run({"image": gx})["probs"]
     out = abn.run({"image": cx})
     assert np.all((g >= 0) & (g <= 1)) and np.allclose(g.sum(axis=1), 1, atol=1e-5)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pytest
 
 from shared.imaging import DecodedImage
+from shared.transforms import Compose
 from tb_service.preprocess import (
     GATE_INPUT_SIZE,
     INPUT_SIZE,
@@ -23,6 +26,7 @@ from tb_service.preprocess import (
     find_lung_box,
     gate_pipeline,
     heatmap_to_original,
+    heuristic_chest_pipeline,
     peak_to_original,
 )
 from tests.imagegen import png_bytes
@@ -133,9 +137,15 @@ def test_normalise_modes() -> None:
 
 
 @pytest.mark.parametrize("shape", [(300, 400), (1200, 700), (40, 40)])
-def test_pipelines_end_to_end(shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("pipeline", "crop"),
+    [(chest_pipeline, "lung_seg_crop"), (heuristic_chest_pipeline, "lung_crop")],
+)
+def test_pipelines_end_to_end(
+    shape: tuple[int, int], pipeline: Callable[[], Compose[ChestInput]], crop: str
+) -> None:
     img = cv2.resize(phantom(), (shape[1], shape[0]))
-    out = chest_pipeline()(decoded(img))
+    out = pipeline()(decoded(img))
     assert out.image.shape == (INPUT_SIZE, INPUT_SIZE, 1) and out.image.dtype == np.float32
     assert out.original_size == (shape[1], shape[0])
     x0, y0, x1, y1 = out.crop_box
@@ -143,10 +153,10 @@ def test_pipelines_end_to_end(shape: tuple[int, int]) -> None:
     g = gate_pipeline()(decoded(img))
     assert g.image.shape == (GATE_INPUT_SIZE, GATE_INPUT_SIZE, 1)
     assert g.crop_box == (0, 0, shape[1], shape[0])
-    names = chest_pipeline().stage_names()
-    assert names[0] == "to_gray_uint8" and "lung_crop" in names and names[-1] == "normalise"
+    names = pipeline().stage_names()
+    assert names[0] == "to_gray_uint8" and crop in names and names[-1] == "normalise"
     # One working resolution no larger than the smallest source (issue 13): 384 px.
-    assert chest_pipeline().describe()[1]["params"] == {"max_side": 384}
+    assert pipeline().describe()[1]["params"] == {"max_side": 384}
 
 
 def test_heatmap_mapping() -> None:

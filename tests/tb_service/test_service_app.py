@@ -344,7 +344,7 @@ async def test_models_and_readiness(client: httpx.AsyncClient) -> None:
     ready = (await client.get("/v2/health/ready")).json()
     assert ready["ready"] is True and ready["checks"] == {"models": True, "chest_engine": True}
     models = (await client.get("/v2/models")).json()["models"]
-    assert {m["name"] for m in models} == {"chest-gate", "chest-abnormality"}
+    assert {m["name"] for m in models} == {"chest-gate", "chest-abnormality", "lung-seg"}
     assert all(m["provider"] == "CPUExecutionProvider" for m in models)
     card = (await client.get("/v2/models/chest-abnormality")).json()
     assert card["threshold"] == {"abnormal": 0.5}

@@ -69,7 +69,7 @@ def test_errors_over_http(svc: Service) -> None:
 
 def test_models_show_provider(svc: Service) -> None:
     models = httpx.get(svc.url + "/v2/models").json()["models"]
-    assert {m["name"] for m in models} == {"chest-gate", "chest-abnormality"}
+    assert {m["name"] for m in models} == {"chest-gate", "chest-abnormality", "lung-seg"}
     assert all(m["provider"] == "CPUExecutionProvider" and m["ready"] for m in models)
     card = httpx.get(svc.url + "/v2/models/chest-gate").json()
     assert card["threshold"] == {"chest": 0.5} and len(card["sha256"]) == 64
@@ -118,4 +118,4 @@ def test_settings_defaults() -> None:
 
     s = Settings()
     assert s.models_dir == MODELS_DIR and s.port == 8001
-    assert s.required_models == ["chest-gate", "chest-abnormality"]
+    assert s.required_models == ["chest-gate", "chest-abnormality", "lung-seg"]

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from shared.settings import default_data_dir
+from tb_service.lungseg import committed_seg_model
 from tb_service.settings import MODELS_DIR
 from tests.imagegen import pydicom_test_file
 from tests.procs import Service, running
@@ -153,10 +154,13 @@ def test_service_matches_the_bare_model(svc: Service) -> None:
     abn = OnnxModel(MODELS_DIR / "chest-abnormality" / served, use_gpu=False)
     gate.load()
     abn.load()
+    chest_pipe = preprocess.chest_pipeline_for(
+        abn.card, preprocess.INPUT_SIZE, committed_seg_model()
+    )
     for path in images:
         decoded = decode_image(path.read_bytes())
         g = preprocess.gate_pipeline()(decoded)
-        c = preprocess.chest_pipeline()(decoded)
+        c = chest_pipe(decoded)
         p_chest = float(gate.run_single_input(g.image[None])["probs"][0, 1])
         p_abn = float(abn.run_single_input(c.image[None])["probs"][0, 1])
         r = _predict(svc, path)

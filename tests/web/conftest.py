@@ -33,7 +33,7 @@ LOGS = ARTIFACTS / "web-logs"  # service logs of the last browser run (git-ignor
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
-TB_MODELS = ("chest-gate", "chest-abnormality")
+TB_MODELS = ("chest-gate", "chest-abnormality", "lung-seg")
 BC_MODELS = ("mammo-gate", "mammo-patch", "mammo-view")
 
 
