@@ -27,6 +27,7 @@ from tb_service.train.search import (
     SEARCH_JSON,
     VARIANTS,
     preds_path,
+    runs_path,
     train_fold,
     weights_path,
 )
@@ -44,6 +45,13 @@ def chosen_variant(name: str | None = None) -> Variant:
     return VARIANTS[name or "A"]
 
 
+def _chosen_by(asked: str | None, v: Variant) -> str:
+    searched = json.loads(SEARCH_JSON.read_text()).get("chosen") if SEARCH_JSON.exists() else None
+    if asked is None or asked == searched:
+        return "the search (search.json)"
+    return f"--variant {v.name} (the search chose {searched})"
+
+
 def _run_name(member: Variant, fold: str) -> str:
     """An adversary has nothing to do on one source: that run is variant A's."""
     return "A" if member.adversary > 0 and len(FOLDS[fold]) == 1 else member.name
@@ -51,18 +59,18 @@ def _run_name(member: Variant, fold: str) -> str:
 
 def ensure_run(c: CropCache, member: Variant, fold: str, epochs: int) -> dict[str, Any]:
     """The saved run of ``member`` on ``fold`` if it was trained on these crops, else train."""
-    runs_path = RESULTS / "search_runs.json"
-    runs: dict[str, Any] = json.loads(runs_path.read_text()) if runs_path.exists() else {}
+    path_runs = runs_path(c)
+    runs: dict[str, Any] = json.loads(path_runs.read_text()) if path_runs.exists() else {}
     name = _run_name(member, fold)
     key = f"{name}-{fold}"
-    path = preds_path(name, fold)
-    if key in runs and path.exists() and weights_path(name, fold).exists():
+    path = preds_path(c, name, fold)
+    if key in runs and path.exists() and weights_path(c, name, fold).exists():
         with np.load(path) as z:
             if "key" in z.files and str(z["key"]) == content_key(c):
                 log.info("reusing %s (same crops)", key)
                 return dict(runs[key])
     runs[key] = train_fold(c, VARIANTS[name], fold, epochs)
-    runs_path.write_text(json.dumps(runs))
+    path_runs.write_text(json.dumps(runs))
     return dict(runs[key])
 
 
@@ -111,13 +119,13 @@ def cmd_robust(
     fold_p: dict[str, NDArray[Any]] = {}
     fold_emb: dict[str, NDArray[Any]] = {}
     for fold in ("nih", "kermany"):
-        saved = [_load(preds_path(_run_name(m, fold), fold)) for m in members]
+        saved = [_load(preds_path(c, _run_name(m, fold), fold)) for m in members]
         fold_p[fold] = np.mean([s["p"] for s in saved], axis=0)
         fold_emb[fold] = np.concatenate([s["emb"] for s in saved], axis=1)
     models = []
     for m in members:
         net = build_chest_net(INPUT_SIZE, "vgg", "softmax", widths=m.widths)
-        net.load_weights(weights_path(m.name, "pooled"))
+        net.load_weights(weights_path(c, m.name, "pooled"))
         models.append(net)
     _head, tail = split_pipeline(chest_pipeline())
     each = [_network_outputs(net, c, tail) for net in models]
@@ -138,7 +146,7 @@ def cmd_robust(
     res.update(
         {
             "variant": v.name,
-            "chosen_by": "the search (search.json)" if variant is None else "--variant override",
+            "chosen_by": _chosen_by(variant, v),
             "variant_description": v.description,
             "members": [m.name for m in members],
             "runs": {

@@ -21,9 +21,12 @@ HANNOVER_SOURCE = (
     "lung-masks/, which trained the lung segmentation, so it is less external than tbx11k."
 )
 INVARIANCE_NOTE = (
-    "Invariance to encoding and scale, orientation and the validity gate are measured by the "
-    "orientation/gate branch (issue 13 items 3-4); their tables are published in that "
-    "branch's report and are not repeated here."
+    "Invariance (the same film as JPEG q60/q95, PNG 8/16-bit, DICOM MONOCHROME1/2, at 0.5-4x), "
+    "orientation and the validity gate are issue 13 items 3-4, built on branch `orient`: the "
+    "orientation table is models/chest-orientation/1/report.md, the gate's validity note "
+    "models/chest-gate/1/validity.md, and the invariance table comes from `python -m "
+    "tb_service.train invariance` (var/results/invariance.md), to be run on this model once "
+    "both branches are merged. Not repeated here."
 )
 
 

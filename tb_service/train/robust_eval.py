@@ -189,19 +189,23 @@ def evaluate_robust(
     train = c.where("train", CHEST_SETS)
     pop = fit_population(out.embedding[train], c.dataset[train], out.embedding[val], QUANTILE)
     d = pop.distance(out.embedding)
+    sets = [
+        (name, m)
+        for name, m in (
+            ("nih-cxr14 val", c.where("val", [NIH])),
+            ("kermany-pediatric val", c.where("val", [KER])),
+            ("nih-cxr14 test", c.where("test", [NIH])),
+            ("kermany-pediatric test", c.where("test", [KER])),
+            (TBX, tb),
+            (HANNOVER, hann),
+        )
+        if m.any()
+    ]
+    mask_flag = np.char.str_len(c.reasons.astype(str)) > 0  # e.g. implausible_lung_mask
     res["reliability"] = {
-        "outside_population": {
-            name: rate(d[m] > 1.0)
-            for name, m in (
-                ("nih-cxr14 val", c.where("val", [NIH])),
-                ("kermany-pediatric val", c.where("val", [KER])),
-                ("nih-cxr14 test", c.where("test", [NIH])),
-                ("kermany-pediatric test", c.where("test", [KER])),
-                (TBX, tb),
-                (HANNOVER, hann),
-            )
-            if m.any()
-        },
+        "outside_population": {name: rate(d[m] > 1.0) for name, m in sets},
+        "preprocessing_reason": {name: rate(mask_flag[m]) for name, m in sets},
+        "flagged_any_reason": {name: rate((d > 1.0)[m] | mask_flag[m]) for name, m in sets},
         "median_distance": {
             name: float(round(float(np.median(d[m])), 3))
             for name, m in (("test", test), (TBX, tb), (HANNOVER, hann))

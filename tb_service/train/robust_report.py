@@ -189,12 +189,17 @@ def _reliability_rows(res: dict[str, Any]) -> list[str]:
         "is outside by construction). Outside means `outside_population` (review recommended), "
         "never `no finding`. chest-abnormality/1 has no embedding: not measured there.",
         "",
-        "| films | outside (v2) |",
-        "|---|---|",
+        "| films | outside by distance (v2) | lung-mask reason (v2) | flagged, any reason (v2) |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {k} | {_rate(v)} |" for k, v in rel["outside_population"].items()]
+    reason = rel.get("preprocessing_reason", {})
+    anyr = rel.get("flagged_any_reason", {})
+    lines += [
+        f"| {k} | {_rate(v)} | {_rate(reason.get(k))} | {_rate(anyr.get(k))} |"
+        for k, v in rel["outside_population"].items()
+    ]
     for name, v in (res["served"].get("non_chest_outside_population") or {}).items():
-        lines.append(f"| {name} (served pipeline) | {_rate(v)} |")
+        lines.append(f"| {name} (served pipeline) | {_rate(v)} | - | - |")
     lines += [
         "",
         "Does the distance catch what the model cannot score? Fitted on ONE source only "
@@ -247,6 +252,16 @@ def robust_report(res: dict[str, Any], base: dict[str, Any]) -> str:
         f"specificity {_rate(res['test_rates']['specificity'])}.",
         "",
     ]
+    search_keys = {
+        r.get("crop_key") for r in ((res.get("search") or {}).get("runs") or {}).values()
+    }
+    if search_keys and res["crop_key"] not in search_keys:
+        lines += [
+            "The search ran on other crops (the heuristic `lung_crop`, before the lung "
+            "segmentation landed); this model's runs, its leave-one-source-out ones included, "
+            f"were retrained on the `{res['crop_stage']}` crops with the recipe it chose.",
+            "",
+        ]
     lines += _goals(res)
     lines += _test_rows(res, v1, base)
     lines += _loso_rows(res, old, base)

@@ -51,8 +51,20 @@ SEARCH_MD = MODELS / ABN_NAME / "search.md"
 SEARCH_JSON = MODELS / ABN_NAME / "search.json"
 
 
-def preds_path(variant: str, fold: str) -> Path:
-    return RESULTS / f"search_{variant}_{fold}.npz"
+def runs_dir(c: CropCache) -> Path:
+    """Where the runs on these crops are kept: one folder per crop content, so runs on other
+    crops (another lung crop) never mix with them."""
+    from tb_service.train.crops import content_key
+
+    return RESULTS / f"crops_{content_key(c)}"
+
+
+def runs_path(c: CropCache) -> Path:
+    return runs_dir(c) / "search_runs.json"
+
+
+def preds_path(c: CropCache, variant: str, fold: str) -> Path:
+    return runs_dir(c) / f"search_{variant}_{fold}.npz"
 
 
 def fold_indices(c: CropCache, fold: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -60,17 +72,17 @@ def fold_indices(c: CropCache, fold: str) -> tuple[NDArray[np.int64], NDArray[np
     return np.flatnonzero(c.where("train", sets)), np.flatnonzero(c.where("val", sets))
 
 
-def _fold_preds(variant: Variant, fold: str) -> NDArray[np.float64] | None:
+def _fold_preds(c: CropCache, variant: Variant, fold: str) -> NDArray[np.float64] | None:
     """P(abnormal) on every cache row of ``variant`` trained on ``fold`` (ensembles: mean)."""
     if variant.members:
-        parts = [_fold_preds(VARIANTS[m], fold) for m in variant.members]
+        parts = [_fold_preds(c, VARIANTS[m], fold) for m in variant.members]
         if any(p is None for p in parts):
             return None
         mean: NDArray[np.float64] = np.mean(np.stack([p for p in parts if p is not None]), axis=0)
         return mean
     # An adversary has nothing to do with one source: its single-source run IS variant A's.
     name = "A" if variant.adversary > 0 and len(FOLDS[fold]) == 1 else variant.name
-    path = preds_path(name, fold)
+    path = preds_path(c, name, fold)
     if not path.exists():
         return None
     with np.load(path) as z:
@@ -96,7 +108,7 @@ def score_variant(c: CropCache, variant: Variant) -> dict[str, Any]:
     y = c.abnormal.astype(int)
     row: dict[str, Any] = {"description": variant.description}
     for fold in ("nih", "kermany"):
-        p = _fold_preds(variant, fold)
+        p = _fold_preds(c, variant, fold)
         if p is None:
             continue
         own, other = c.where("val", FOLDS[fold]), c.where("val", [OTHER[fold]])
@@ -106,7 +118,7 @@ def score_variant(c: CropCache, variant: Variant) -> dict[str, Any]:
             "other": OTHER[fold],
             **_specificity_at(y[own], p[own], y[other], p[other]),
         }
-    p = _fold_preds(variant, "pooled")
+    p = _fold_preds(c, variant, "pooled")
     if p is not None:
         val = c.where("val", CHEST_SETS)
         row["pooled"] = {
@@ -124,8 +136,8 @@ def score_variant(c: CropCache, variant: Variant) -> dict[str, Any]:
     return row
 
 
-def weights_path(variant: str, fold: str) -> Path:
-    return RESULTS / f"search_{variant}_{fold}.weights.h5"
+def weights_path(c: CropCache, variant: str, fold: str) -> Path:
+    return runs_dir(c) / f"search_{variant}_{fold}.weights.h5"
 
 
 def train_fold(c: CropCache, variant: Variant, fold: str, epochs: int) -> dict[str, Any]:
@@ -146,14 +158,14 @@ def train_fold(c: CropCache, variant: Variant, fold: str, epochs: int) -> dict[s
         res = predict_chest(fit.model, tail_inputs(c, range(i, min(len(c), i + 512)), tail))
         out["p"].append(res["abn"][:, 1])
         out["emb"].append(res["features"].mean(axis=(1, 2)))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs_dir(c).mkdir(parents=True, exist_ok=True)
     np.savez(
-        preds_path(variant.name, fold),
+        preds_path(c, variant.name, fold),
         p=np.concatenate(out["p"]),
         emb=np.concatenate(out["emb"]).astype(np.float32),
         key=np.array(content_key(c)),
     )
-    fit.model.save_weights(weights_path(variant.name, fold))
+    fit.model.save_weights(weights_path(c, variant.name, fold))
     return {
         "best_epoch": fit.best_epoch,
         "train_seconds": round(fit.seconds, 1),
@@ -169,7 +181,7 @@ def choose(table: dict[str, Any]) -> str | None:
     return max(scored, key=lambda k: scored[k]) if scored else None
 
 
-def write_table(table: dict[str, Any], runs: dict[str, Any], epochs: int) -> None:
+def write_table(table: dict[str, Any], runs: dict[str, Any], epochs: int, crop: str) -> None:
     chosen = choose(table)
     SEARCH_JSON.parent.mkdir(parents=True, exist_ok=True)
     SEARCH_JSON.write_text(
@@ -177,6 +189,7 @@ def write_table(table: dict[str, Any], runs: dict[str, Any], epochs: int) -> Non
             {
                 "chosen": chosen,
                 "epochs": epochs,
+                "crop": crop,
                 "variants": table,
                 "runs": {
                     k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in runs.items()
@@ -187,7 +200,7 @@ def write_table(table: dict[str, Any], runs: dict[str, Any], epochs: int) -> Non
             indent=2,
         )
     )
-    SEARCH_MD.write_text(search_markdown(table, runs, chosen, epochs))
+    SEARCH_MD.write_text(search_markdown(table, runs, chosen, epochs, crop))
 
 
 def _f(m: dict[str, Any] | None) -> str:
@@ -197,12 +210,13 @@ def _f(m: dict[str, Any] | None) -> str:
 
 
 def search_markdown(
-    table: dict[str, Any], runs: dict[str, Any], chosen: str | None, epochs: int
+    table: dict[str, Any], runs: dict[str, Any], chosen: str | None, epochs: int, crop: str
 ) -> str:
     lines = [
         "# chest-abnormality: robust-recipe search (leave-one-source-out, val only)",
         "",
-        f"`make train-chest-search`; {epochs} epochs per run, 128 px input, seed 42. Trained on "
+        f"`make train-chest-search`; crop `{crop}`, {epochs} epochs per run, 128 px input, "
+        "seed 42. Trained on "
         "one source's `train`, scored on the other source's `val`; pooled = trained on both, "
         "scored on the pooled `val` (mean of the within-source AUCs, so a source shortcut earns "
         "nothing). Specificity: at the threshold giving sensitivity >= 0.90 on the training "
@@ -255,11 +269,13 @@ def cmd_search(
     data_dir: Path | None = None, epochs: int = 10, variants: tuple[str, ...] = ("A", "C", "B", "D")
 ) -> dict[str, Any]:
     """Train what is missing, fold by fold, and rewrite the table after each run."""
-    from tb_service.train.crops import build_crop_cache
+    from tb_service.preprocess import chest_pipeline
+    from tb_service.train.crops import build_crop_cache, split_pipeline
 
     c = build_crop_cache(data_dir)
-    runs_path = RESULTS / "search_runs.json"
-    runs: dict[str, Any] = json.loads(runs_path.read_text()) if runs_path.exists() else {}
+    crop = split_pipeline(chest_pipeline())[0].stage_names()[-1]
+    path = runs_path(c)
+    runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     for name in variants:
         v = VARIANTS[name]
         if v.members:
@@ -268,13 +284,12 @@ def cmd_search(
             if v.adversary > 0 and len(FOLDS[fold]) == 1:
                 continue
             key = f"{name}-{fold}"
-            if key in runs and preds_path(name, fold).exists():
+            if key in runs and preds_path(c, name, fold).exists():
                 continue
             runs[key] = train_fold(c, v, fold, epochs)
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            runs_path.write_text(json.dumps(runs))
+            path.write_text(json.dumps(runs))
             table = {n: score_variant(c, VARIANTS[n]) for n in variants}
-            write_table(table, runs, epochs)
+            write_table(table, runs, epochs, crop)
     table = {n: score_variant(c, VARIANTS[n]) for n in variants}
-    write_table(table, runs, epochs)
+    write_table(table, runs, epochs, crop)
     return {"chosen": choose(table), "variants": table}

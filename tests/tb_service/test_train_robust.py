@@ -18,7 +18,7 @@ from tb_service.train.acquisition import (
     Noise,
     Rescale,
 )
-from tb_service.train.crops import split_pipeline
+from tb_service.train.crops import CropCache, split_pipeline
 from tb_service.train.sampling import BalancedSampler
 from tests.tb_service.svc_helpers import chest_like
 
@@ -143,3 +143,50 @@ def test_working_side_is_the_smallest_source() -> None:
     """A 1,536 px original and its 384 px copy take the same path after the first step."""
     steps = {s["stage"]: s["params"] for s in chest_pipeline().describe()}
     assert steps["downscale"]["max_side"] == 384
+
+
+def _tiny_cache(patients: list[str]) -> CropCache:
+    n = len(patients)
+    crops = [np.full((4, 5), i, np.uint8) for i in range(n)]
+    return CropCache(
+        flat=np.concatenate([c.ravel() for c in crops]),
+        offset=np.arange(n, dtype=np.int64) * 20,
+        shape=np.array([[4, 5]] * n, np.int32),
+        scale=np.ones(n, np.float32),
+        abnormal=np.ones(n, np.int8),
+        subtype=np.full(n, -1, np.int8),
+        split=np.array(["eval"] * n),
+        dataset=np.array(["other"] * 2 + ["hannover-covid19"] * (n - 2)),
+        path=np.array([f"x/{i}.png" for i in range(n)]),
+        patient=np.array(patients),
+        crop_box=np.array([[0, 0, 5, 4]] * n, np.int32),
+        orig_size=np.array([[5, 4]] * n, np.int32),
+        reasons=np.array([""] * n),
+    )
+
+
+def test_crop_cache_rows_and_patient_flags() -> None:
+    pytest.importorskip("sklearn")
+    from tb_service.train.robust_eval import patient_flags
+
+    c = _tiny_cache(["o1", "o2", "p1", "p1", "p2", "p3", "p3"])
+    assert c.crop(3).shape == (4, 5) and int(c.crop(3)[0, 0]) == 3
+    m = c.dataset == "hannover-covid19"
+    flagged = np.array([True, True, False, True, False, False, False])
+    # Per patient of the masked rows only (the first two rows belong to another set).
+    assert patient_flags(c, m, flagged).tolist() == [True, False, False]
+
+
+def test_ensemble_of_one_is_temperature_scaling() -> None:
+    pytest.importorskip("scipy")
+    from tb_service.train.metrics import fit_temperature, softmax
+    from tb_service.train.robust_eval import ensemble_p, fit_ensemble_temperature
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    logits = np.stack([np.zeros(400), 3.0 * (y - 0.5) + rng.normal(0, 2, 400)], axis=1)
+    t = fit_ensemble_temperature([logits], y)
+    assert t == pytest.approx(fit_temperature(logits, y), rel=0.05)
+    assert np.allclose(ensemble_p([logits], t), softmax(logits / t)[:, 1])
+    two = ensemble_p([logits, -logits], 1.0)
+    assert np.allclose(two, 0.5)
