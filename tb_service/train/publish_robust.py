@@ -73,7 +73,8 @@ def write_robust(folder: Path, res: dict[str, Any]) -> None:
                     "test": (y[rows("test", CHEST_SETS)], p[rows("test", CHEST_SETS)]),
                 },
                 folder / "reliability.png",
-                f"reliability after temperature T = {res['temperature']:.3f}",
+                f"reliability after calibration (T = {res['temperature']:.2f}, "
+                f"bias {res.get('logit_bias', 0.0):+.2f})",
                 positive="abnormal",
             )
     base = baselines()

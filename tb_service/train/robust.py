@@ -137,7 +137,7 @@ def cmd_robust(
     )
     res, pop, p = evaluate_robust(c, out, fold_p, fold_emb, data_dir)
     FOLDER.mkdir(parents=True, exist_ok=True)
-    graph = robust_graph(models, INPUT_SIZE, res["temperature"])
+    graph = robust_graph(models, INPUT_SIZE, res["temperature"], res["logit_bias"])
     to_onnx(graph, FOLDER / "model.onnx")
     test_rows = np.flatnonzero(c.where("test", CHEST_SETS))[:96]
     res["parity"] = parity(graph, FOLDER / "model.onnx", tail_inputs(c, test_rows, tail))

@@ -112,7 +112,10 @@ def robust_card(res: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any
         ],
         "outputs": [
             card_tensor(
-                "probs", ["N", 2], "[p_normal, p_abnormal], temperature-scaled (T folded in)"
+                "probs",
+                ["N", 2],
+                "[p_normal, p_abnormal], calibrated on val (T and the abnormal-logit shift "
+                "folded in)",
             ),
             card_tensor(
                 "cam",
@@ -158,6 +161,8 @@ def robust_card(res: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any
         "operating_point": operating_point(res),
         "calibration": {
             "temperature": res["temperature"],
+            "logit_bias": res.get("logit_bias", 0.0),
+            "method": "softmax(logits / T + [0, bias]), T and bias minimise the val NLL",
             "fitted_on": "val",
             "ece_test_before": res["calibration"]["ece_test_before"],
             "ece_test_after": res["calibration"]["ece_test_after"],

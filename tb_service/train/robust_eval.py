@@ -41,12 +41,21 @@ class Outputs:
     embedding: NDArray[np.float32]  # (N, D), members concatenated
 
 
-def ensemble_p(logits: list[NDArray[Any]], temperature: float) -> NDArray[np.float64]:
-    """Mean over members of softmax(logits / T)[:, 1], as the exported graph computes it."""
+def ensemble_p(
+    logits: list[NDArray[Any]], temperature: float, bias: float = 0.0
+) -> NDArray[np.float64]:
+    """Mean over members of softmax(logits / T + [0, bias])[:, 1], as the exported graph
+    computes it (``bias`` shifts the abnormal logit: the prior the balanced batches hid)."""
+    shift = np.array([0.0, bias])
     out: NDArray[np.float64] = np.mean(
-        [M.softmax(np.asarray(lg) / temperature)[:, 1] for lg in logits], axis=0
+        [M.softmax(np.asarray(lg) / temperature + shift)[:, 1] for lg in logits], axis=0
     )
     return out
+
+
+def _nll(p: NDArray[Any], y: NDArray[Any]) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def fit_ensemble_temperature(logits: list[NDArray[Any]], y: NDArray[Any]) -> float:
@@ -54,13 +63,28 @@ def fit_ensemble_temperature(logits: list[NDArray[Any]], y: NDArray[Any]) -> flo
     from scipy.optimize import minimize_scalar
 
     yy = y.astype(int)
-
-    def nll(log_t: float) -> float:
-        p = np.clip(ensemble_p(logits, float(np.exp(log_t))), 1e-7, 1 - 1e-7)
-        return float(-np.mean(yy * np.log(p) + (1 - yy) * np.log(1 - p)))
-
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    res = minimize_scalar(
+        lambda log_t: _nll(ensemble_p(logits, float(np.exp(log_t))), yy),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+    )
     return float(np.exp(res.x))
+
+
+def fit_ensemble_calibration(logits: list[NDArray[Any]], y: NDArray[Any]) -> tuple[float, float]:
+    """(T, bias) minimising the val NLL of :func:`ensemble_p`: temperature scaling plus a shift
+    of the abnormal logit. Balanced batches train the network at a 50% prior; the shift puts
+    the validation films' own prevalence back, which a temperature alone cannot."""
+    from scipy.optimize import minimize
+
+    yy = y.astype(int)
+    t0 = fit_ensemble_temperature(logits, y)
+    res = minimize(
+        lambda v: _nll(ensemble_p(logits, float(np.exp(v[0])), float(v[1])), yy),
+        x0=np.array([np.log(t0), 0.0]),
+        method="Nelder-Mead",
+    )
+    return float(np.exp(res.x[0])), float(res.x[1])
 
 
 def rate(hits: NDArray[Any]) -> dict[str, Any]:
@@ -142,12 +166,13 @@ def evaluate_robust(
     """All figures of the pooled model; the fitted population distance; P(abnormal) per row."""
     y = c.abnormal.astype(int)
     val, test = c.where("val", CHEST_SETS), c.where("test", CHEST_SETS)
-    temperature = fit_ensemble_temperature([lg[val] for lg in out.logits], y[val])
+    temperature, bias = fit_ensemble_calibration([lg[val] for lg in out.logits], y[val])
     p_raw = ensemble_p(out.logits, 1.0)
-    p = ensemble_p(out.logits, temperature)
+    p = ensemble_p(out.logits, temperature, bias)
     t = M.threshold_for_sensitivity(y[val], p[val], 0.90)
     res: dict[str, Any] = {
         "temperature": temperature,
+        "logit_bias": bias,
         "threshold": t,
         "val": M.bootstrap(y[val], p[val], t),
         "val_rates": operating_rates(y[val], p[val], t),

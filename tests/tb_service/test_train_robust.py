@@ -190,3 +190,25 @@ def test_ensemble_of_one_is_temperature_scaling() -> None:
     assert np.allclose(ensemble_p([logits], t), softmax(logits / t)[:, 1])
     two = ensemble_p([logits, -logits], 1.0)
     assert np.allclose(two, 0.5)
+
+
+def test_calibration_shift_restores_a_prior_the_temperature_cannot() -> None:
+    """Logits of a network trained at a 50% prior, read on films 80% abnormal: the fitted
+    shift moves the mean probability to the observed prevalence; a temperature alone does
+    not."""
+    pytest.importorskip("scipy")
+    from tb_service.train.robust_eval import (
+        ensemble_p,
+        fit_ensemble_calibration,
+        fit_ensemble_temperature,
+    )
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.8).astype(int)
+    margin = 1.5 * (2 * y - 1) + rng.normal(0, 1.5, 2000)
+    logits = np.stack([np.zeros(2000), margin], axis=1)
+    t, b = fit_ensemble_calibration([logits], y)
+    assert b > 0.5  # towards the abnormal majority
+    p_cal = ensemble_p([logits], t, b)
+    p_t = ensemble_p([logits], fit_ensemble_temperature([logits], y))
+    assert abs(p_cal.mean() - y.mean()) < 0.02 < abs(p_t.mean() - y.mean())
