@@ -295,10 +295,22 @@ def chest_pipeline(size: int = INPUT_SIZE, seg: OnnxModel | None = None) -> Comp
     return _chest(size, LungSegCrop(seg))
 
 
-def heuristic_chest_pipeline(size: int = INPUT_SIZE) -> Compose[ChestInput]:
-    """The chest pipeline with the heuristic :class:`LungCrop`, as chest-abnormality/1 was
-    trained (served for models whose card records ``lung_crop``)."""
-    return _chest(size, LungCrop())
+def heuristic_chest_pipeline(
+    size: int = INPUT_SIZE, max_side: int = WORKING_SIDE
+) -> Compose[ChestInput]:
+    """The chest pipeline with the heuristic :class:`LungCrop` (served for models whose card
+    records ``lung_crop``); ``max_side`` 512 rebuilds chest-abnormality/1's, trained before the
+    working side became :data:`WORKING_SIDE`."""
+    return _chest(size, LungCrop(), max_side)
+
+
+def recorded_working_side(card: ModelCard) -> int:
+    """The ``downscale`` step's ``max_side`` a card records (:data:`WORKING_SIDE` if none)."""
+    for step in card.preprocessing.steps:
+        side = step.params.get("max_side") if step.stage == "downscale" else None
+        if isinstance(side, int):
+            return side
+    return WORKING_SIDE
 
 
 def chest_pipeline_for(
@@ -315,14 +327,14 @@ def chest_pipeline_for(
                 "model must be loaded"
             )
         return chest_pipeline(size, seg)
-    return heuristic_chest_pipeline(size)
+    return heuristic_chest_pipeline(size, recorded_working_side(card))
 
 
-def _chest(size: int, crop: Transform) -> Compose[ChestInput]:
+def _chest(size: int, crop: Transform, max_side: int = WORKING_SIDE) -> Compose[ChestInput]:
     return Compose(
         [
             ToGrayUint8(),
-            Downscale(max_side=WORKING_SIDE),
+            Downscale(max_side=max_side),
             MedianDenoise(ksize=3),
             crop,
             Clahe(clip_limit=2.0, tile_grid=8),

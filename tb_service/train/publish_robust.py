@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.train.card_writer import write_card
+from shared.train.card_writer import typed_metrics, write_card
 from shared.train.plots import plot_confusion, plot_history, plot_reliability, plot_roc
 from tb_service.train.cache import CHEST_SETS, KER, NIH
 from tb_service.train.robust_card import robust_card, v1_card
@@ -78,5 +78,7 @@ def write_robust(folder: Path, res: dict[str, Any]) -> None:
                 positive="abnormal",
             )
     base = baselines()
-    write_card(folder, robust_card(res, base))
+    card = robust_card(res, base)
+    typed_metrics(card, card["metrics"]["ci"])  # intervals as ci95, the typed card's shape
+    write_card(folder, card)
     (folder / "report.md").write_text(robust_report(res, base))

@@ -24,18 +24,7 @@ from shared.imaging import DecodedImage, decode_image, to_uint8
 from shared.model import check_preprocessing, read_card
 from shared.settings import default_data_dir
 from shared.transforms import Compose
-from tb_service.preprocess import (
-    INPUT_SIZE,
-    ChestInput,
-    Clahe,
-    Downscale,
-    LungCrop,
-    MedianDenoise,
-    Normalise,
-    ResizeSquare,
-    ToGrayUint8,
-    chest_pipeline,
-)
+from tb_service.preprocess import INPUT_SIZE, ChestInput, chest_pipeline, chest_pipeline_for
 from tb_service.reliability import EMBEDDING, PopulationDistance
 from tb_service.train import metrics as M  # noqa: N812
 from tb_service.train.data import load_dataset
@@ -47,18 +36,9 @@ V1 = MODELS / ABN_NAME / "1"
 
 def v1_pipeline() -> Compose[ChestInput]:
     """chest-abnormality/1's preprocessing as it was trained (checked against its card)."""
-    pipe: Compose[ChestInput] = Compose(
-        [
-            ToGrayUint8(),
-            Downscale(max_side=512),
-            MedianDenoise(ksize=3),
-            LungCrop(),
-            Clahe(clip_limit=2.0, tile_grid=8),
-            ResizeSquare(INPUT_SIZE),
-            Normalise("zscore"),
-        ]
-    )
-    check_preprocessing(read_card(V1), pipe)
+    card = read_card(V1)
+    pipe = chest_pipeline_for(card, INPUT_SIZE)
+    check_preprocessing(card, pipe)
     return pipe
 
 

@@ -95,6 +95,16 @@ def test_robust_card_has_operating_point_and_population() -> None:
     assert any(o.name == "embedding" for o in a.outputs)
 
 
+def test_version_1_keeps_the_pipeline_it_was_trained_behind() -> None:
+    """/1 (512 px working side, heuristic crop) can still be pinned and served as trained."""
+    from shared.model import check_preprocessing
+
+    v1 = read_card(ABN_V1)
+    check_preprocessing(v1, chest_pipeline_for(v1, INPUT_SIZE))
+    steps = {s["stage"]: s["params"] for s in v1.preprocessing["steps"]}
+    assert steps["downscale"]["max_side"] == 512 and "lung_crop" in steps
+
+
 def test_io_shapes_on_synthetic(gate: OnnxModel, abn: OnnxModel) -> None:
     out = abn.run({"image": _synthetic()})
     assert set(out) == {"probs", "cam", "subtype", "embedding"}
