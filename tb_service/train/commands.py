@@ -272,6 +272,6 @@ def cmd_report(data_dir: Path | None = None) -> None:
     robust = load_json("robust")
     if robust:
         from tb_service.train.publish_robust import write_robust
-        from tb_service.train.robust import FOLDER
+        from tb_service.train.results import ROBUST_FOLDER as FOLDER
 
         write_robust(FOLDER, robust)

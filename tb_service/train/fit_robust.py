@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,22 +23,11 @@ from tb_service.train.crops import CropCache, tail_inputs
 from tb_service.train.metrics import roc_auc
 from tb_service.train.nets import build_chest_net
 from tb_service.train.sampling import BalancedSampler
+from tb_service.train.variants import Variant
 
 log = logging.getLogger("irmi.train")
 
-__all__ = ["Variant", "augmented_inputs", "embeddings", "train_robust", "within_source_auc"]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One recipe of the search. ``members``: an ensemble of other variants (not trained)."""
-
-    name: str
-    description: str
-    widths: tuple[int, ...] = (24, 48, 96)
-    adversary: float = 0.0  # weight of the reversed source gradient (0 = no adversary)
-    augment: bool = True
-    members: tuple[str, ...] = ()
+__all__ = ["augmented_inputs", "embeddings", "train_robust", "within_source_auc"]
 
 
 def augmented_inputs(

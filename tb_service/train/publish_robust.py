@@ -29,7 +29,7 @@ def baselines() -> dict[str, Any]:
 
 
 def write_robust(folder: Path, res: dict[str, Any]) -> None:
-    from tb_service.train.robust import PREDS
+    from tb_service.train.results import ROBUST_PREDS as PREDS
 
     folder.mkdir(parents=True, exist_ok=True)
     h = res["history"]

@@ -20,23 +20,20 @@ from numpy.typing import NDArray
 
 from tb_service.train.cache import CHEST_SETS
 from tb_service.train.crops import CropCache, build_crop_cache, content_key
-from tb_service.train.fit_robust import Variant
-from tb_service.train.results import ABN_NAME, MODELS, RESULTS, save_json
+from tb_service.train.results import ROBUST_FOLDER as FOLDER
+from tb_service.train.results import ROBUST_PREDS as PREDS
+from tb_service.train.results import save_json
 from tb_service.train.search import (
     FOLDS,
     SEARCH_JSON,
-    VARIANTS,
     preds_path,
     runs_path,
     train_fold,
     weights_path,
 )
+from tb_service.train.variants import VARIANTS, Variant
 
 log = logging.getLogger("irmi.train")
-
-VERSION = "2"
-FOLDER = MODELS / ABN_NAME / VERSION
-PREDS = RESULTS / "robust_preds.npz"
 
 
 def chosen_variant(name: str | None = None) -> Variant:

@@ -71,7 +71,7 @@ def operating_point(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def robust_card(res: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any]:
-    from tb_service.train.robust import FOLDER
+    from tb_service.train.results import ROBUST_FOLDER as FOLDER
 
     pipe = chest_pipeline(INPUT_SIZE)
     v1 = v1_card()

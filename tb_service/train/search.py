@@ -21,30 +21,11 @@ from numpy.typing import NDArray
 from tb_service.train import metrics as M  # noqa: N812
 from tb_service.train.cache import CHEST_SETS, KER, NIH
 from tb_service.train.crops import CropCache
-from tb_service.train.fit_robust import Variant
 from tb_service.train.results import ABN_NAME, MODELS, RESULTS
+from tb_service.train.variants import VARIANTS, Variant
 
 log = logging.getLogger("irmi.train")
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant(
-            "A",
-            "v1 network (VGG 24-48-96) + balanced source x label batches + acquisition "
-            "augmentation",
-        ),
-        Variant(
-            "B",
-            "A + adversarial source head behind a gradient reversal (weight 0.3)",
-            adversary=0.3,
-        ),
-        Variant("C", "A with a smaller network (VGG 16-32-64)", widths=(16, 32, 64)),
-        Variant(
-            "D", "ensemble of A and C in one ONNX graph (mean probability)", members=("A", "C")
-        ),
-    )
-}
 FOLDS: dict[str, tuple[str, ...]] = {"nih": (NIH,), "kermany": (KER,), "pooled": CHEST_SETS}
 OTHER = {"nih": KER, "kermany": NIH}
 SEARCH_MD = MODELS / ABN_NAME / "search.md"
