@@ -42,20 +42,18 @@ from shared.model import ModelCard
 from shared.train.card_writer import operating_point_section, typed_metrics, typed_thresholds
 from shared.transforms import Compose
 from tb_service import preprocess
-from tb_service.lungseg import seg_pipeline
+from tb_service.lungseg import committed_seg_model, seg_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-# The served pipeline of each tb_service card, from its input size and recorded stages (a
-# screen is served with the lung crop its card records).
-CHEST: dict[str, Callable[[int, set[str]], Compose[Any]]] = {
-    "chest-gate": lambda size, _stages: preprocess.gate_pipeline(size),
-    "chest-orientation": lambda size, _stages: preprocess.gate_pipeline(size),
-    "chest-abnormality": lambda size, stages: (
-        preprocess.chest_pipeline(size)
-        if "lung_seg_crop" in stages
-        else preprocess.heuristic_chest_pipeline(size)
+# The served pipeline of each tb_service card, from its input size and the card itself (a
+# screen is served with the lung crop and working side its card records).
+CHEST: dict[str, Callable[[int, ModelCard], Compose[Any]]] = {
+    "chest-gate": lambda size, _card: preprocess.gate_pipeline(size),
+    "chest-orientation": lambda size, _card: preprocess.gate_pipeline(size),
+    "chest-abnormality": lambda size, card: preprocess.chest_pipeline_for(
+        card, size, committed_seg_model()
     ),
-    "lung-seg": lambda size, _stages: seg_pipeline(size),
+    "lung-seg": lambda size, _card: seg_pipeline(size),
 }
 BOOTSTRAP = "95% percentile bootstrap, 2000 resamples stratified by class (bc_service.train)"
 
@@ -99,8 +97,7 @@ def mammo_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
 
 def chest_preprocessing(card: dict[str, Any], problems: list[str]) -> None:
     pre = card["preprocessing"]
-    stages = {str(step.get("stage")) for step in pre.get("steps") or []}
-    served = CHEST[card["name"]](int(pre["input_size"]), stages).describe()
+    served = CHEST[card["name"]](int(pre["input_size"]), ModelCard.model_validate(card)).describe()
     if pre.get("steps") != served:
         problems.append(f"preprocessing.steps {pre.get('steps')} != served {served}")
 

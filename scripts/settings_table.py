@@ -58,6 +58,8 @@ MEANING = {
     "hsts": "send Strict-Transport-Security (behind TLS)",
     "events_poll_s": "how often the replica's one event poller reads the database",
     "gate_model": "validity-gate model name",
+    "seg_model": "lung segmentation model behind the chest crop (lung_seg_crop)",
+    "orientation_model": "chest-orientation model (turns rotated films upright); optional",
     "abnormality_model": "abnormality model name",
     "strict_preprocessing": "refuse to start when a card's preprocessing differs from the code",
     "max_batch_size": "largest inference batch",

@@ -42,6 +42,7 @@ from tb_service.orientation import (
     upright_image,
 )
 from tb_service.reading import score_map, served_point
+from tb_service.reliability import EMBEDDING, load_population
 from tb_service.settings import Settings
 from tb_service.validity import check_header
 
@@ -93,6 +94,7 @@ class Scored:
     abnormal: NDArray[np.float32] | None = None  # [p_normal, p_abnormal]
     cam: NDArray[np.float32] | None = None
     subtype: NDArray[np.float32] | None = None  # [p_bacterial, p_viral]
+    distance: float | None = None  # from the validated population, in units of its limit
     gate_ms: float = 0.0
     inference_ms: float = 0.0
 
@@ -146,6 +148,7 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
         self.gate_threshold = self.gate.card.threshold_for("chest")
         self.abnormal_threshold = self.abnormality.card.threshold_for("abnormal")
         self.operating_point = served_point(self.abnormality.card, self.abnormal_threshold)
+        self.population = load_population(self.abnormality)
         self.batcher: DynamicBatcher[Prepared, Scored] = DynamicBatcher(
             "chest",
             self.run_batch,
@@ -289,11 +292,17 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             abn = np.asarray(out["probs"], dtype=np.float32)
             cam = np.asarray(out["cam"], dtype=np.float32) if "cam" in out else None
             sub = np.asarray(out["subtype"], dtype=np.float32) if "subtype" in out else None
+            dist = (
+                self.population.distance(out[EMBEDDING])
+                if self.population is not None and EMBEDDING in out
+                else None
+            )
             for j, i in enumerate(todo):
                 r = results[i]
                 r.abnormal = abn[j]
                 r.cam = cam[j] if cam is not None else None
                 r.subtype = sub[j] if sub is not None else None
+                r.distance = float(dist[j]) if dist is not None else None
                 r.inference_ms = inference_ms
         return results
 
@@ -319,7 +328,11 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
         abnormal = p_abn >= self.abnormal_threshold
         chest = prepared.chest
         score = round(100.0 * p_abn, 2)
-        reliability = assess_reliability([*prepared.reasons, *chest.reasons])
+        reliability = assess_reliability(
+            [*prepared.reasons, *chest.reasons],
+            scored.distance,
+            self.population.quantile if self.population is not None else None,
+        )
         category = categorize(score, self.operating_point, reliability)
         findings: list[Finding] = []
         if category == Category.review_recommended:

@@ -44,6 +44,11 @@ INPUT_SIZE = 128
 GATE_INPUT_SIZE = 64
 """Side of the validity gate's square input (the gate needs far less detail)."""
 
+WORKING_SIDE = 384
+"""Long side of the abnormality pipeline's working resolution: no larger than the smallest
+training source (Kermany's copies are 384 px), so a full-resolution original and a resized
+copy of the same film take the same path."""
+
 Box = tuple[int, int, int, int]
 
 
@@ -110,6 +115,29 @@ class Downscale(Transform):
         f = self.max_side / long_side
         nw, nh = max(1, round(w * f)), max(1, round(h * f))
         px = cv2.resize(work.pixels, (nw, nh), interpolation=cv2.INTER_AREA)
+        return replace(work, pixels=px, scale=work.scale * f)
+
+
+class WorkingSide(Transform):
+    """Resample so the long side is exactly ``side``: shrink larger films (area), enlarge
+    smaller ones (linear, as the training augmentation enlarges its shrunk copies), so a film
+    sent at half or twice its size reaches every later step at the same scale. Every training
+    film is at least ``side`` long (nih-cxr14 512 px, kermany-pediatric 384 px), so for them
+    this is the plain downscale they were trained behind."""
+
+    def __init__(self, side: int = 384) -> None:
+        self.side = side
+
+    def __call__(self, data: Any) -> Work:
+        work = _as_work(data)
+        h, w = work.pixels.shape[:2]
+        long_side = max(h, w)
+        if long_side == self.side:
+            return work
+        f = self.side / long_side
+        nw, nh = max(1, round(w * f)), max(1, round(h * f))
+        kernel = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+        px = cv2.resize(work.pixels, (nw, nh), interpolation=kernel)
         return replace(work, pixels=px, scale=work.scale * f)
 
 
@@ -287,13 +315,25 @@ def chest_pipeline(size: int = INPUT_SIZE, seg: OnnxModel | None = None) -> Comp
     the lung fields by the segmentation model ``seg`` (default: the committed ``lung-seg``)."""
     from tb_service.lungseg import LungSegCrop
 
-    return _chest(size, LungSegCrop(seg))
+    return _chest(size, LungSegCrop(seg), resample=WorkingSide(WORKING_SIDE))
 
 
-def heuristic_chest_pipeline(size: int = INPUT_SIZE) -> Compose[ChestInput]:
-    """The chest pipeline with the heuristic :class:`LungCrop`, as chest-abnormality/1 was
-    trained (served for models whose card records ``lung_crop``)."""
-    return _chest(size, LungCrop())
+def heuristic_chest_pipeline(
+    size: int = INPUT_SIZE, max_side: int = WORKING_SIDE
+) -> Compose[ChestInput]:
+    """The chest pipeline with the heuristic :class:`LungCrop` (served for models whose card
+    records ``lung_crop``); ``max_side`` 512 rebuilds chest-abnormality/1's, trained before the
+    working side became :data:`WORKING_SIDE`."""
+    return _chest(size, LungCrop(), Downscale(max_side=max_side))
+
+
+def recorded_working_side(card: ModelCard) -> int:
+    """The ``downscale`` step's ``max_side`` a card records (:data:`WORKING_SIDE` if none)."""
+    for step in card.preprocessing.steps:
+        side = step.params.get("max_side") if step.stage == "downscale" else None
+        if isinstance(side, int):
+            return side
+    return WORKING_SIDE
 
 
 def chest_pipeline_for(
@@ -310,14 +350,14 @@ def chest_pipeline_for(
                 "model must be loaded"
             )
         return chest_pipeline(size, seg)
-    return heuristic_chest_pipeline(size)
+    return heuristic_chest_pipeline(size, recorded_working_side(card))
 
 
-def _chest(size: int, crop: Transform) -> Compose[ChestInput]:
+def _chest(size: int, crop: Transform, resample: Transform) -> Compose[ChestInput]:
     return Compose(
         [
             ToGrayUint8(),
-            Downscale(max_side=512),
+            resample,
             MedianDenoise(ksize=3),
             crop,
             Clahe(clip_limit=2.0, tile_grid=8),

@@ -102,18 +102,23 @@ def running(
         svc.stop()
 
 
+def served_version(models: Path, model: str) -> str:
+    """The version folder a service loads: the highest number under ``models/model``."""
+    return max((p.parent.name for p in (models / model).glob("*/card.json")), key=int)
+
+
 def refusal_of_tampered_step(
     module: str, models: Path, tmp: Path, model: str, stage: str, param: str, value: object
 ) -> tuple[int, str]:
     """Start ``module`` on a copy of the model repository ``models`` in which the card of
-    ``model`` records ``value`` for preprocessing step ``stage``'s ``param``: its exit status
-    and its logs (it must refuse to start)."""
+    ``model``'s served (highest) version records ``value`` for preprocessing step ``stage``'s
+    ``param``: its exit status and its logs (it must refuse to start)."""
     import json
     import shutil
 
     copy = tmp / "models"
     shutil.copytree(models, copy)
-    card_path = copy / model / "1" / "card.json"
+    card_path = copy / model / served_version(copy, model) / "card.json"
     card = json.loads(card_path.read_text())
     (step,) = (s for s in card["preprocessing"]["steps"] if s["stage"] == stage)
     step["params"][param] = value

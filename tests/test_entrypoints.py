@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.onnxgen import tiny_model_folder
-from tests.procs import REPO, refusal_of_tampered_step, running, spawn
+from tests.procs import REPO, refusal_of_tampered_step, running, served_version, spawn
 
 
 @pytest.mark.parametrize(("module", "prefix"), [("tb_service", "TB"), ("bc_service", "BC")])
@@ -56,7 +56,10 @@ def test_card_preprocessing_skew_refuses_to_start(
     models = REPO / module / "models"
     code, logs = refusal_of_tampered_step(module, models, tmp_path, model, stage, "clip_limit", 3.0)
     assert code != 0
-    assert f"start-up refused: PreprocessingMismatch: {model} v1: card preprocessing" in logs
+    version = served_version(models, model)
+    assert (
+        f"start-up refused: PreprocessingMismatch: {model} v{version}: card preprocessing" in logs
+    )
     assert "'clip_limit': 3.0" in logs and "serving pipeline" in logs
 
 

@@ -15,6 +15,7 @@ PACKAGES = ("shared/train", "tb_service/train", "bc_service/train")
 # Modules that import TensorFlow (or PyTorch) at import time, by design.
 FRAMEWORK_MODULES = {
     "tb_service.train.fit",
+    "tb_service.train.fit_robust",
     "tb_service.train.export",
     "tb_service.train.nets",
     "tb_service.train.pretrain_probe",

@@ -7,6 +7,8 @@
 * ``subtype``      the bacterial/viral head is a head of the abnormality net: same as above
 * ``experiments``  cross-dataset runs and the output-activation table (shorter runs)
 * ``report``       rewrite cards, reports and plots from var/results
+* ``search``       robust-recipe search by leave-one-source-out val (search.md/json)
+* ``robust``       retrain the chosen robust variant, publish chest-abnormality/2
 * ``lung-seg``     train + export the lung segmentation model on lung-masks, then
   ``lung-seg-report``: its crop on the test films, the plausibility survey, card and report
 * ``orientation``  train + export the chest-orientation model (rotation / mirror of a film)
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
             "subtype",
             "experiments",
             "report",
+            "search",
+            "robust",
             "lung-seg",
             "lung-seg-report",
             "orientation",
@@ -56,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         "--invariance-eval-films", type=int, default=100, help="per evaluation-only set"
     )
     parser.add_argument("--backbones", default="vgg,mobilenet")
+    parser.add_argument("--search-epochs", type=int, default=10, help="robust search epochs")
+    parser.add_argument("--variants", default="A,C,B,D", help="robust search variants")
+    parser.add_argument("--variant", default=None, help="robust: override the search's choice")
     parser.add_argument("--seg-epochs", type=int, default=60, help="lung-seg epochs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -88,6 +95,14 @@ def main(argv: list[str] | None = None) -> None:
         from tb_service.train.invariance import cmd_invariance
 
         cmd_invariance(args.data_dir, eval_only=args.invariance_eval_films)
+    if cmd == "search":
+        from tb_service.train.search import cmd_search
+
+        cmd_search(args.data_dir, args.search_epochs, tuple(args.variants.split(",")))
+    if cmd == "robust":
+        from tb_service.train.robust import cmd_robust
+
+        cmd_robust(args.data_dir, args.search_epochs, args.variant)
     if cmd in ("all", "experiments", "report", "baselines"):
         commands.cmd_report(args.data_dir)
     if cmd == "lung-seg":

@@ -269,3 +269,9 @@ def cmd_report(data_dir: Path | None = None) -> None:
         cmd_tbx_diagnostics(data_dir)
     if abn:
         write_abnormality(model_folder(ABN_NAME), abn)
+    robust = load_json("robust")
+    if robust:
+        from tb_service.train.publish_robust import write_robust
+        from tb_service.train.results import ROBUST_FOLDER as FOLDER
+
+        write_robust(FOLDER, robust)

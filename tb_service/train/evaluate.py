@@ -5,7 +5,7 @@ the lesion boxes). TensorFlow only where a Keras model is passed in."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,15 @@ from tb_service.train.results import ABN_NAME, model_folder
 TBX = "tbx11k"
 
 
+class Located(Protocol):
+    """What the CAM localisation reads of a cache (ChestCache or CropCache)."""
+
+    dataset: NDArray[np.str_]
+    path: NDArray[np.str_]
+    crop_box: NDArray[np.int32]
+    orig_size: NDArray[np.int32]
+
+
 def chest_cam(features: NDArray[Any], model: Any) -> NDArray[np.float32]:
     """ReLU(features . (w_abnormal - w_normal)), as the exported graph computes it."""
     w = np.asarray(model.get_layer("abn_dense").get_weights()[0], np.float32)
@@ -27,9 +36,7 @@ def chest_cam(features: NDArray[Any], model: Any) -> NDArray[np.float32]:
     return out
 
 
-def _cell_centre(
-    c: ChestCache, i: int, grid: tuple[int, ...], row: Any, col: Any
-) -> tuple[Any, Any]:
+def _cell_centre(c: Located, i: int, grid: tuple[int, ...], row: Any, col: Any) -> tuple[Any, Any]:
     """Centre(s) of CAM cell(s) of image ``i`` as fractions of the original image (as the
     lesion boxes are): the CAM grid spans the lung crop box."""
     width, height = (int(v) for v in c.orig_size[i])
@@ -42,7 +49,7 @@ def _cell_centre(
 
 
 def tbx_localisation(
-    c: ChestCache, cam: NDArray[Any], data_dir: Path | None
+    c: Located, cam: NDArray[Any], data_dir: Path | None
 ) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.bool_]]:
     """Per TBX11K image: is the CAM peak inside a lesion box; the share of the crop box a
     lesion box covers (chance level of a random peak); has the image any box."""

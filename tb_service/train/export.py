@@ -50,6 +50,44 @@ def chest_graph(model: keras.Model, size: int, temperature: float) -> Any:
     return tf.function(serve, input_signature=_image_signature(size))
 
 
+def robust_graph(
+    models: list[keras.Model], size: int, temperature: float, bias: float = 0.0
+) -> Any:
+    """tf.function image -> {probs, cam, subtype, embedding} of one network or an ensemble.
+
+    probs = mean over members of softmax(logits / T + [0, bias]); cam = mean of the members' CAMs;
+    embedding = the members' pooled penultimate features, concatenated (what
+    :mod:`tb_service.reliability` measures distances in)."""
+    heads = []
+    for m in models:
+        w, b = (np.asarray(v, np.float32) for v in m.get_layer("abn_dense").get_weights())
+        heads.append((w, b, (w[:, 1] - w[:, 0]).astype(np.float32)))
+    inv_t_np = np.float32(1.0 / float(temperature))
+    shift_np = np.array([0.0, bias], np.float32)
+
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        inv_t, shift = tf.constant(inv_t_np), tf.constant(shift_np)
+        probs, cams, subs, embs = [], [], [], []
+        for m, (w, b, wdiff) in zip(models, heads, strict=True):
+            out = m(image, training=False)
+            feats = out["features"]
+            pooled = tf.reduce_mean(feats, axis=[1, 2])
+            logits = tf.matmul(pooled, tf.constant(w)) + tf.constant(b)
+            probs.append(tf.nn.softmax(logits * inv_t + shift, axis=-1))
+            cams.append(tf.nn.relu(tf.reduce_sum(feats * tf.constant(wdiff), axis=-1)))
+            subs.append(out["sub"])
+            embs.append(pooled)
+        n = float(len(models))
+        return {
+            "probs": tf.identity(tf.add_n(probs) / n, name="probs"),
+            "cam": tf.identity(tf.add_n(cams) / n, name="cam"),
+            "subtype": tf.identity(tf.add_n(subs) / n, name="subtype"),
+            "embedding": tf.identity(tf.concat(embs, axis=-1), name="embedding"),
+        }
+
+    return tf.function(serve, input_signature=_image_signature(size))
+
+
 def gate_graph(model: keras.Model, size: int) -> Any:
     """tf.function image -> {probs}."""
 

@@ -69,11 +69,13 @@ def build_chest_net(
     backbone: Backbone = "vgg",
     activation: OutputActivation = "softmax",
     dropout: float = 0.3,
+    widths: tuple[int, ...] = (24, 48, 96),
 ) -> keras.Model:
     """Outputs: ``abn`` probabilities [normal, abnormal], ``sub`` [bacterial, viral],
-    ``features`` (N, h, w, C) and ``abn_logits`` (pre-activation of the abnormality head)."""
+    ``features`` (N, h, w, C) and ``abn_logits`` (pre-activation of the abnormality head).
+    ``widths``: the VGG stages' widths (ignored by the MobileNet backbone)."""
     inp = keras.Input((size, size, 1), name="image")
-    feats = vgg_backbone(inp) if backbone == "vgg" else mobilenet_backbone(inp)
+    feats = vgg_backbone(inp, widths) if backbone == "vgg" else mobilenet_backbone(inp)
     pooled = layers.GlobalAveragePooling2D(name="gap")(feats)
     drop = layers.Dropout(dropout, name="drop")(pooled)
     abn_logits = layers.Dense(2, name="abn_dense")(drop)

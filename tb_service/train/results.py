@@ -17,6 +17,9 @@ MODELS = REPO_ROOT / "tb_service" / "models"
 GATE_NAME, ABN_NAME, VERSION = "chest-gate", "chest-abnormality", "1"
 GATE_PREDS = RESULTS / "gate_preds.npz"
 ABN_PREDS = RESULTS / "abnormality_preds.npz"
+# chest-abnormality/2, the robust screen (tb_service.train.robust)
+ROBUST_FOLDER = MODELS / ABN_NAME / "2"
+ROBUST_PREDS = RESULTS / "robust_preds.npz"
 
 
 def model_folder(name: str) -> Path:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.gateway.conftest import Api, gateway_env, run_gateway, signup_login, verify_doctor
-from tests.procs import REPO, Service
+from tests.procs import REPO, Service, served_version
 from tests.tb_service.svc_helpers import chest_png
 
 JSON_LIMIT = 64 * 1024  # the gateway's default max_json_bytes
@@ -141,7 +141,10 @@ def test_study_models_carry_the_cards_measured_figures(gw: Service) -> None:
     from tests.web.conftest import real_chest_xray
 
     chest = real_chest_xray()
-    card_path = REPO / "tb_service" / "models" / "chest-abnormality" / "1" / "card.json"
+    models = REPO / "tb_service" / "models"
+    card_path = (
+        models / "chest-abnormality" / served_version(models, "chest-abnormality") / "card.json"
+    )
     if chest is None or not card_path.exists():
         pytest.skip("needs a real chest X-ray (../shared/data) and the committed chest model")
     anon = Api(gw.url)

@@ -18,7 +18,12 @@ pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[2] / "tb_service" / "models"
 GATE = MODELS / "chest-gate" / "1"
-ABN = MODELS / "chest-abnormality" / "1"
+ABN_V1 = MODELS / "chest-abnormality" / "1"
+# The served version: the highest committed one (chest-abnormality/2, the robust screen,
+# exports an embedding besides probs/cam/subtype; /1 stays for the comparison rows).
+ABN = max(
+    (MODELS / "chest-abnormality").glob("*/card.json"), key=lambda p: int(p.parent.name)
+).parent
 DATA = default_data_dir()
 
 
@@ -71,9 +76,36 @@ def test_cards_have_the_contract() -> None:
     assert (ABN / "report.md").exists() and (GATE / "report.md").exists()
 
 
+def test_robust_card_has_operating_point_and_population() -> None:
+    a = read_card(ABN)
+    assert a.version == "2" and (ABN_V1 / "model.onnx").exists()
+    extra = a.model_extra or {}
+    op = a.card_point()
+    assert op.score_threshold == pytest.approx(100 * a.threshold_for("abnormal"), abs=1e-3)
+    for rate in (op.sensitivity, op.specificity):
+        assert rate.n > 0 and rate.ci95[0] <= rate.value <= rate.ci95[1]
+    assert op.measured_on
+    rel = extra["reliability"]
+    assert (ABN / rel["file"]).exists() and rel["limit_quantile"] == 0.99
+    steps = {s["stage"]: s["params"] for s in a.preprocessing["steps"]}
+    assert steps["working_side"]["side"] == 384
+    assert any(o.name == "embedding" for o in a.outputs)
+
+
+def test_version_1_keeps_the_pipeline_it_was_trained_behind() -> None:
+    """/1 (512 px working side, heuristic crop) can still be pinned and served as trained."""
+    from shared.model import check_preprocessing
+
+    v1 = read_card(ABN_V1)
+    check_preprocessing(v1, chest_pipeline_for(v1, INPUT_SIZE))
+    steps = {s["stage"]: s["params"] for s in v1.preprocessing["steps"]}
+    assert steps["downscale"]["max_side"] == 512 and "lung_crop" in steps
+
+
 def test_io_shapes_on_synthetic(gate: OnnxModel, abn: OnnxModel) -> None:
     out = abn.run({"image": _synthetic()})
-    assert set(out) == {"probs", "cam", "subtype"}
+    assert set(out) == {"probs", "cam", "subtype", "embedding"}
+    assert out["embedding"].shape[0] == 2 and np.isfinite(out["embedding"]).all()
     assert out["probs"].shape == (2, 2) and out["subtype"].shape == (2, 2)
     assert out["cam"].shape == (2, INPUT_SIZE // 16, INPUT_SIZE // 16)
     assert np.allclose(out["probs"].sum(axis=1), 1, atol=1e-5)

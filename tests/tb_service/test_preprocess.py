@@ -77,6 +77,20 @@ def test_downscale_tracks_scale() -> None:
     assert same.scale == 1.0
 
 
+def test_working_side_brings_every_size_to_one_scale() -> None:
+    """A film sent at half or twice its size reaches the later steps at the same size."""
+    from tb_service.preprocess import WorkingSide
+
+    film = (np.indices((192, 256)).sum(axis=0) % 251).astype(np.uint8)
+    step = WorkingSide(384)
+    half = step(work(film))
+    assert half.pixels.shape == (288, 384) and half.scale == pytest.approx(1.5)
+    big = step(work(np.zeros((1152, 1536), np.uint8)))
+    assert big.pixels.shape == (288, 384) and big.scale == pytest.approx(0.25)
+    exact = step(work(np.zeros((288, 384), np.uint8)))
+    assert exact.scale == 1.0 and exact.pixels.shape == (288, 384)
+
+
 def test_median_removes_salt() -> None:
     px = np.full((32, 32), 100, np.uint8)
     px[10, 10] = 255
@@ -155,7 +169,11 @@ def test_pipelines_end_to_end(
     assert g.crop_box == (0, 0, shape[1], shape[0])
     names = pipeline().stage_names()
     assert names[0] == "to_gray_uint8" and crop in names and names[-1] == "normalise"
-    assert pipeline().describe()[1]["params"] == {"max_side": 512}
+    # One working resolution no larger than the smallest source (issue 13): 384 px.
+    side = pipeline().describe()[1]
+    assert side["params"] == (
+        {"side": 384} if side["stage"] == "working_side" else {"max_side": 384}
+    )
 
 
 def test_heatmap_mapping() -> None:
