@@ -16,20 +16,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tests.bc_service.images import mammogram
+from tests.bc_service.images import big_view
 from tests.gateway.conftest import Api, patient_api, run_gateway, sqlite_gateway_env
 from tests.imagegen import png_bytes
 
-WIDTH, HEIGHT = 3000, 4000
 MAX_EVENT_BYTES = 100_000
 TAGS = ("R-CC", "L-CC", "R-MLO", "L-MLO")
-
-
-def big_view(right: bool, seed: int) -> np.ndarray:
-    """A test mammogram upscaled to 3000 x 4000, its chest wall kept on its side."""
-    small = cv2.imdecode(np.frombuffer(mammogram(right=right, seed=seed), np.uint8), 0)
-    square = cv2.resize(small, (HEIGHT, HEIGHT), interpolation=cv2.INTER_LINEAR)
-    return square[:, HEIGHT - WIDTH :] if right else square[:, :WIDTH]
 
 
 def raw_events(api: Api, path: str) -> list[tuple[str, str]]:
