@@ -1,8 +1,9 @@
-"""A mammography exam through the real services (gateway, bc_service with its models): the
-result event stays small whatever the image size (the overlays are resources the gateway
-renders from each view's score map and serves), the overlays are at most 1024 px, lie on the
-breast and have no hot colour below the operating point; view, breast and exam categories
-agree; results stored before categories still display."""
+"""A mammography exam through the real services (gateway, bc_service with its models): a file
+that is not a mammogram is refused before any study exists; the result event stays small
+whatever the image size (the overlays are resources the gateway renders from each view's
+score map and serves); the overlays are at most 1024 px, lie on the breast and have no hot
+colour below the operating point; view, breast and exam categories agree; results stored
+before categories still display."""
 
 from __future__ import annotations
 
@@ -81,6 +82,12 @@ def test_four_big_views_give_a_small_result_and_served_overlays(
     files = [(t, (f"{t}.png", png_bytes(pixels[t]), "image/png")) for t in TAGS]
     with run_gateway(env, tmp_path) as gw:
         p = patient_api(gw.url, "mammo@example.org")
+        # Not a mammogram: refused at submission, so no study (no "Failed" in the history).
+        blank = png_bytes(np.zeros((2000, 1500), np.uint8))
+        r = p.post("/v1/studies/mammography", files=[("L-CC", ("b.png", blank, "image/png"))])
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_mammogram", r.text
+        assert p.get("/v1/studies").json()["total"] == 0
+
         r = p.post("/v1/studies/mammography", files=files, timeout=300)
         assert r.status_code == 202, r.text
         accepted = r.json()
