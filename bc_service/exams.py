@@ -46,6 +46,9 @@ PIPELINE_SHARE = 95.0  # percent of the exam for the views' stages; the rest is 
 class PipelineLike(Protocol):
     """What the job machinery needs of :class:`bc_service.pipeline.MammoPipeline`."""
 
+    def screen(self, view: Any) -> None:
+        """Raise NotAMammogram (or InvalidImage) for a view refused before any job runs."""
+
     def run_view(self, view: Any, progress: Callable[[str, float], None]) -> ViewResult: ...
 
     def combine(self, views: list[ViewResult]) -> ExamResult: ...

@@ -15,13 +15,14 @@ from bc_service.exams import ExamManager, add_decode_time
 from bc_service.jobs import ExamJob
 from bc_service.pipeline import ViewInput
 from bc_service.settings import Settings
-from bc_service.uploads import decode_views, exam_views, multipart_schema, single_view
+from bc_service.uploads import DecodedView, decode_views, exam_views, multipart_schema, single_view
 from shared.contracts.mammo import Exam, ExamAccepted, ViewResult, ViewTag
 from shared.errors import (
     BadRequest,
     ImageTooLarge,
     InvalidImage,
     InvalidView,
+    IRMIError,
     NotAMammogram,
     NotFound,
     Overloaded,
@@ -145,6 +146,19 @@ def _job(manager: ExamManager, exam_id: str) -> ExamJob:
     return job
 
 
+async def screen_views(
+    manager: ExamManager, ctx: ServiceContext, decoded: list[DecodedView], views: list[ViewInput]
+) -> None:
+    """Refuse, before the exam is accepted, a view the pipeline's first stages refuse (not a
+    mammogram: modality, blank, the gate model, no breast found); the error names the view."""
+    for d, view in zip(decoded, views, strict=True):
+        try:
+            await ctx.cpu.run(manager.pipeline.screen, view)
+        except IRMIError as exc:
+            exc.details.setdefault("view", d.view_id)
+            raise
+
+
 def make_view_input(view_id: str, image: DecodedImage, tag: ViewTag | None) -> ViewInput:
     return ViewInput(view_id=view_id, image=image, tag=tag)
 
@@ -155,7 +169,9 @@ def make_view_input(view_id: str, image: DecodedImage, tag: ViewTag | None) -> V
     response_model=ExamAccepted,
     summary="Submit an exam (1-4 views); optionally stream its events in the same request",
     description=(
-        "Decodes every view before accepting, so a bad file is refused at once (4xx). Then the "
+        "Decodes every view and runs the pipeline's first stages on it (DICOM modality, blank "
+        "image, the mammogram gate model, breast found) before accepting, so a bad file or one "
+        "that is not a mammogram is refused at once (4xx, `not_a_mammogram`). Then the "
         "exam waits for a worker; when every worker and queue place is taken → 503 "
         "`overloaded` with Retry-After.\n" + EXCHANGE_DOC
     ),
@@ -181,6 +197,7 @@ async def submit_exam(
         async with exam_views(request, settings, ctx.uploads) as raws:
             decoded = await decode_views(raws, settings, ctx.cpu)
         views = [make_view_input(d.view_id, d.image, d.tag) for d in decoded]
+        await screen_views(manager, ctx, decoded, views)
         decode_ms = {d.view_id: d.decode_ms for d in decoded}
         job = manager.submit(views, decode_ms, started, admission=admission)
     finally:

@@ -36,7 +36,7 @@ class Settings(ServiceSettings):
         ge=1,
         description=(
             "Most exams kept in memory, the oldest finished evicted first (a finished 4-view "
-            "exam with heatmaps holds about 1 MB of JSON)."
+            "exam holds some tens of KB of JSON; megabytes with the deprecated `heatmaps`)."
         ),
     )
     heartbeat_seconds: float = Field(
@@ -54,7 +54,11 @@ class Settings(ServiceSettings):
         ),
     )
     patch_batch_size: int = Field(default=64, ge=1)
-    heatmaps: bool = True
+    heatmaps: bool = Field(
+        default=False,
+        description="Deprecated: also inline the full-size benign and malignant overlay PNGs "
+        "in every view (megabytes per exam). Every view carries its small `score_map`.",
+    )
     mammogram_gate: bool = Field(
         default=True,
         description="Tests/dev only: false skips the mammogram-or-not model (synthetic images).",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.operating_point import EffectiveReading
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.common import CropBox
-from shared.contracts.mammo import ExamResult, ProgressEvent, ViewResult
+from shared.contracts.mammo import BreastResult, ExamResult, ProgressEvent, ViewResult
 from shared.contracts.screening import Category, OperatingPoint
 from shared.errors import ErrorBody
 
@@ -191,14 +191,54 @@ class ChestResult(ChestPrediction):
     )
 
 
+def _legacy_category(data: Any) -> Any:
+    """A mammography result stored before categories: the category its label was shown as
+    (benign and malignant were both findings to review)."""
+    if isinstance(data, dict) and data.get("category") is None and "label" in data:
+        flagged = data["label"] != "normal"
+        cat = Category.review_recommended if flagged else Category.no_finding_flagged
+        return {**data, "category": cat, "basis": "legacy_label"}
+    return data
+
+
+def mammo_category(stored: dict[str, Any]) -> Category:
+    """The category of a stored mammography result (a legacy one's from its label)."""
+    return Category(_legacy_category(stored)["category"])
+
+
+_LEGACY = "None in results stored before categories (`basis` `legacy_label`)."
+MammoBasis = Literal["operating_point", "legacy_label"]
+
+
 class ViewResultPublic(ViewResult):
+    """A view as stored: ``heatmaps`` holds the gateway's URLs: ``score_map`` (rendered from
+    the score map, over its `covers` box), or ``benign``/``malignant`` in results stored before."""
+
+    score: float | None = Field(default=None, ge=0, le=100, description=_LEGACY)  # type: ignore[assignment]
+    category: Category
+    basis: MammoBasis = "operating_point"
     heatmaps: dict[str, FileRef] = Field(default_factory=dict)  # type: ignore[assignment]
+    _legacy = model_validator(mode="before")(_legacy_category)
+
+
+class BreastResultPublic(BreastResult):
+    score: float | None = Field(default=None, ge=0, le=100, description=_LEGACY)  # type: ignore[assignment]
+    category: Category
+    basis: MammoBasis = "operating_point"
+    _legacy = model_validator(mode="before")(_legacy_category)
 
 
 class ExamResultPublic(ExamResult):
-    """bc_service's exam result, its inline heatmaps replaced by the gateway's URLs."""
+    """bc_service's exam result, its inline heatmaps replaced by the gateway's URLs. A result
+    stored before categories reads its category from its label (`basis` `legacy_label`)."""
 
     views: list[ViewResultPublic]  # type: ignore[assignment]
+    breasts: list[BreastResultPublic]  # type: ignore[assignment]
+    score: float | None = Field(default=None, ge=0, le=100, description=_LEGACY)  # type: ignore[assignment]
+    category: Category
+    basis: MammoBasis = "operating_point"
+    score_threshold: float | None = Field(default=None, ge=0, le=100, description=_LEGACY)  # type: ignore[assignment]
+    _legacy = model_validator(mode="before")(_legacy_category)
 
 
 class StudyImage(BaseModel):

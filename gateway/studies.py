@@ -23,6 +23,7 @@ from gateway.schemas import (
     StudyDetail,
     StudyImage,
     StudySummary,
+    mammo_category,
 )
 from gateway.sharing import doctor_can_read
 from gateway.state import GatewayState
@@ -107,8 +108,10 @@ def chest_result(stored: dict[str, Any]) -> ChestResult:
 
 
 def result_category(study: Study) -> Category | None:
-    if study.result is None or study.kind != "chest":
+    if study.result is None:
         return None
+    if study.kind == "mammography":  # stored before categories: its label's (see schemas)
+        return mammo_category(study.result)
     return stored_reading(study.result).category
 
 

@@ -37,12 +37,12 @@ from gateway.studies import (
 from gateway.upstream import UploadPart
 from shared.clock import now
 from shared.contracts.chest import ChestPrediction
-from shared.contracts.mammo import Exam, ProgressEvent
+from shared.contracts.mammo import Exam, ExamResult, ProgressEvent, ViewResult
 from shared.errors import Conflict, Forbidden
 
 TAGS = {"L-CC", "R-CC", "L-MLO", "R-MLO"}
 RERUN = "rerun"  # the ``reason`` of the ``retry`` event that starts a re-run
-OVERLAY = "score_map"  # the name of a chest study's overlay (``/heatmaps/score_map``)
+OVERLAY = "score_map"  # a chest overlay (``/heatmaps/score_map``); a view's: ``view-0-score_map``
 
 
 class StudyGone(Exception):
@@ -298,14 +298,54 @@ async def record_retry(state: GatewayState, study_id: str, data: dict[str, Any])
     await with_study(state, study_id, apply)
 
 
+async def put_view_overlay(
+    state: GatewayState, study_id: str, view: ViewResult, exam: ExamResult, position: int
+) -> tuple[StudyFile, FileRef] | None:
+    """A view's score map rendered at display size (long side at most 1024 px), scaled to its
+    score at the exam's threshold, stored as the ``{view_id}-score_map`` heatmap."""
+    if view.score_map is None:
+        return None
+    reading = EffectiveReading(
+        category=view.category,
+        score_threshold=exam.score_threshold,
+        operating_point=exam.operating_point,
+    )
+    overlay = await asyncio.to_thread(score_overlay.render, view.score_map, view.score, reading)
+    if overlay is None:
+        return None
+    name = f"{view.view_id}-{OVERLAY}"
+    row = StudyFile(
+        study_id=study_id,
+        role="heatmap",
+        name=name,
+        blob_key=await state.store.put(overlay.png),
+        media_type="image/png",
+        size=len(overlay.png),
+        position=position,
+    )
+    ref = FileRef(
+        url=heatmap_url(study_id, name),
+        width=overlay.width,
+        height=overlay.height,
+        covers=overlay.covers,
+    )
+    return row, ref
+
+
 async def finish_mammography(state: GatewayState, study_id: str, exam: Exam) -> None:
-    """Store the heatmaps of bc_service's result and mark the study succeeded. A study that
-    another replica's relay already finished is left as it is."""
+    """Store the overlays of bc_service's result (rendered from each view's score map; inline
+    PNGs, from a bc_service run with the deprecated ``heatmaps``, stored as they come) and
+    mark the study succeeded. A study that another replica's relay already finished is left
+    as it is."""
     assert exam.result is not None
     files: list[StudyFile] = []
     views: list[dict[str, Any]] = []
     for view in exam.result.views:
         refs: dict[str, FileRef] = {}
+        stored = await put_view_overlay(state, study_id, view, exam.result, len(files))
+        if stored is not None:
+            files.append(stored[0])
+            refs[OVERLAY] = stored[1]
         for name, png in view.heatmaps.items():
             file_name = f"{view.view_id}-{name}"
             files.append(await put_heatmap(state, study_id, file_name, png.base64, len(files)))

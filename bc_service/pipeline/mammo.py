@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bc_service.pipeline.overlay import heatmap_png
+from bc_service.pipeline.score_map import score_map
 from bc_service.pipeline.stages import (
     Centers,
     Classify,
@@ -49,6 +50,7 @@ from shared.contracts.mammo import (
     ViewResult,
     ViewTag,
 )
+from shared.contracts.screening import Category, OperatingPoint, category_at
 from shared.imaging import DecodedImage, ImageLimits
 from shared.inference import ImageModel
 from shared.inference import probability as _prob
@@ -125,7 +127,7 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         models: ModelRepository,
         *,
         patch_batch_size: int = 64,
-        heatmaps: bool = True,
+        heatmaps: bool = False,
         stride: int = 16,
         gate: bool = True,
         strict_preprocessing: bool = True,
@@ -144,6 +146,19 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         self.thresholds = {
             k: view.card.threshold_for(k) if view else v for k, v in DEFAULT_THRESHOLDS.items()
         }
+        # Every score of an exam is read at the mammo-view card's operating point; without
+        # one (the heuristic fallback, or an old card) at its malignant threshold x 100.
+        self.operating_point: OperatingPoint | None = (
+            view.card.card_point() if view and view.card.operating_point else None
+        )
+        if view is not None and self.operating_point is None:
+            log.warning("mammo-view card has no operating_point: read at its threshold")
+        self.score_threshold = (
+            self.operating_point.score_threshold
+            if self.operating_point
+            else round(100.0 * self.thresholds["malignant"], 4)
+        )
+        self.stride = stride
         self.stages: list[Transform] = [
             Decode(_predictor(gate_model) if gate_model else None, self.gate_threshold),
             Orientation(),
@@ -171,6 +186,11 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         """The stages that make model ``name``'s input (what its card must record)."""
         last = STAGES.index(MODEL_STAGES[name])
         return Compose[MammoState](self.stages[: last + 1])
+
+    def category(self, score: float) -> Category:
+        """The one rule for view, breast and exam alike (shared ``category_at``, the rule of
+        ``categorize``), so that maxima of flagged scores stay flagged."""
+        return category_at(score, self.score_threshold)
 
     def label(self, benign: float, malignant: float) -> MammoLabel:
         if malignant >= self.thresholds["malignant"]:
@@ -212,8 +232,11 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         used: ViewTag = given or detected_tag
         conflict = _conflict(given, detected_tag, s, from_dicom=view.tag is None)
         if view.tag and s.dicom_tag and view.tag != s.dicom_tag:
-            extra = f"the DICOM tags say {s.dicom_tag}, the request says {view.tag}"
-            conflict = f"{conflict}; {extra}" if conflict else extra
+            extra = (
+                f"The DICOM tags say {s.dicom_tag}, but the request says {view.tag}; "
+                "the request's tag is used."
+            )
+            conflict = f"{conflict} {extra}" if conflict else extra
         lat, kind = used.split("-")
         benign, malignant = s.probabilities
         heatmaps: dict[Literal["benign", "malignant"], PngImage] = {}
@@ -223,8 +246,10 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
                 s.map_to_original(s.heatmaps["malignant"]), (230, 0, 0)
             )
         x0, y0, x1, y1 = s.crop_box
-        # Overlay PNGs at original size: reported apart from the patch stage itself.
+        grid = score_map(s, self.stride)
+        # Score map (and the deprecated overlay PNGs): reported apart from the patch stage.
         timings.add("heatmap_png", (time.perf_counter() - t0) * 1000)
+        score = suspicion(malignant)
         return ViewResult(
             view_id=view.view_id,
             given_tag=view.tag,
@@ -237,11 +262,23 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
             tag_conflict=conflict,
             flipped=s.flipped,
             crop_box=CropBox(x0=x0, y0=y0, x1=x1, y1=y1),
+            score=score,
+            category=self.category(score),
+            score_map=grid,
             probabilities=Probabilities(benign=_prob(benign), malignant=_prob(malignant)),
             label=self.label(benign, malignant),
             heatmaps=heatmaps,
             timings_ms={k: round(v, 2) for k, v in timings.ms.items()},
         )
+
+    def screen(self, view: ViewInput) -> None:
+        """The refusals that need no patch model, run at submission so that a file that is
+        not a mammogram is answered 422 ``not_a_mammogram`` before the exam is accepted:
+        decode (DICOM modality, blank image, the ``mammo-gate`` model), orientation (a breast
+        is found) and crop (its size and shape). A few tens of milliseconds per view at
+        1024 px; the job runs these stages again (the state is not kept between requests)."""
+        state = MammoState(image=view.image, given_tag=view.tag)
+        Compose[MammoState](self.stages[: STAGES.index("crop") + 1]).run(state)
 
     def run_view(self, view: ViewInput, progress: Progress) -> ViewResult:
         """Blocking; raises NotAMammogram / InvalidImage for bad input."""
@@ -279,16 +316,20 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
                 continue
             b = float(np.mean([v.probabilities.benign for v in mine]))
             m = float(np.mean([v.probabilities.malignant for v in mine]))
+            score = max(v.score for v in mine)
             breasts.append(
                 BreastResult(
                     laterality=lat,
                     views=[v.view_id for v in mine],
+                    score=score,
+                    category=self.category(score),
                     probabilities=Probabilities(benign=_prob(b), malignant=_prob(m)),
                     label=self.label(b, m),
                 )
             )
         eb = max((x.probabilities.benign for x in breasts), default=0.0)
         em = max((x.probabilities.malignant for x in breasts), default=0.0)
+        score = max((x.score for x in breasts), default=0.0)
         timings: dict[str, float] = {}
         for v in views:
             for k, ms in v.timings_ms.items():
@@ -296,6 +337,10 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         return ExamResult(
             views=views,
             breasts=breasts,
+            score=score,
+            category=self.category(score),
+            operating_point=self.operating_point,
+            score_threshold=self.score_threshold,
             probabilities=Probabilities(benign=_prob(eb), malignant=_prob(em)),
             label=self.label(eb, em),
             models=self.model_refs(),
@@ -303,20 +348,35 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         )
 
 
+def suspicion(p_malignant: float) -> float:
+    """Model 1's suspicion score: 100 x P(malignant) (its strongest image-level output), 0-100,
+    two places. A relative score, never a risk; the calibrated score replaces it."""
+    return round(100.0 * float(np.clip(p_malignant, 0.0, 1.0)), 2)
+
+
+SIDE_WORDS = {"L": "left", "R": "right"}
+
+
 def _conflict(
     given: ViewTag | None, detected: ViewTag, s: MammoState, *, from_dicom: bool
 ) -> str | None:
+    """What a given tag contradicts in the image, in whole sentences (None: nothing)."""
     if given is None:
         return None
-    src = "DICOM tags" if from_dicom else "given tag"
+    src = "The DICOM tags say" if from_dicom else "The tag sent with the image says"
     parts = []
     glat, gview = given.split("-")
     if glat != s.detected_laterality and s.side_confidence >= 0.75:
         wall = "right" if s.chest_wall == "right" else "left"
         parts.append(
-            f"{src} say laterality {glat}, but the chest wall is on the image's {wall} "
-            f"(a {s.detected_laterality} breast under the standard display convention)"
+            f"{src} this is the {SIDE_WORDS[glat]} breast ({given}), but the chest wall is on "
+            f"the image's {wall}, which the standard display convention uses for the "
+            f"{SIDE_WORDS[s.detected_laterality]} breast (laterality {s.detected_laterality})."
         )
     if gview != s.detected_view and s.view_confidence >= 0.8:
-        parts.append(f"{src} say {gview}, but the breast's shape looks {s.detected_view}")
-    return "; ".join(parts) or None
+        article = "an" if s.detected_view == "MLO" else "a"
+        parts.append(
+            f"{src} this is a {gview} view, but the breast's shape looks like "
+            f"{article} {s.detected_view} view."
+        )
+    return " ".join(parts) or None

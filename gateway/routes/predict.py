@@ -1,5 +1,6 @@
-"""Stateless predict routes for integrators: nothing is stored, heatmaps come back inline;
-the services receive de-identified copies (:mod:`gateway.deidentify`)."""
+"""Stateless predict routes for integrators: nothing is stored; where the model looked comes
+back as each result's low-resolution `score_map` to render; the services receive
+de-identified copies (:mod:`gateway.deidentify`)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ async def predict_chest(
     "/mammogram",
     response_model=Exam,
     summary="Mammography exam, synchronous (stateless; API key scope `predict`)",
-    description="Same parts as `POST /v1/studies/mammography`; waits for the result.",
+    description="Same parts as `POST /v1/studies/mammography`; waits for the result: per "
+    "view, breast and exam a suspicion `score` and its `category` at `score_threshold`, and per "
+    "view its `score_map` over `crop_box` (render it yourself). A file that is not a "
+    "mammogram is refused with 422 `not_a_mammogram` before any work is queued.",
     responses=error_responses(*_COMMON, InvalidView, NotAMammogram),
 )
 async def predict_mammogram(

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from shared.contracts.common import CropBox, ModelRef, PngImage
+from shared.contracts.screening import Category, OperatingPoint, ScoreMap
 
 ViewTag = Literal["L-CC", "R-CC", "L-MLO", "R-MLO"]
 Laterality = Literal["L", "R"]
@@ -36,24 +37,63 @@ class ViewResult(BaseModel):
     )
     flipped: bool = Field(description="Whether the image was mirrored to the common orientation.")
     crop_box: CropBox
-    probabilities: Probabilities
-    label: MammoLabel
-    heatmaps: dict[Literal["benign", "malignant"], PngImage] = Field(default_factory=dict)
+    score: float = Field(
+        ge=0,
+        le=100,
+        description="Suspicion score 0-100 of the view (a relative score, never a risk): "
+        "model 1's is 100 x P(malignant), read at the exam's `operating_point`.",
+    )
+    category: Category = Field(
+        description="shared categorize(score, operating_point): what the view says."
+    )
+    score_map: ScoreMap | None = Field(
+        default=None,
+        description="Where the patch model found tissue standing out from the rest of this "
+        "breast, over `crop_box`, zero outside the breast; render it at display size, scaled "
+        "to `score` (the gateway does). None when the breast holds no patch.",
+    )
+    probabilities: Probabilities = Field(
+        description="For doctors: model 1's independent benign and malignant estimates "
+        "(they do not sum to 1). Never a headline; the category is `category`."
+    )
+    label: MammoLabel = Field(description="Deprecated: the old three-way label.")
+    heatmaps: dict[Literal["benign", "malignant"], PngImage] = Field(
+        default_factory=dict,
+        description="Deprecated: full-size inline overlays, only when bc_service runs with "
+        "IRMI_BC_HEATMAPS=true. Use `score_map`.",
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class BreastResult(BaseModel):
     laterality: Laterality
     views: list[str] = Field(description="view_ids combined for this breast")
-    probabilities: Probabilities
-    label: MammoLabel
+    score: float = Field(
+        ge=0, le=100, description="The highest score of its views: flagged iff a view is."
+    )
+    category: Category
+    probabilities: Probabilities = Field(description="For doctors: the mean of its views.")
+    label: MammoLabel = Field(description="Deprecated: the old three-way label.")
 
 
 class ExamResult(BaseModel):
     views: list[ViewResult]
     breasts: list[BreastResult]
+    score: float = Field(ge=0, le=100, description="The highest score of its breasts.")
+    category: Category = Field(
+        description="Review recommended when any breast (so any view) is flagged: view, "
+        "breast and exam categories agree by construction (scores are maxima, one point)."
+    )
+    score_threshold: float = Field(
+        ge=0, le=100, description="The 0-100 threshold every score of this exam is read at."
+    )
+    operating_point: OperatingPoint | None = Field(
+        default=None,
+        description="That threshold's operating point, with its measured sensitivity and "
+        "specificity (the mammo-view card's); None only on the untrained fallback.",
+    )
     probabilities: Probabilities = Field(description="Exam level: the worse breast.")
-    label: MammoLabel
+    label: MammoLabel = Field(description="Deprecated: the old three-way label.")
     models: list[ModelRef] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     disclaimer: str = "Screening aid, not a diagnosis: a radiologist must review these images."

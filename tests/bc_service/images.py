@@ -38,6 +38,14 @@ def mammogram(right: bool = False, seed: int = 0) -> bytes:
     return png_bytes(cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA))
 
 
+def big_view(right: bool, seed: int, width: int = 3000, height: int = 4000) -> np.ndarray:
+    """A test mammogram upscaled to ``width`` x ``height`` (a full-field digital size), its
+    chest wall kept on its side."""
+    small = cv2.imdecode(np.frombuffer(mammogram(right=right, seed=seed), np.uint8), 0)
+    square = cv2.resize(small, (height, height), interpolation=cv2.INTER_LINEAR)
+    return square[:, height - width :] if right else square[:, :width]
+
+
 def not_a_mammogram() -> bytes:
     """A flat gray picture: the pipeline's decode stage refuses it (``not_a_mammogram``)
     whatever the gate model says, so the service's error path is tested deterministically.

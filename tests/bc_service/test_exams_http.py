@@ -3,11 +3,14 @@ exams, status, cancel, overload, one-view predict, and every bad input."""
 
 from __future__ import annotations
 
+import re
+
+import cv2
 import httpx
 import numpy as np
 import pytest
 
-from tests.bc_service.images import chest_xray, mammogram, not_a_mammogram
+from tests.bc_service.images import HAVE_MIAS, chest_xray, mammogram, not_a_mammogram
 from tests.bc_service.sseclient import read_all, wait_status
 from tests.imagegen import dicom_bytes, gradient, pillow_bytes, png_bytes
 
@@ -104,7 +107,10 @@ def test_predict_one_view(client: httpx.Client) -> None:
     view = r.json()
     assert view["given_tag"] == "L-MLO" and view["label"] in {"normal", "benign", "malignant"}
     assert "decode" in view["timings_ms"]
-    assert set(view["heatmaps"]) == {"benign", "malignant"}
+    assert view["heatmaps"] == {}  # the full-size inline PNGs only when asked for
+    grid = view["score_map"]
+    assert grid["box"] == view["crop_box"] and 1 <= len(grid["values"]) <= 64
+    assert view["category"] in {"review_recommended", "no_finding_flagged"}
     bad = client.post(
         "/v1/predict", files={"file": ("a.png", mammogram(), PNG)}, data={"view": "X-CC"}
     )
@@ -168,18 +174,56 @@ def test_tag_as_text_and_non_multipart(client: httpx.Client) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
 
 
-def test_non_mammogram_exam_fails_with_error_event(client: httpx.Client) -> None:
-    events, _ = read_all(
-        client,
-        "POST",
-        "/v1/exams?stream=true",
-        files=[("files", ("p", not_a_mammogram(), "image/*"))],
-    )
-    kinds = [e.event for e in events]
-    assert kinds[-2:] == ["error", "result"], kinds
-    assert events[-2].json()["error"]["code"] == "not_a_mammogram"
-    final = events[-1].json()
-    assert final["status"] == "failed" and final["error"]["code"] == "not_a_mammogram"
+def _exams_total(client: httpx.Client) -> float:
+    pattern = re.compile(r"^irmi_bc_exams_total\{[^}]*\} (\S+)$", re.M)
+    return sum(float(v) for v in pattern.findall(client.get("/metrics").text))
+
+
+def _refused_at_submission(client: httpx.Client, files: list, reason: str | None) -> None:
+    """Refused before the exam exists: 422 ``not_a_mammogram`` naming the view, in both the
+    202 mode and the stream mode (no stream is opened), and no exam was counted."""
+    before = _exams_total(client)
+    for path in ("/v1/exams", "/v1/exams?stream=true"):
+        r = client.post(path, files=files)
+        assert r.status_code == 422, r.text[:500]
+        assert r.headers["content-type"].startswith("application/json")
+        error = r.json()["error"]
+        assert error["code"] == "not_a_mammogram", error
+        assert error["details"]["view"] == f"view-{len(files) - 1}"
+        if reason is not None:
+            assert error["details"].get("reason") == reason, error
+    assert _exams_total(client) == before
+
+
+def test_non_mammogram_refused_at_submission(client: httpx.Client) -> None:
+    """A flat picture beside a real view: the whole exam is refused before it is accepted."""
+    files = [
+        ("L-MLO", ("l.png", mammogram(), PNG)),
+        ("files", ("p.png", not_a_mammogram(), "image/*")),
+    ]
+    _refused_at_submission(client, files, "blank")
+
+
+def test_huge_black_png_refused_at_submission(client: httpx.Client) -> None:
+    """59 megapixels of black (under the decompression-bomb limit of 60 megapixels): blank."""
+    black = png_bytes(np.zeros((7600, 7800), np.uint8))
+    _refused_at_submission(client, [("files", ("black.png", black, PNG))], "blank")
+
+
+@pytest.mark.skipif(not HAVE_MIAS, reason="the gate is off without mini-mias (phantoms)")
+def test_noise_refused_by_the_gate_at_submission(client: httpx.Client) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (1024, 832), dtype=np.uint8)
+    _refused_at_submission(client, [("files", ("n.png", png_bytes(noise), PNG))], None)
+
+
+def test_chest_dicom_tagged_mg_refused_at_submission(client: httpx.Client) -> None:
+    """A chest X-ray in a DICOM that claims Modality MG: the tag passes, the gate does not."""
+    chest = chest_xray()
+    if chest is None or not HAVE_MIAS:
+        pytest.skip("../shared/data (nih-cxr14 and mini-mias, for the gate) absent")
+    gray = cv2.imdecode(np.frombuffer(chest, np.uint8), cv2.IMREAD_GRAYSCALE)
+    dcm = dicom_bytes(gray.astype(np.uint16) * 16, bits_stored=12, modality="MG")
+    _refused_at_submission(client, [("files", ("c.dcm", dcm, "application/dicom"))], None)
 
 
 def test_openapi_documents_the_exchange(client: httpx.Client) -> None:

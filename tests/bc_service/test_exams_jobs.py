@@ -25,6 +25,7 @@ from shared.contracts.mammo import (
     ProgressEvent,
     ViewResult,
 )
+from shared.contracts.screening import Category
 from shared.errors import NotAMammogram, Overloaded
 from shared.metrics import ServiceMetrics
 
@@ -66,6 +67,8 @@ class StandIn:
             detection_confidence=0.9,
             flipped=False,
             crop_box=CropBox(x0=0, y0=0, x1=10, y1=10),
+            score=10.0,
+            category=Category.no_finding_flagged,
             probabilities=Probabilities(benign=0.2, malignant=0.1),
             label="normal",
             timings_ms={s: 1.0 for s in PIPE_STAGES},
@@ -73,10 +76,24 @@ class StandIn:
 
     def combine(self, views: list[ViewResult]) -> ExamResult:
         probs = Probabilities(benign=0.2, malignant=0.1)
+        clear = Category.no_finding_flagged
         breast = BreastResult(
-            laterality="L", views=[v.view_id for v in views], probabilities=probs, label="normal"
+            laterality="L",
+            views=[v.view_id for v in views],
+            score=10.0,
+            category=clear,
+            probabilities=probs,
+            label="normal",
         )
-        return ExamResult(views=views, breasts=[breast], probabilities=probs, label="normal")
+        return ExamResult(
+            views=views,
+            breasts=[breast],
+            score=10.0,
+            category=clear,
+            score_threshold=71.27,
+            probabilities=probs,
+            label="normal",
+        )
 
 
 def views(n: int) -> list[FakeView]:

@@ -86,8 +86,12 @@ def test_real_mammograms_run(pipeline: MammoPipeline, name: str) -> None:
     assert seen == STAGES
     assert res.view == "MLO"
     assert 0 <= res.probabilities.malignant <= 1 and 0 <= res.probabilities.benign <= 1
-    assert res.heatmaps["malignant"].width == 1024
+    assert res.score_map is not None and res.score_map.image_width == 1024
     exam = pipeline.combine([res])
+    # Read at the mammo-view card's operating point (its measured rates travel with it).
+    assert exam.operating_point is not None and exam.operating_point.model.name == "mammo-view"
+    assert exam.score_threshold == exam.operating_point.score_threshold
+    assert abs(res.score - 100 * res.probabilities.malignant) <= 0.01
     assert {m.name for m in exam.models} == set(NAMES)
 
 

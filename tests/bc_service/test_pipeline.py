@@ -94,11 +94,49 @@ def test_run_view_phantom_reports_every_stage_and_conflict() -> None:
     res, seen = _run(p, png_bytes(img), "L-MLO")
     assert seen == STAGES
     assert res.detected_laterality == "R" and res.tag == "L-MLO" and res.laterality == "L"
-    assert res.tag_conflict and "laterality" in res.tag_conflict
-    assert res.heatmaps["malignant"].width == img.shape[1]
-    assert res.heatmaps["malignant"].height == img.shape[0]
+    assert res.tag_conflict == (
+        "The tag sent with the image says this is the left breast (L-MLO), but the chest wall "
+        "is on the image's right, which the standard display convention uses for the right "
+        "breast (laterality R)."
+    )
+    assert res.heatmaps == {}  # no inline full-size overlays unless asked for
+    sm = res.score_map
+    assert sm is not None and sm.box == res.crop_box
+    assert (sm.image_width, sm.image_height) == (img.shape[1], img.shape[0])
     exam = p.combine([res])
     assert [b.laterality for b in exam.breasts] == ["L"]
+
+
+def test_score_map_follows_the_upload_orientation() -> None:
+    """A mirrored upload gives the mirrored map (the pipeline works chest wall left)."""
+    p = _heuristic_pipeline()
+    img = mammo_phantom(chest_wall="left", view="MLO", seed=3)
+    left, _ = _run(p, png_bytes(img))
+    right, _ = _run(p, png_bytes(np.ascontiguousarray(img[:, ::-1])))
+    assert not left.flipped and right.flipped
+    assert left.score_map is not None and right.score_map is not None
+    assert [row[::-1] for row in left.score_map.values] == right.score_map.values
+    w = img.shape[1]
+    assert (right.crop_box.x0, right.crop_box.x1) == (w - left.crop_box.x1, w - left.crop_box.x0)
+    assert max(max(row) for row in left.score_map.values) == 1.0
+
+
+def test_categories_agree_across_view_breast_and_exam() -> None:
+    """Breast and exam scores are maxima read at one threshold: a flagged view flags its
+    breast and the exam, whatever the other views say."""
+    p = _heuristic_pipeline()
+    img = png_bytes(mammo_phantom(chest_wall="left", view="MLO", seed=1))
+    res, _ = _run(p, img, "L-MLO")
+    thr = p.score_threshold
+    low = res.model_copy(update={"view_id": "view-1", "score": 0.0, "category": p.category(0.0)})
+    high = res.model_copy(update={"score": 100.0, "category": p.category(100.0)})
+    exam = p.combine([high, low])
+    assert high.category == "review_recommended" and low.category == "no_finding_flagged"
+    (breast,) = exam.breasts
+    assert breast.score == 100.0 and breast.category == "review_recommended"
+    assert exam.category == "review_recommended" and exam.score_threshold == thr
+    calm = p.combine([low])
+    assert calm.category == calm.breasts[0].category == "no_finding_flagged"
 
 
 def test_dicom_other_modality_refused() -> None:
@@ -193,7 +231,7 @@ def test_mias_run_view_end_to_end() -> None:
     res, seen = _run(p, (MIAS / "mdb001.png").read_bytes())
     assert seen == STAGES
     assert res.laterality == "R" and res.view == "MLO" and res.flipped
-    assert res.heatmaps["benign"].width == 1024
+    assert res.score_map is not None and res.score_map.image_width == 1024
 
 
 def test_heatmap_png_is_rgba_overlay() -> None:

@@ -18,9 +18,7 @@ import base64
 import hashlib
 import json
 import os
-import struct
 import uuid
-import zlib
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -51,29 +49,6 @@ async def request_ids() -> list[str]:
 @app.get("/_debug/received")
 async def received() -> list[str]:
     return RECEIVED
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png(w: int = 32, h: int = 32) -> dict[str, object]:
-    """An RGBA PNG (red, alpha ramp), encoded by hand to keep this process light."""
-    row = b"".join(bytes([255, 0, 0, x * 255 // (w - 1)]) for x in range(w))
-    raw = b"".join(b"\0" + row for _ in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(raw))
-        + _chunk(b"IEND", b"")
-    )
-    return {
-        "media_type": "image/png",
-        "width": w,
-        "height": h,
-        "base64": base64.b64encode(data).decode(),
-    }
 
 
 @app.get("/v2/health/ready")
@@ -182,9 +157,16 @@ async def exams(request: Request) -> StreamingResponse:
                     "detection_confidence": 0.9,
                     "flipped": False,
                     "crop_box": {"x0": 0, "y0": 0, "x1": 32, "y1": 32},
+                    "score": 10.0,
+                    "category": "no_finding_flagged",
+                    "score_map": {
+                        "values": [[0.0, 0.5], [1.0, 0.25]],
+                        "box": {"x0": 0, "y0": 0, "x1": 32, "y1": 32},
+                        "image_width": 32,
+                        "image_height": 32,
+                    },
                     "probabilities": {"benign": 0.2, "malignant": 0.1},
                     "label": "normal",
-                    "heatmaps": {"benign": _png(), "malignant": _png()},
                 }
             )
         exam = {
@@ -198,10 +180,15 @@ async def exams(request: Request) -> StreamingResponse:
                     {
                         "laterality": "L",
                         "views": ["view-0"],
+                        "score": 10.0,
+                        "category": "no_finding_flagged",
                         "probabilities": {"benign": 0.2, "malignant": 0.1},
                         "label": "normal",
                     }
                 ],
+                "score": 10.0,
+                "category": "no_finding_flagged",
+                "score_threshold": 71.27,
                 "probabilities": {"benign": 0.2, "malignant": 0.1},
                 "label": "normal",
             },

@@ -17,14 +17,15 @@ export const REASONS = {
   unvalidated_view: "a view the model was not validated on",
 };
 
-function rateText(name, rate, what) {
+function rateText(name, rate, what, unit = "films") {
   const [lo, hi] = rate.ci95;
-  return `${name}: ${percent(rate.value)} (95% CI ${percent(lo)}${DASH}${percent(hi)}, n = ${rate.n} ${what} films)`;
+  return `${name}: ${percent(rate.value)} (95% CI ${percent(lo)}${DASH}${percent(hi)}, n = ${rate.n} ${what} ${unit})`;
 }
 
 /** The operating point the result's category was read at (or, stored before operating
- * points, the deprecated threshold it was read at). */
-export function operatingPoint(result) {
+ * points, the deprecated threshold it was read at). words: what the rates were counted on
+ * (chest: abnormal and normal films; mammography: malignant and other views). */
+export function operatingPoint(result, { positives = "abnormal", negatives = "normal", unit = "films" } = {}) {
   const e = result.effective;
   const box = h("section", { class: "op-point", "aria-label": "Operating point", "data-testid": "operating-point" }, h("h3", {}, "Operating point"));
   if (e.basis === "legacy_threshold" || !e.operating_point) {
@@ -42,7 +43,7 @@ export function operatingPoint(result) {
   const source = p.source === "site" ? `this site's point${p.run_id ? ` (validation run ${p.run_id})` : ""}` : "the model card's point";
   box.append(
     h("p", { class: "small" }, `Score ≥ ${score100(p.score_threshold)} / 100 recommends review: ${source}, `, h("strong", {}, p.model.name), ` version ${p.model.version}.`),
-    h("ul", { class: "small" }, h("li", {}, rateText("Sensitivity", p.sensitivity, "abnormal")), h("li", {}, rateText("Specificity", p.specificity, "normal"))),
+    h("ul", { class: "small" }, h("li", {}, rateText("Sensitivity", p.sensitivity, positives, unit)), h("li", {}, rateText("Specificity", p.specificity, negatives, unit))),
     h("p", { class: "small muted" }, `Measured on: ${p.measured_on || "not stated"}`),
   );
   return box;

@@ -3,7 +3,8 @@
 // the images for their doctor's review. A chest result says it in its category, read at the
 // effective operating point (the gateway's `effective`); doctors read that category beside the
 // score, the operating point's measured figures and the reliability of the answer.
-// Mammography results (no category yet) keep the label-based wording.
+// Mammography results say it in their category too (per exam, breast and view; a result
+// stored before categories in the one the gateway reads from its label).
 
 import * as api from "./api.js";
 import { capitalize, h, percent } from "./dom.js";
@@ -38,19 +39,7 @@ export function patientView() {
 
 const flagged = (label) => Boolean(label) && label !== "normal";
 
-/** The headline of a result: the patient wording, or the model's label for doctors. */
-export function headline(label) {
-  if (!patientView()) {
-    return h("p", { class: `result-label ${label}`, "data-testid": "result-label" }, capitalize(label));
-  }
-  const f = flagged(label);
-  return [
-    h("p", { class: `result-label ${f ? "review" : "clear"}`, "data-testid": "result-label" }, f ? FLAGGED : NOT_FLAGGED),
-    h("p", { "data-testid": "result-explanation" }, f ? FLAGGED_TEXT : NOT_FLAGGED_TEXT),
-  ];
-}
-
-/** The headline of a chest result: its category in words, for patients with what it means. */
+/** The headline of a result: its category in words, for patients with what it means. */
 export function categoryHeadline(category) {
   const w = categoryWords(category);
   const title = patientView() ? w.title : w.doctor;

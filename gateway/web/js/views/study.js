@@ -3,9 +3,10 @@
 import * as api from "../api.js";
 import { backLink, capitalize, clear, fill, formatDate, h, newId, percent } from "../dom.js";
 import { follow } from "../sse.js";
-import { STAGES, disclaimer, kindName, probBars, statusBadge, viewer } from "../components.js";
+import { STAGES, disclaimer, kindName, statusBadge, viewer } from "../components.js";
 import { operatingPoint, overlayLegend, reliability } from "../reading.js";
-import { categoryHeadline, headline, modelFigures, patientView, resultBadge } from "../wording.js";
+import { mammoResult } from "../mammo.js";
+import { categoryHeadline, modelFigures, patientView } from "../wording.js";
 
 function modelLine(models) {
   if (!models?.length) return null;
@@ -17,7 +18,8 @@ function modelLine(models) {
       i ? ", " : "",
       h("strong", {}, m.name),
       ` version ${m.version}`,
-      m.sha256 ? h("span", { title: m.sha256 }, ` (sha256 ${m.sha256.slice(0, 12)}…)`) : "",
+      // The file's hash identifies the model for doctors; patients have no use for it.
+      m.sha256 && !patientView() ? h("span", { title: m.sha256 }, ` (sha256 ${m.sha256.slice(0, 12)}…)`) : "",
     ]),
   );
 }
@@ -121,70 +123,6 @@ function viewName(study, viewId) {
   return Number.isFinite(n) ? `view ${n + 1}` : String(viewId);
 }
 
-function mammoResult(study) {
-  const r = study.mammography_result;
-  const patient = patientView();
-  const cols = patient ? ["Breast", "Screening aid"] : ["Breast", "Result", "Benign", "Malignant"];
-  const breasts = h(
-    "table",
-    { class: "data" },
-    h("caption", { class: "visually-hidden" }, "Result per breast"),
-    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
-    h(
-      "tbody",
-      {},
-      (r.breasts || []).map((b) =>
-        h(
-          "tr",
-          {},
-          h("th", { scope: "row" }, b.laterality === "L" ? "Left" : "Right"),
-          h("td", {}, resultBadge(b.label)),
-          patient ? null : h("td", {}, percent(b.probabilities.benign)),
-          patient ? null : h("td", {}, percent(b.probabilities.malignant)),
-        ),
-      ),
-    ),
-  );
-  const views = (r.views || []).map((v) => {
-    // Patients get one map, named for what it is to them, not for a diagnosis.
-    const heatmaps = ["malignant", "benign"]
-      .filter((k) => v.heatmaps?.[k])
-      .map((k) => ({ key: k, label: `${capitalize(k)} evidence`, ref: v.heatmaps[k], ramp: k }))
-      .slice(0, patient ? 1 : 2)
-      .map((m) => (patient ? { ...m, label: "Areas the screening aid weighed most" } : m));
-    const hid = newId("vh");
-    return h(
-      "section",
-      { class: "card", "aria-labelledby": hid },
-      h("h3", { id: hid }, `${v.tag}`, patient ? null : [" ", resultBadge(v.label)]),
-      v.given_tag
-        ? null
-        : h("p", { class: "small muted" }, `View detected automatically (${percent(v.detection_confidence, 0)} confidence).`),
-      v.tag_conflict ? h("p", { class: "alert info small" }, v.tag_conflict) : null,
-      viewer({ image: viewImage(study, v), heatmaps, cropBox: v.crop_box, alt: `Mammogram view ${v.tag}` }),
-      patient ? null : probBars(v.probabilities, `Probabilities for ${v.tag}`),
-    );
-  });
-  return [
-    h(
-      "div",
-      { class: "grid-2" },
-      h(
-        "section",
-        { class: "card result-card", "aria-labelledby": "res-h" },
-        h("h2", { id: "res-h" }, "Result"),
-        headline(r.label),
-        patient ? null : probBars(r.probabilities, "Exam probabilities (the more concerning breast)"),
-        modelLine(r.models),
-        patient ? null : modelFigures(study.id),
-      ),
-      h("section", { class: "card", "aria-labelledby": "br-h" }, h("h2", { id: "br-h" }, "Per breast"), h("div", { class: "table-wrap" }, breasts), disclaimer(r.disclaimer)),
-    ),
-    h("h2", {}, "Views"),
-    h("div", { class: "views-grid" }, views),
-  ];
-}
-
 function progressSection() {
   const id = newId("prog");
   const bar = h("progress", { id, max: "100", value: "0", "data-testid": "analysis-progress" });
@@ -222,7 +160,7 @@ export function resultSection(study) {
     );
   }
   if (study.kind === "chest" && study.chest_result) return h("div", {}, chestResult(study));
-  if (study.kind === "mammography" && study.mammography_result) return h("div", {}, mammoResult(study));
+  if (study.kind === "mammography" && study.mammography_result) return h("div", {}, mammoResult(study, { modelLine, imageOf: viewImage }));
   return h("p", { class: "muted" }, "The analysis is still running.");
 }
 
