@@ -305,7 +305,7 @@ def test_client_dropping_sse_mid_exam(stack: Stack) -> None:
                     break  # drop the stream after the first progress event
         study = _wait_terminal(c, accepted["study_url"])
         assert study["status"] == "succeeded", study
-        assert c.get(study["mammography_result"]["views"][0]["heatmaps"]["malignant"]["url"])
+        assert c.get(study["mammography_result"]["views"][0]["heatmaps"]["score_map"]["url"])
     # bc_service in stream mode: the submitting client drops the stream
     exam_id = None
     with httpx.Client(base_url=stack.bc.url, timeout=60) as bc:
