@@ -390,7 +390,16 @@ class ConsultationList(BaseModel):
 class Figure(BaseModel):
     """One measured figure of a model card, with its 95% confidence interval when measured."""
 
-    metric: Literal["sensitivity", "specificity", "auc"]
+    metric: Literal[
+        "sensitivity",
+        "specificity",
+        "auc",
+        "dice",
+        "iou",
+        "accuracy_8way",
+        "mirror_detected",
+        "mirror_false_flag",
+    ]
     value: float
     ci95: tuple[float, float] | None = None
     label: str = Field(

@@ -14,7 +14,18 @@ from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized,
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
-METRICS = ("sensitivity", "specificity", "auc")
+# The test figures a doctor reads beside each model: a screen's rates and AUC, the lung
+# segmentation's overlap, the orientation model's accuracy and mirror rates.
+METRICS = (
+    "sensitivity",
+    "specificity",
+    "auc",
+    "dice",
+    "iou",
+    "accuracy_8way",
+    "mirror_detected",
+    "mirror_false_flag",
+)
 
 
 def _figure(metric: str, raw: Any, label: str = "") -> Figure | None:
@@ -33,7 +44,7 @@ def _figure(metric: str, raw: Any, label: str = "") -> Figure | None:
 
 
 def card_figures(card: dict[str, Any]) -> list[Figure]:
-    """Test-split sensitivity, specificity and AUC of a card: a binary model's own, or a
+    """Test-split figures of a card (:data:`METRICS`): a binary model's own, or a
     multi-class model's "malignant" ones (at its operating threshold; AUC malignant vs rest)."""
     test = (card.get("metrics") or {}).get("test") or {}
     if not isinstance(test, dict):

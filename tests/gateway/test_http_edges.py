@@ -204,3 +204,20 @@ def test_card_figures_of_a_multiclass_card() -> None:
         },
     ]
     assert card_figures({}) == [] and card_figures({"metrics": {"test": "n/a"}}) == []
+
+
+def test_card_figures_of_the_committed_segmentation_and_orientation_cards() -> None:
+    """A doctor reads the lung-seg overlap and the orientation rates, not 'no figures'."""
+    import json
+
+    from gateway.routes.models import card_figures
+    from tb_service.settings import MODELS_DIR
+
+    for name, metrics in (
+        ("lung-seg", {"dice", "iou"}),
+        ("chest-orientation", {"accuracy_8way", "mirror_detected", "mirror_false_flag"}),
+    ):
+        card = json.loads((MODELS_DIR / name / "1" / "card.json").read_text())
+        figures = card_figures(card)
+        assert {f.metric for f in figures} == metrics, name
+        assert all(f.ci95 is not None and f.ci95[0] <= f.value <= f.ci95[1] for f in figures)

@@ -64,8 +64,17 @@ const pct = (v) => percent(v, 1);
 const num = (v) => Number(v).toFixed(3);
 
 function figureText(f) {
-  const fmt = f.metric === "auc" ? num : pct;
-  const name = { sensitivity: "Sensitivity", specificity: "Specificity", auc: "AUC" }[f.metric] || f.metric;
+  const fmt = ["auc", "dice", "iou"].includes(f.metric) ? num : pct;
+  const name = {
+    sensitivity: "Sensitivity",
+    specificity: "Specificity",
+    auc: "AUC",
+    dice: "Dice (lung masks)",
+    iou: "IoU (lung masks)",
+    accuracy_8way: "Orientation accuracy (rotation and mirror)",
+    mirror_detected: "Mirrored films detected",
+    mirror_false_flag: "Upright films wrongly flagged as mirrored",
+  }[f.metric] || f.metric;
   const about = f.label ? ` (${f.label})` : "";
   const ci = f.ci95 ? ` (95% CI ${fmt(f.ci95[0])}–${fmt(f.ci95[1])})` : " (no confidence interval on the card)";
   return `${name}${about}: ${fmt(f.value)}${ci}`;
