@@ -387,19 +387,24 @@ class ConsultationList(BaseModel):
 
 
 # ----------------------------------------------------------------------------- model figures
+# The test figures a doctor reads beside each model: a screen's rates and AUC, the lung
+# segmentation's overlap, the orientation model's accuracy and mirror rates.
+FigureMetric = Literal[
+    "sensitivity",
+    "specificity",
+    "auc",
+    "dice",
+    "iou",
+    "accuracy_8way",
+    "mirror_detected",
+    "mirror_false_flag",
+]
+
+
 class Figure(BaseModel):
     """One measured figure of a model card, with its 95% confidence interval when measured."""
 
-    metric: Literal[
-        "sensitivity",
-        "specificity",
-        "auc",
-        "dice",
-        "iou",
-        "accuracy_8way",
-        "mirror_detected",
-        "mirror_false_flag",
-    ]
+    metric: FigureMetric
     value: float
     ci95: tuple[float, float] | None = None
     label: str = Field(

@@ -3,29 +3,18 @@ model cards (``/v2/models/{name}``): what a doctor reads beside the model's labe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter
 
 from gateway.deps import SessionDep, StateDep, StudiesPrincipal
-from gateway.schemas import Figure, ModelFigures, StudyModels
+from gateway.schemas import Figure, FigureMetric, ModelFigures, StudyModels
 from gateway.studies import load_readable
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized, error_responses
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
-# The test figures a doctor reads beside each model: a screen's rates and AUC, the lung
-# segmentation's overlap, the orientation model's accuracy and mirror rates.
-METRICS = (
-    "sensitivity",
-    "specificity",
-    "auc",
-    "dice",
-    "iou",
-    "accuracy_8way",
-    "mirror_detected",
-    "mirror_false_flag",
-)
+METRICS: tuple[str, ...] = get_args(FigureMetric)
 
 
 def _figure(metric: str, raw: Any, label: str = "") -> Figure | None:
