@@ -38,6 +38,7 @@ from gateway.upstream import UploadPart
 from shared.clock import now
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import Exam, ExamResult, ProgressEvent, ViewResult
+from shared.contracts.screening import ScoreMap
 from shared.errors import Conflict, Forbidden
 
 TAGS = {"L-CC", "R-CC", "L-MLO", "R-MLO"}
@@ -165,28 +166,32 @@ async def _add_study(
 
 
 async def put_overlay(
-    state: GatewayState, study_id: str, prediction: ChestPrediction, reading: EffectiveReading
+    state: GatewayState,
+    study_id: str,
+    score_map: ScoreMap | None,
+    score: float,
+    reading: EffectiveReading,
+    name: str = OVERLAY,
+    position: int = 0,
 ) -> tuple[StudyFile, FileRef] | None:
-    """The score map rendered at display size at the effective point, stored as the study's
-    ``score_map`` heatmap; None when the prediction has no map."""
-    if prediction.score_map is None:
+    """A score map rendered at display size (long side at most 1024 px), scaled to its score
+    at ``reading``'s point, stored as the heatmap ``name``; None when there is no map."""
+    if score_map is None:
         return None
-    overlay = await asyncio.to_thread(
-        score_overlay.render, prediction.score_map, prediction.score, reading
-    )
+    overlay = await asyncio.to_thread(score_overlay.render, score_map, score, reading)
     if overlay is None:
         return None
     row = StudyFile(
         study_id=study_id,
         role="heatmap",
-        name=OVERLAY,
+        name=name,
         blob_key=await state.store.put(overlay.png),
         media_type="image/png",
         size=len(overlay.png),
-        position=0,
+        position=position,
     )
     ref = FileRef(
-        url=heatmap_url(study_id, OVERLAY),
+        url=heatmap_url(study_id, name),
         width=overlay.width,
         height=overlay.height,
         covers=overlay.covers,
@@ -207,7 +212,7 @@ async def create_chest(
     files = await put_originals(state, study_id, [image])
     reading = await effective_reading(state, prediction)
     heatmap: FileRef | None = None
-    stored = await put_overlay(state, study_id, prediction, reading)
+    stored = await put_overlay(state, study_id, prediction.score_map, prediction.score, reading)
     if stored is not None:
         files.append(stored[0])
         heatmap = stored[1]
@@ -301,35 +306,17 @@ async def record_retry(state: GatewayState, study_id: str, data: dict[str, Any])
 async def put_view_overlay(
     state: GatewayState, study_id: str, view: ViewResult, exam: ExamResult, position: int
 ) -> tuple[StudyFile, FileRef] | None:
-    """A view's score map rendered at display size (long side at most 1024 px), scaled to its
-    score at the exam's threshold, stored as the ``{view_id}-score_map`` heatmap."""
-    if view.score_map is None:
-        return None
+    """A view's score map at the exam's threshold, stored as the ``{view_id}-score_map``
+    heatmap."""
     reading = EffectiveReading(
         category=view.category,
         score_threshold=exam.score_threshold,
         operating_point=exam.operating_point,
     )
-    overlay = await asyncio.to_thread(score_overlay.render, view.score_map, view.score, reading)
-    if overlay is None:
-        return None
     name = f"{view.view_id}-{OVERLAY}"
-    row = StudyFile(
-        study_id=study_id,
-        role="heatmap",
-        name=name,
-        blob_key=await state.store.put(overlay.png),
-        media_type="image/png",
-        size=len(overlay.png),
-        position=position,
+    return await put_overlay(
+        state, study_id, view.score_map, view.score, reading, name=name, position=position
     )
-    ref = FileRef(
-        url=heatmap_url(study_id, name),
-        width=overlay.width,
-        height=overlay.height,
-        covers=overlay.covers,
-    )
-    return row, ref
 
 
 async def finish_mammography(state: GatewayState, study_id: str, exam: Exam) -> None:

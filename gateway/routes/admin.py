@@ -14,18 +14,18 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.deps import PrincipalDep, SessionDep, UserDep, audit
-from gateway.models import AuditEvent, User
-from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS, Offset
-from gateway.schemas import (
+from gateway.account_schemas import (
     DecisionList,
     DecisionPublic,
     DecisionRequest,
     DoctorAccount,
     DoctorAccountPage,
-    DoctorStatus,
     PersonBrief,
 )
+from gateway.deps import PrincipalDep, SessionDep, UserDep, audit
+from gateway.models import AuditEvent, User
+from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS, Offset
+from gateway.schemas import DoctorStatus
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])

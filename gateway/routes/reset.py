@@ -18,10 +18,10 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from sqlalchemy import select, update
 
 from gateway import throttle
+from gateway.account_schemas import ResetAccepted, ResetConfirm, ResetRequest
 from gateway.deps import SessionDep, StateDep
 from gateway.mailer import ResetDelivery, create_delivery
 from gateway.models import AuthSession, PasswordReset, User
-from gateway.schemas import ResetAccepted, ResetConfirm, ResetRequest
 from gateway.security import check_password_rules, hash_password, sha256_hex
 from shared import clock
 from shared.errors import BadRequest, RateLimited, ValidationFailed, error_responses
