@@ -14,7 +14,7 @@ TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search \
         train-lung-seg train-chest-orientation chest-invariance train-mammo \
-        train-chest-pretrain-probe bench load fault openapi clean
+        train-chest-pretrain-probe bench load fault openapi client-tools docs-assets clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
@@ -54,8 +54,13 @@ lint: venv-test
 typecheck: venv-test
 	$(VENV)/bin/mypy shared gateway tb_service bc_service
 
+# The client-generation tools (tests/clients): openapi-python-client in its own hash-pinned
+# venv (.tools/clientgen) and `npm ci` of package-lock.json; each only when missing or re-pinned.
+client-tools: venv-test
+	$(PY) scripts/client_tools.py
+
 # pytest exits 5 when it collected nothing: that is a failure of the suite, said loudly.
-pytest: venv-test
+pytest: venv-test client-tools
 	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -119,5 +124,9 @@ load: venv-test
 openapi: venv-test
 	$(PY) -m gateway.openapi_export
 
+# Re-vendor Swagger UI and ReDoc (pinned in package.json) into gateway/web/vendor.
+docs-assets: client-tools
+	$(PY) scripts/vendor_docs.py
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -55,7 +55,8 @@ INFO = ServiceInfo(
         "with live progress over server-sent events.\n" + EXCHANGE_DOC
     ),
     openapi_tags=[
-        {"name": "mammography", "description": "Exams, their events, one-view prediction."}
+        {"name": "mammography", "description": "Exams, their events, one-view prediction."},
+        {"name": "operations", "description": "Health, models and metrics."},
     ],
 )
 

@@ -16,9 +16,10 @@ from bc_service.jobs import ExamJob
 from bc_service.pipeline import ViewInput
 from bc_service.settings import Settings
 from bc_service.uploads import DecodedView, decode_views, exam_views, multipart_schema, single_view
-from shared.contracts.mammo import Exam, ExamAccepted, ViewResult, ViewTag
+from shared.contracts.mammo import Exam, ExamAccepted, ProgressEvent, ViewResult, ViewTag
 from shared.errors import (
     BadRequest,
+    ErrorEnvelope,
     ImageTooLarge,
     InvalidImage,
     InvalidView,
@@ -33,9 +34,8 @@ from shared.errors import (
     error_responses,
 )
 from shared.imaging import DecodedImage
+from shared.openapi import SSE_MEDIA, sse_response
 from shared.service import ServiceContext
-
-SSE_MEDIA = "text/event-stream"
 
 EXCHANGE_DOC = """
 **Exchange with the gateway (several replicas, plain round-robin, no sticky sessions).**
@@ -53,14 +53,17 @@ replica answers 404 `not_found` for that exam.
 """
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": (
-            "Server-sent events: `accepted` (ExamAccepted), `progress` (ProgressEvent), "
-            "`error` (error envelope), `result` (Exam, exactly once, last). Ids increase by 1 "
-            "from 1; comment lines are heartbeats."
-        ),
-        "content": {SSE_MEDIA: {"schema": {"type": "string"}}},
-    }
+    200: sse_response(
+        "Server-sent events: `accepted`, `progress`, `error` on failure, then `result` "
+        "(the `Exam`, exactly once, last). Ids increase by 1 from 1; comment lines are "
+        "heartbeats.",
+        {
+            "accepted": ExamAccepted,
+            "progress": ProgressEvent,
+            "error": ErrorEnvelope,
+            "result": Exam,
+        },
+    )
 }
 
 
@@ -165,6 +168,7 @@ def make_view_input(view_id: str, image: DecodedImage, tag: ViewTag | None) -> V
 
 @router.post(
     "/v1/exams",
+    operation_id="submitExam",
     status_code=202,
     response_model=ExamAccepted,
     summary="Submit an exam (1-4 views); optionally stream its events in the same request",
@@ -212,6 +216,7 @@ async def submit_exam(
 
 @router.get(
     "/v1/exams/{exam_id}",
+    operation_id="getExam",
     response_model=Exam,
     summary="Status and, once finished, the result of an exam",
     responses=error_responses(NotFound),
@@ -225,6 +230,7 @@ async def get_exam(exam_id: str, manager: ManagerDep) -> Any:
 
 @router.delete(
     "/v1/exams/{exam_id}",
+    operation_id="deleteExam",
     response_model=Exam,
     summary="Cancel a queued or running exam; forget a finished one",
     description=(
@@ -245,6 +251,7 @@ async def delete_exam(exam_id: str, manager: ManagerDep) -> Exam:
 
 @router.get(
     "/v1/exams/{exam_id}/events",
+    operation_id="streamExamEvents",
     summary="Server-sent events of an exam, resumable with Last-Event-ID",
     description=(
         "Replays the exam's event log after `Last-Event-ID` (header, or the `last_event_id` "
@@ -269,6 +276,7 @@ async def exam_events(
 
 @router.post(
     "/v1/predict",
+    operation_id="predictMammogramView",
     response_model=ViewResult,
     summary="One view, synchronous",
     description=(

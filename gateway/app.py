@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.db import create_engine, migrate, ping, session_factory
+from gateway.docs_routes import include_docs
 from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays, sweeper
 from gateway.routes import admin, auth, care, models, predict, reset, studies
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_startup=[startup],
         on_shutdown=[shutdown],
         openapi_tags=TAGS,
+        builtin_docs=False,  # gateway.docs_routes serves them from packaged assets
     )
     routers = [
         auth.router,
@@ -126,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     _mount_web_ui(app)
+    include_docs(app)
     # Upload routes may take max_request_bytes; every other body (JSON) max_json_bytes.
     limits = by_route(
         [route for router in routers for route in router.routes],

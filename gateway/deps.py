@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -140,6 +140,43 @@ async def get_stream_principal(
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
+# Routes that refuse API keys still read the header, to answer 403 (not 401) to a key; it is
+# not declared, so their OpenAPI security is the bearer token alone.
+UndeclaredApiKey = Annotated[str | None, Header(alias="X-API-Key", include_in_schema=False)]
+KEYS_REFUSED = "API keys may not call this route; log in as a user."
+
+
+def _refuse_keys(principal: Principal) -> Principal:
+    if principal.api_key is not None:
+        raise Forbidden(KEYS_REFUSED, details={"reason": "api_key_refused"})
+    return principal
+
+
+async def get_user_principal(
+    state: StateDep,
+    session: SessionDep,
+    bearer: BearerCredentials,
+    api_key: UndeclaredApiKey = None,
+) -> Principal:
+    """The caller of a route for logged-in users only (an API key is refused with 403)."""
+    token = bearer.credentials if bearer is not None else None
+    return _refuse_keys(await _resolve(state, session, token, api_key))
+
+
+async def get_stream_user(
+    state: StateDep,
+    session: ShortSessionDep,
+    bearer: BearerCredentials,
+    api_key: UndeclaredApiKey = None,
+) -> Principal:
+    """:func:`get_stream_principal` for a stream of logged-in users only."""
+    token = bearer.credentials if bearer is not None else None
+    return _refuse_keys(await _resolve(state, session, token, api_key))
+
+
+UserPrincipalDep = Annotated[Principal, Depends(get_user_principal)]
+StreamUser = Annotated[Principal, Depends(get_stream_user)]
+
 
 def check_scope(principal: Principal, scope: str) -> Principal:
     scopes = principal.scopes
@@ -157,10 +194,8 @@ def require_scope(scope: str) -> object:
     return Depends(dependency)
 
 
-async def get_user(principal: PrincipalDep) -> User:
+async def get_user(principal: UserPrincipalDep) -> User:
     """Routes that only a logged-in user (not an API key) may call."""
-    if principal.api_key is not None:
-        raise Forbidden("API keys may not call this route; log in as a user.")
     return principal.user
 
 

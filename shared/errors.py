@@ -23,8 +23,18 @@ from shared.asgi import HttpMiddleware
 log = logging.getLogger("irmi.errors")
 
 
+def _code_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = error_codes()
+
+
 class ErrorBody(BaseModel):
-    code: str = Field(examples=["invalid_image"], description="Stable snake_case error code.")
+    # A plain string when parsed (an envelope relayed from another service is passed on as it
+    # came); the documents publish the registry (:func:`error_codes`) as its enum.
+    code: str = Field(
+        examples=["invalid_image"],
+        description="Stable snake_case error code (the registry: shared.errors.error_codes).",
+        json_schema_extra=_code_enum,
+    )
     message: str = Field(description="Human-readable explanation.")
     details: dict[str, Any] = Field(default_factory=dict)
 
@@ -200,6 +210,24 @@ _HTTP_CODES: dict[int, str] = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+_OTHER_HTTP_CODE = "http_error"  # any other 4xx/5xx Starlette raises
+
+
+def error_codes() -> list[str]:
+    """The registry of error codes, sorted: the ``code`` of every :class:`IRMIError` subclass
+    and the codes the HTTP handler maps statuses onto (``_HTTP_CODES``, ``http_error``).
+
+    Convention: a new code is a new :class:`IRMIError` subclass in this module (or a new
+    ``_HTTP_CODES`` entry), never a bare string: the OpenAPI documents publish this registry
+    as the ``enum`` of ``ErrorBody.code`` (tests/shared/test_error_codes.py checks that every
+    code the sources emit is in it)."""
+    codes = {*_HTTP_CODES.values(), _OTHER_HTTP_CODE}
+    pending: list[type[IRMIError]] = [IRMIError]
+    while pending:
+        cls = pending.pop()
+        codes.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return sorted(codes)
 
 
 def error_response(
@@ -241,7 +269,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        code = _HTTP_CODES.get(exc.status_code, _OTHER_HTTP_CODE)
         message = exc.detail if isinstance(exc.detail, str) else "HTTP error."
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, message, headers=headers)

@@ -59,12 +59,18 @@ def health_router(
         503: {"model": ReadyStatus, "description": "Not ready yet."}
     }
 
-    @router.get("/v2/health/live", response_model=LiveStatus, summary="Liveness")
+    @router.get(
+        "/v2/health/live", operation_id="getLiveness", response_model=LiveStatus, summary="Liveness"
+    )
     async def live() -> LiveStatus:
         return LiveStatus(live=True)
 
     @router.get(
-        "/v2/health/ready", response_model=ReadyStatus, responses=not_ready, summary="Readiness"
+        "/v2/health/ready",
+        operation_id="getReadiness",
+        response_model=ReadyStatus,
+        responses=not_ready,
+        summary="Readiness",
     )
     async def ready() -> Any:
         checks = readiness()
@@ -78,7 +84,9 @@ def health_router(
         404: {"model": ErrorEnvelope, "description": "Unknown model or version."}
     }
 
-    @router.get("/v2/models", response_model=ModelList, summary="Loaded models")
+    @router.get(
+        "/v2/models", operation_id="listModels", response_model=ModelList, summary="Loaded models"
+    )
     async def list_models() -> ModelList:
         return ModelList(
             models=[
@@ -94,13 +102,18 @@ def health_router(
         return model
 
     @router.get(
-        "/v2/models/{name}", response_model=ModelDetail, responses=missing, summary="Model card"
+        "/v2/models/{name}",
+        operation_id="getModelCard",
+        response_model=ModelDetail,
+        responses=missing,
+        summary="Model card",
     )
     async def model_card(name: str) -> Any:
         return _find(name).describe()
 
     @router.get(
         "/v2/models/{name}/versions/{version}",
+        operation_id="getModelVersionCard",
         response_model=ModelDetail,
         responses=missing,
         summary="Model card of one version",
@@ -110,6 +123,7 @@ def health_router(
 
     @router.get(
         "/v2/models/{name}/ready",
+        operation_id="getModelReadiness",
         response_model=ReadyStatus,
         responses={**missing, **not_ready},
         summary="Model readiness",

@@ -18,6 +18,7 @@ from shared.logs import RequestContextMiddleware, configure_logging
 from shared.metrics import MetricsMiddleware, ServiceMetrics
 from shared.model import ModelRepository
 from shared.oip import health_router
+from shared.openapi import install_openapi_hooks
 from shared.settings import ServiceSettings
 from shared.uploads import InFlightBudget, UploadReader
 
@@ -95,6 +96,7 @@ def create_service_app(
     on_shutdown: list[StartupHook] | None = None,
     description: str = "",
     openapi_tags: list[dict[str, Any]] | None = None,
+    builtin_docs: bool = True,
 ) -> FastAPI:
     """A FastAPI app with the error envelope, request ids, JSON logs, metrics, health routes
     and (for inference services) a model repository loaded and warmed before start-up ends."""
@@ -141,9 +143,14 @@ def create_service_app(
         description=description,
         lifespan=lifespan,
         openapi_tags=openapi_tags,
+        # FastAPI's own /docs and /redoc load their assets from a CDN; an app that serves
+        # packaged ones (the gateway) turns them off.
+        docs_url="/docs" if builtin_docs else None,
+        redoc_url="/redoc" if builtin_docs else None,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_openapi_hooks(app)
     app.add_middleware(UnhandledErrorMiddleware)  # innermost: logs inside the request's context
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)

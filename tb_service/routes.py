@@ -226,6 +226,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post(
         "/v1/predict",
+        operation_id="predictChest",
         response_model=ChestPrediction,
         summary="Screen one chest X-ray",
         description=(
@@ -263,6 +264,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post(
         "/v1/predict/batch",
+        operation_id="predictChestBatch",
         response_model=ChestBatchResponse,
         summary="Screen several chest X-rays",
         description=(
@@ -319,6 +321,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post(
         "/api/tb",
+        operation_id="predictTbLegacy",
         response_model=LegacyTbResponse,
         tags=["legacy"],
         summary="Legacy endpoint of the original report",

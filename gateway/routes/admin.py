@@ -22,7 +22,7 @@ from gateway.account_schemas import (
     DoctorAccountPage,
     PersonBrief,
 )
-from gateway.deps import PrincipalDep, SessionDep, UserDep, audit
+from gateway.deps import SessionDep, UserDep, UserPrincipalDep, audit
 from gateway.models import AuditEvent, User
 from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS, Offset
 from gateway.schemas import DoctorStatus
@@ -99,6 +99,7 @@ def _account(user: User, history: dict[str, list[DecisionPublic]]) -> DoctorAcco
 
 @router.get(
     "/doctors",
+    operation_id="listDoctorAccounts",
     response_model=DoctorAccountPage,
     summary="Doctors' accounts by verification status (default: pending), oldest first",
     responses=LIST_ERRORS,
@@ -139,6 +140,7 @@ async def _doctor(session: AsyncSession, doctor_id: str) -> User:
 
 @router.get(
     "/doctors/{doctor_id}/decisions",
+    operation_id="listDoctorDecisions",
     response_model=DecisionList,
     summary="Every verification decision about this doctor, latest first",
     responses=READ_ERRORS,
@@ -152,7 +154,7 @@ async def _decide(
     decision: Decision,
     doctor_id: str,
     body: DecisionRequest,
-    principal: PrincipalDep,
+    principal: UserPrincipalDep,
     session: AsyncSession,
 ) -> DoctorAccount:
     doctor = await _doctor(session, doctor_id)
@@ -181,6 +183,7 @@ async def _decide(
 
 @router.post(
     "/doctors/{doctor_id}/verify",
+    operation_id="verifyDoctor",
     response_model=DoctorAccount,
     summary="Verify a doctor (pending, rejected or suspended): listed and shareable at once",
     responses=CHANGE_ERRORS,
@@ -188,7 +191,7 @@ async def _decide(
 async def verify_doctor(
     doctor_id: str,
     _: AdminDep,
-    principal: PrincipalDep,
+    principal: UserPrincipalDep,
     session: SessionDep,
     body: DecisionRequest | None = None,
 ) -> DoctorAccount:
@@ -203,7 +206,7 @@ def _reasoned_decision_route(decision: Decision, summary: str) -> None:
         doctor_id: str,
         body: DecisionRequest,
         _: AdminDep,
-        principal: PrincipalDep,
+        principal: UserPrincipalDep,
         session: SessionDep,
     ) -> DoctorAccount:
         return await _decide(decision, doctor_id, body, principal, session)
@@ -214,6 +217,7 @@ def _reasoned_decision_route(decision: Decision, summary: str) -> None:
         summary=summary,
         responses=CHANGE_ERRORS,
         name=f"{decision}_doctor",
+        operation_id=f"{decision}Doctor",
     )(decide)
 
 

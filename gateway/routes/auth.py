@@ -73,6 +73,7 @@ async def _issue_pair(
 
 @router.post(
     "/auth/signup",
+    operation_id="signUp",
     response_model=UserPublic,
     status_code=201,
     summary="Create a patient or doctor account (doctors stay pending until verified)",
@@ -108,6 +109,7 @@ async def signup(body: SignupRequest, state: StateDep, session: SessionDep) -> U
 
 @router.post(
     "/auth/login",
+    operation_id="logIn",
     response_model=TokenPair,
     summary="Log in: a short-lived access token and a single-use refresh token",
     responses=error_responses(Unauthorized, RateLimited),
@@ -161,6 +163,7 @@ async def _find_refresh(session: SessionDep, token: str) -> tuple[RefreshToken, 
 
 @router.post(
     "/auth/refresh",
+    operation_id="refreshTokens",
     response_model=TokenPair,
     summary="Trade a refresh token for a new pair (the old one stops working)",
     responses=AUTH_ERRORS,
@@ -190,6 +193,7 @@ async def refresh(body: RefreshRequest, state: StateDep, session: SessionDep) ->
 
 @router.post(
     "/auth/logout",
+    operation_id="logOut",
     status_code=204,
     summary="End the session of this refresh token (its access tokens stop working too)",
     responses=AUTH_ERRORS,
@@ -205,6 +209,7 @@ async def logout(body: RefreshRequest, session: SessionDep) -> Response:
 
 @router.get(
     "/users/me",
+    operation_id="getCurrentUser",
     response_model=UserPublic,
     tags=["users"],
     summary="The logged-in user",
@@ -221,6 +226,7 @@ def key_public(key: ApiKey) -> ApiKeyPublic:
 
 @keys_router.post(
     "",
+    operation_id="createApiKey",
     response_model=ApiKeyCreated,
     status_code=201,
     summary="Create an API key (the key is shown once)",
@@ -242,6 +248,7 @@ async def create_key(body: ApiKeyCreate, user: UserDep, session: SessionDep) -> 
 
 @keys_router.get(
     "",
+    operation_id="listApiKeys",
     response_model=ApiKeyList,
     summary="My API keys (never the keys themselves)",
     responses=error_responses(Unauthorized, Forbidden),
@@ -255,6 +262,7 @@ async def list_keys(user: UserDep, session: SessionDep) -> ApiKeyList:
 
 @keys_router.delete(
     "/{key_id}",
+    operation_id="revokeApiKey",
     status_code=204,
     summary="Revoke an API key",
     responses=error_responses(Unauthorized, Forbidden, NotFound),

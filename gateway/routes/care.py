@@ -18,13 +18,14 @@ from sse_starlette import EventSourceResponse
 from gateway.deps import (
     DoctorDep,
     PatientDep,
-    PrincipalDep,
     SessionDep,
     StateDep,
-    StreamPrincipal,
+    StreamUser,
     UserDep,
+    UserPrincipalDep,
     audit,
 )
+from gateway.event_schemas import CONSULTATION_EVENTS
 from gateway.feeds import ConsultationFeed
 from gateway.models import Consultation, Study, User
 from gateway.routes.common import (
@@ -60,6 +61,7 @@ from shared.errors import (
     ValidationFailed,
     error_responses,
 )
+from shared.openapi import sse_response
 
 doctors = APIRouter(prefix="/v1", tags=["doctors"])
 consultations = APIRouter(prefix="/v1/consultations", tags=["consultations"])
@@ -139,6 +141,7 @@ async def _doctor_rows(
 
 @doctors.get(
     "/specialties",
+    operation_id="listSpecialties",
     response_model=SpecialtyList,
     summary="The fixed list of doctors' specialties",
 )
@@ -148,6 +151,7 @@ async def list_specialties() -> SpecialtyList:
 
 @doctors.get(
     "/doctors",
+    operation_id="listDoctors",
     response_model=DoctorList,
     summary="Verified doctors, optionally of one specialty, best rated first",
     responses=LIST_ERRORS,
@@ -168,6 +172,7 @@ async def list_doctors(
 
 @doctors.get(
     "/doctors/{doctor_id}",
+    operation_id="getDoctor",
     response_model=DoctorPublic,
     summary="One doctor",
     responses=READ_ERRORS,
@@ -244,6 +249,7 @@ async def _load(
 
 @consultations.post(
     "",
+    operation_id="askConsultation",
     response_model=ConsultationPublic,
     status_code=201,
     summary="Share one of my studies with a doctor, with a question",
@@ -278,6 +284,7 @@ async def ask(
 
 @consultations.get(
     "",
+    operation_id="listConsultations",
     response_model=ConsultationList,
     summary="My consultations (patients: asked; doctors: addressed to me), latest change first",
     description="Poll this list to see the other side's status changes.",
@@ -308,27 +315,26 @@ async def list_consultations(
 
 @consultations.get(
     "/events",
+    operation_id="streamConsultationEvents",
     summary="Server-sent events: my consultations as they change (new, answered, rated)",
     response_class=EventSourceResponse,
     responses={
-        200: {
-            "description": "text/event-stream of `consultation` events (ConsultationPublic). "
-            "The event id is the change time in microseconds: reconnect with `Last-Event-ID` "
-            "to get only later changes. The stream ends after `max_seconds`, and when the "
-            "session is revoked or the access token expires; reconnect (with a fresh token).",
-            "content": {"text/event-stream": {}},
-        },
+        200: sse_response(
+            "My consultations as they change. The event id is the change time in "
+            "microseconds: reconnect with `Last-Event-ID` to get only later changes. The "
+            "stream ends after `max_seconds`, and when the session is revoked or the access "
+            "token expires; reconnect (with a fresh token).",
+            CONSULTATION_EVENTS,
+        ),
         **error_responses(Unauthorized, Forbidden, Overloaded),
     },
 )
 async def consultation_events(
-    principal: StreamPrincipal,
+    principal: StreamUser,
     state: StateDep,
     last_event_id: LastEventId = None,
     max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300,
 ) -> EventSourceResponse:
-    if principal.api_key is not None:
-        raise Forbidden("API keys may not call this route; log in as a user.")
     since = resume_from(last_event_id)
     sub = state.streams.open(principal, deadline=time.time() + max_seconds)
     feed = state.streams.feed("consultations", lambda: ConsultationFeed(state, _public))
@@ -338,6 +344,7 @@ async def consultation_events(
 
 @consultations.get(
     "/{consultation_id}",
+    operation_id="getConsultation",
     response_model=ConsultationPublic,
     summary="One consultation",
     responses=READ_ERRORS,
@@ -350,6 +357,7 @@ async def get_consultation(
 
 @consultations.post(
     "/{consultation_id}/reply",
+    operation_id="replyToConsultation",
     response_model=ConsultationPublic,
     summary="The doctor's answer (once)",
     responses=CHANGE_ERRORS,
@@ -375,6 +383,7 @@ async def reply(
 
 @consultations.post(
     "/{consultation_id}/rating",
+    operation_id="rateConsultation",
     response_model=ConsultationPublic,
     summary="Rate the doctor 1-5, once, after the answer",
     responses=CHANGE_ERRORS,
@@ -401,6 +410,7 @@ async def rate(
 
 @consultations.post(
     "/{consultation_id}/revoke",
+    operation_id="revokeConsultationAccess",
     response_model=ConsultationPublic,
     summary="Withdraw this doctor's access to the study (the consultation record stays)",
     description="After this the doctor gets 404 for the study, its images and heatmaps. "
@@ -408,7 +418,7 @@ async def rate(
     responses=READ_ERRORS,
 )
 async def revoke_access(
-    consultation_id: str, patient: PatientDep, principal: PrincipalDep, session: SessionDep
+    consultation_id: str, patient: PatientDep, principal: UserPrincipalDep, session: SessionDep
 ) -> ConsultationPublic:
     row = await _load(session, patient, consultation_id, "patient")
     ts = now()

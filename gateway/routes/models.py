@@ -48,6 +48,7 @@ def card_figures(card: dict[str, Any]) -> list[Figure]:
 
 @router.get(
     "/{study_id}/models",
+    operation_id="getStudyModels",
     response_model=StudyModels,
     summary="The measured figures of the models behind a study's result (from their cards)",
     responses=error_responses(Unauthorized, Forbidden, NotFound, ServiceUnavailable),

@@ -37,6 +37,7 @@ _COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFaile
 
 @router.post(
     "/chest",
+    operation_id="predictChest",
     response_model=ChestPrediction,
     summary="Chest X-ray prediction (stateless; API key scope `predict`)",
     description="tb_service's prediction as it returns it: `category` at the model card's "
@@ -55,6 +56,7 @@ async def predict_chest(
 
 @router.post(
     "/mammogram",
+    operation_id="predictMammogram",
     response_model=Exam,
     summary="Mammography exam, synchronous (stateless; API key scope `predict`)",
     description="Same parts as `POST /v1/studies/mammography`; waits for the result: per "

@@ -43,6 +43,7 @@ async def _deliver(delivery: ResetDelivery, to: str, link: str, ttl_s: int) -> N
 
 @router.post(
     "",
+    operation_id="requestPasswordReset",
     response_model=ResetAccepted,
     status_code=202,
     summary="Ask for a password-reset link (same answer whether the account exists or not)",
@@ -105,6 +106,7 @@ async def request_reset(
 
 @router.post(
     "/confirm",
+    operation_id="confirmPasswordReset",
     status_code=204,
     summary="Set a new password with the link's token (once); every session ends",
     responses=error_responses(BadRequest, ValidationFailed),

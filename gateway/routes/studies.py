@@ -19,6 +19,7 @@ from gateway.deps import (
     audit,
     check_scope,
 )
+from gateway.event_schemas import STUDY_EVENTS
 from gateway.feeds import StudyFeed
 from gateway.models import Study, StudyFile
 from gateway.relay import start_relay
@@ -65,6 +66,7 @@ from shared.errors import (
     ValidationFailed,
     error_responses,
 )
+from shared.openapi import binary_response, sse_response
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
@@ -84,6 +86,7 @@ def _require_patient(principal: Any) -> None:
 
 @router.post(
     "/chest",
+    operation_id="uploadChestStudy",
     response_model=StudyDetail,
     status_code=201,
     summary="Upload a chest X-ray: the study and its result",
@@ -116,6 +119,7 @@ def _accepted(study_id: str, events_after: int = 0) -> Response:
 
 @router.post(
     "/mammography",
+    operation_id="uploadMammographyStudy",
     response_model=StudyAccepted,
     status_code=202,
     summary="Upload 1-4 mammogram views: 202, then follow the events",
@@ -144,6 +148,7 @@ async def upload_mammography(
 
 @router.post(
     "/{study_id}/rerun",
+    operation_id="rerunStudy",
     response_model=StudyAccepted,
     status_code=202,
     summary="Run a failed mammography study again from its stored images",
@@ -163,6 +168,7 @@ async def rerun_study(
 
 @router.get(
     "",
+    operation_id="listStudies",
     response_model=StudyPage,
     summary="History: my studies (patients) or the studies shared with me (doctors)",
     responses=LIST_ERRORS,
@@ -198,6 +204,7 @@ async def history(
 
 @router.get(
     "/{study_id}",
+    operation_id="getStudy",
     response_model=StudyDetail,
     summary="A study with its system result",
     responses=READ_ERRORS,
@@ -239,14 +246,17 @@ async def _file_response(
     return Response(data, media_type=row.media_type, headers=_NO_STORE)
 
 
-_BINARY: dict[str, Any] = {"content": {"image/png": {}, "image/jpeg": {}, "application/dicom": {}}}
-
-
 @router.get(
     "/{study_id}/images/{image_id}",
+    operation_id="getStudyImage",
     summary="An original image of the study (as uploaded)",
     response_class=Response,
-    responses={200: {"description": "The file as uploaded.", **_BINARY}, **READ_ERRORS},
+    responses={
+        200: binary_response(
+            "The file as uploaded.", "image/png", "image/jpeg", "application/dicom"
+        ),
+        **READ_ERRORS,
+    },
 )
 async def get_image(
     study_id: str, image_id: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
@@ -256,9 +266,10 @@ async def get_image(
 
 @router.get(
     "/{study_id}/heatmaps/{name}",
+    operation_id="getStudyHeatmap",
     summary="A heatmap PNG (RGBA, the size of the original; draw it over the image)",
     response_class=Response,
-    responses={200: {"description": "RGBA PNG.", "content": {"image/png": {}}}, **READ_ERRORS},
+    responses={200: binary_response("RGBA PNG.", "image/png"), **READ_ERRORS},
 )
 async def get_heatmap(
     study_id: str, name: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
@@ -268,19 +279,18 @@ async def get_heatmap(
 
 @router.get(
     "/{study_id}/events",
+    operation_id="streamStudyEvents",
     summary="Server-sent events of a study: progress, then one result or error",
     response_class=EventSourceResponse,
     responses={
-        200: {
-            "description": "text/event-stream. Events: `progress` (ProgressEvent), `retry` "
-            "({study_id, attempt, max_attempts, code, reason}: the exam was lost mid-run and is "
-            "submitted again; progress starts over), `result` ({study_id, status, chest_result "
-            "| mammography_result}), `error` ({study_id, error}). Each has an `id`; reconnect "
+        200: sse_response(
+            "`progress`, then one `result` or `error`; `retry` when the exam was lost mid-run "
+            "and is submitted again (progress starts over). Each event has an `id`; reconnect "
             "with `Last-Event-ID` to resume. The stream ends after `result` or `error`, and "
             "when the caller's session is revoked or its access token expires (reconnect "
             "with a fresh token).",
-            "content": {"text/event-stream": {}},
-        },
+            STUDY_EVENTS,
+        ),
         **error_responses(Unauthorized, Forbidden, NotFound, Overloaded),
     },
 )
@@ -304,6 +314,7 @@ async def study_events(
 
 @router.delete(
     "/{study_id}",
+    operation_id="deleteStudy",
     status_code=204,
     summary="Delete a study: its images, heatmaps, results and events (consultations stay)",
     responses=READ_ERRORS,

@@ -48,6 +48,10 @@ def test_nothing_is_loaded_from_outside_the_gateway() -> None:
     files = [p for p in WEB_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert files
     for path in files:
+        if path.relative_to(WEB_DIR).parts[0] == "vendor":
+            # Third-party bundles hold URLs as text (links, schema ids): what they load is
+            # checked in a browser that blocks everything off loopback (test_docs_browser).
+            continue
         text = path.read_text()
         external = re.findall(r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}[/"' )]""", text, re.I)
         # The SVG namespace is an identifier, not a download.
