@@ -69,19 +69,18 @@ def _candidates(smooth: NDArray[np.float32], breast: NDArray[np.bool_]) -> NDArr
         return np.zeros((0, 2), np.float32)
     y0, y1 = int(rows[0]), int(rows[0] + TOP_SHARE * (rows[-1] - rows[0]))
     scale = float(np.percentile(np.abs(gx[inner]), 90)) if inner.any() else 0.0
-    points = []
-    for y in range(y0, y1 + 1, 2):
-        xs = np.flatnonzero(inner[y])
-        if xs.size < 8:
-            continue
-        lo, hi = int(xs[0]) + 2, int(xs[0] + 0.8 * (xs[-1] - xs[0]))
-        if hi <= lo:
-            continue
-        seg = np.where(inner[y, lo:hi], gx[y, lo:hi], 0.0)
-        i = int(np.argmin(seg))
-        if seg[i] < -max(scale, 1e-3):
-            points.append((lo + i, y))
-    return np.asarray(points, np.float32).reshape(-1, 2)
+    ys = np.arange(y0, y1 + 1, 2)
+    band = inner[ys]
+    width = band.shape[1]
+    first = np.argmax(band, axis=1)
+    last = width - 1 - np.argmax(band[:, ::-1], axis=1)
+    lo, hi = first + 2, (first + 0.8 * (last - first)).astype(np.int64)
+    cols = np.arange(width)[None, :]
+    seg = np.where(band & (cols >= lo[:, None]) & (cols < hi[:, None]), gx[ys], 0.0)
+    at = np.argmin(seg, axis=1)
+    step = seg[np.arange(len(ys)), at]
+    keep = (band.sum(axis=1) >= 8) & (hi > lo) & (step < -max(scale, 1e-3))
+    return np.stack([at[keep], ys[keep]], axis=1).astype(np.float32).reshape(-1, 2)
 
 
 def find_border(work: NDArray[np.uint8], breast: NDArray[np.bool_]) -> Border | None:

@@ -176,27 +176,36 @@ def run(
     weights: list[NDArray[Any]] = []
     biases: list[float] = []
     chosen: dict[str, Any] = {}
-    thresholds: dict[str, float] = {}
+    thresholds: dict[str, float | None] = {}
     figures: dict[str, Any] = {}
     for task in ("abnormal", "malignant"):
-        best_auc, best_c = -1.0, 1.0
-        for c in C_GRID if len(np.unique(y_val[task])) == 2 else (1.0,):
+        trainable = len(np.unique(y_train[task])) == 2
+        choosable = trainable and len(np.unique(y_val[task])) == 2
+        best_auc, best_c = float("nan"), 1.0
+        for c in C_GRID if choosable else ():
             w, b = _fit_logistic(x_train, y_train[task], c)
-            val_auc = tm.auc(y_val[task], x_val @ w + b) if len(x_val) else float("nan")
-            if val_auc > best_auc + 1e-9:
+            val_auc = tm.auc(y_val[task], x_val @ w + b)
+            if np.isnan(best_auc) or val_auc > best_auc + 1e-9:
                 best_auc, best_c = val_auc, c
         w, b = _fit_logistic(x_train, y_train[task], best_c)
         weights.append(w)
         biases.append(b)
         p_val = 1 / (1 + np.exp(-(x_val @ w + b)))
         p_test = 1 / (1 + np.exp(-(x_test @ w + b)))
-        thr = tm.youden_threshold(y_val[task], p_val) if len(np.unique(y_val[task])) == 2 else 0.5
-        chosen[task] = {"C": best_c, "val_auc": None if np.isnan(best_auc) else round(best_auc, 4)}
-        thresholds[task] = round(float(thr), 4)
+        thr = tm.youden_threshold(y_val[task], p_val) if choosable else None
+        chosen[task] = {
+            "C": best_c if choosable else None,
+            "val_auc": round(best_auc, 4) if choosable else None,
+            "note": None
+            if trainable
+            else "not trainable here: every train view has the same answer (CBIS-DDSM has no "
+            "normal views); the output is that constant",
+        }
+        thresholds[task] = round(float(thr), 4) if thr is not None else None
         figures[task] = {
-            "auc": _auc_ci(y_test[task], p_test, n_boot),
+            "auc": _auc_ci(y_test[task], p_test, n_boot) if trainable else None,
             "at_threshold": tm.binary_at(y_test[task], p_test, thr)
-            if len(np.unique(y_test[task])) == 2
+            if thr is not None and len(np.unique(y_test[task])) == 2
             else None,
         }
     lesion = y_test["abnormal"].astype(bool)
@@ -272,7 +281,7 @@ def _lesion_counts(cases: list[SourceCase]) -> dict[str, dict[str, int]]:
 
 def _fmt(est: Any) -> str:
     if est is None:
-        return "n/a (the test split lacks one of the classes)"
+        return "n/a (not trainable on this set, or the test split lacks one of the classes)"
     return f"{est['value']:.3f} (95% CI {est['ci_low']:.3f}-{est['ci_high']:.3f}, n={est['n']})"
 
 
