@@ -5,7 +5,8 @@ muscle worth masking (:func:`muscle_of_view` returns an empty mask for them).
 Per row of the upper part of the breast, the strongest bright-to-dark step going away from
 the chest wall (a horizontal Sobel derivative of the smoothed image, away from the skin
 line) is an edge candidate; a robust line fit (``cv2.fitLine``, Huber distance) through the
-candidates is the muscle's border. It is accepted only when it runs as a pectoral border
+candidates (after RANSAC drops the edges of tissue below the muscle) is the muscle's
+border. It is accepted only when it runs as a pectoral border
 runs (from the top edge down towards the chest wall), most candidates lie on it, the
 triangle it cuts off is a plausible share of the breast and is brighter than the tissue just
 beyond the line; otherwise no muscle is reported (an empty mask: nothing is hidden).
@@ -22,7 +23,8 @@ from numpy.typing import NDArray
 TOP_SHARE = 0.7  # rows searched: the upper 70% of the breast
 MIN_AREA, MAX_AREA = 0.01, 0.45  # the triangle's share of the breast
 MIN_CONTRAST = 8.0  # gray levels (8-bit) between the muscle and the band beyond its border
-MIN_INLIERS = 0.6
+MIN_INLIERS = 0.35  # share of the edge candidates on the border (the rest: tissue below it)
+MIN_SPAN = 0.15  # the border's candidates span at least this share of the image height
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,26 @@ def _candidates(smooth: NDArray[np.float32], breast: NDArray[np.bool_]) -> NDArr
     return np.stack([at[keep], ys[keep]], axis=1).astype(np.float32).reshape(-1, 2)
 
 
+def _consensus(pts: NDArray[np.float32], tol: float, tries: int = 300) -> NDArray[np.bool_]:
+    """RANSAC with a fixed seed: the candidates within ``tol`` of the line through two of
+    them that most candidates lie near, among lines running as a pectoral border runs (x
+    falling as y grows). Tissue edges below the muscle are outliers, not a pull on the fit."""
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(pts), (2, tries))
+    (xa, ya), (xb, yb) = pts[i].T, pts[j].T
+    dy = yb - ya
+    ok = np.abs(dy) >= 2
+    slope = np.where(ok, (xb - xa) / np.where(ok, dy, 1), 0.0)
+    ok &= slope < 0
+    if not ok.any():
+        return np.zeros(len(pts), dtype=bool)
+    slope, x0 = slope[ok], (xa - slope * ya)[ok]
+    dist = np.abs(pts[None, :, 0] - (slope[:, None] * pts[None, :, 1] + x0[:, None]))
+    near = dist <= tol
+    out: NDArray[np.bool_] = near[int(np.argmax(near.sum(axis=1)))]
+    return out
+
+
 def find_border(work: NDArray[np.uint8], breast: NDArray[np.bool_]) -> Border | None:
     """The pectoral border line, or None where the image shows no plausible muscle."""
     h, w = breast.shape
@@ -93,15 +115,19 @@ def find_border(work: NDArray[np.uint8], breast: NDArray[np.bool_]) -> Border | 
     pts = _candidates(smooth, breast)
     if len(pts) < 8:
         return None
+    tol = max(4.0, h / 80.0)
+    inliers = _consensus(pts, tol)
+    if inliers.sum() < max(8, MIN_INLIERS * len(pts)):
+        return None
+    on = pts[inliers]
+    if float(np.ptp(on[:, 1])) < MIN_SPAN * h:  # a border is long, not a few nearby steps
+        return None
     # x as a function of y: fitLine gives a direction (vx, vy) and a point (x0, y0).
-    vx, vy, x0, y0 = (float(v) for v in cv2.fitLine(pts, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel())
+    vx, vy, x0, y0 = (float(v) for v in cv2.fitLine(on, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel())
     if abs(vy) < 1e-6:
         return None
     slope = vx / vy
     border = Border(slope, x0 - slope * y0)
-    dist = np.abs(pts[:, 0] - border.x_at(pts[:, 1].astype(np.float64)))
-    if float(np.mean(dist <= max(4.0, h / 80.0))) < MIN_INLIERS:
-        return None
     # A pectoral border leaves the top edge away from the chest wall and reaches the chest
     # wall (x = 0) further down: x falls as y grows.
     top = int(np.flatnonzero(breast.any(axis=1))[0])

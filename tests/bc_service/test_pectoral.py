@@ -101,10 +101,10 @@ def test_the_score_map_is_zero_on_the_pectoral_muscle(side: str) -> None:
 
 @pytest.mark.skipif(not (MIAS / "labels.csv").exists(), reason=f"mini-mias absent at {MIAS}")
 def test_mini_mias_muscles_are_plausible() -> None:
-    """On the first 40 mini-mias MLO films: a muscle on most, each a plausible share of the
+    """On every second mini-mias MLO film (161): a muscle on most, each a plausible share of the
     breast in its upper posterior corner."""
     with (MIAS / "labels.csv").open() as fh:
-        rows = list(csv.DictReader(fh))[:40]
+        rows = list(csv.DictReader(fh))[::2]
     shares = []
     for r in rows:
         s: MammoState = Compose[MammoState](preprocess_stages())(
@@ -119,5 +119,5 @@ def test_mini_mias_muscles_are_plausible() -> None:
             assert ys.mean() < by.min() + 0.4 * (by.max() - by.min()), r["path"]
             assert xs.mean() < bx.min() + 0.4 * (bx.max() - bx.min()), r["path"]
     found = np.asarray(shares) > 0
-    assert found.mean() >= 0.5, shares
+    assert found.mean() >= 0.65, found.mean()  # 234 of all 322 films (73%) when measured
     assert all(0.01 <= x <= 0.45 for x in np.asarray(shares)[found])
