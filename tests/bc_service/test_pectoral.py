@@ -5,10 +5,12 @@ present: the detector finds a muscle on most of its MLO films, never an implausi
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from bc_service.pipeline import MammoPipeline, MammoState, ViewInput
 from bc_service.pipeline.pectoral import muscle_of_view, pectoral_mask
@@ -121,3 +123,45 @@ def test_mini_mias_muscles_are_plausible() -> None:
     found = np.asarray(shares) > 0
     assert found.mean() >= 0.65, found.mean()  # 234 of all 322 films (73%) when measured
     assert all(0.01 <= x <= 0.45 for x in np.asarray(shares)[found])
+
+
+def test_the_overlay_is_clear_over_the_muscle_and_cool_below_the_threshold() -> None:
+    """The map of an MLO phantom rendered as the gateway renders it (gateway.score_overlay):
+    at most 1024 px, no visible pixel over the muscle, no hot colour below the threshold."""
+    from gateway.operating_point import read_at
+    from gateway.score_overlay import render
+    from shared.contracts.screening import OperatingPoint
+
+    img = mammo_phantom(1400, 1100, chest_wall="left", view="MLO", seed=5)
+    res = _run(img, "L-MLO")
+    assert res.score_map is not None
+    rate = {"value": 0.9, "ci95": [0.8, 0.95], "n": 40}
+    point = OperatingPoint.model_validate(
+        {
+            "source": "card",
+            "score_threshold": 60.0,
+            "sensitivity": rate,
+            "specificity": rate,
+            "measured_on": "test",
+            "model": {"name": "mammo-view", "version": "1", "sha256": "0" * 64},
+        }
+    )
+    for score, hot_expected in ((59.0, False), (95.0, True)):
+        out = render(res.score_map, score, read_at(score, point, None))
+        assert out is not None and max(out.width, out.height) <= 1024
+        rgba = np.asarray(Image.open(io.BytesIO(out.png)).convert("RGBA")).astype(int)
+        hot = (rgba[..., 3] > 0) & (rgba[..., 0] > rgba[..., 2] + 40)
+        assert hot.any() == hot_expected
+        box = out.covers
+        ys, xs = np.mgrid[0 : out.height, 0 : out.width].astype(np.float64)
+        ox = box.x0 + (xs + 0.5) * (box.x1 - box.x0) / out.width
+        oy = box.y0 + (ys + 0.5) * (box.y1 - box.y0) / out.height
+        # deeper than two map cells (the overlay is bilinear between cell centres)
+        muscle = _in_triangle_of(ox + 50, oy + 50, 1400, 1100)
+        assert muscle.sum() > 1000
+        assert (rgba[..., 3][muscle] == 0).all()
+
+
+def _in_triangle_of(x: np.ndarray, y: np.ndarray, h: int, w: int) -> np.ndarray:
+    """mammo_phantom's pectoral triangle of an h x w image, chest wall left."""
+    return np.asarray(x < 0.35 * w * (1 - y / (0.55 * h)))
