@@ -59,19 +59,22 @@ def prepare_case(root: Path, case: SourceCase) -> tdata.Prepared:
     return tdata.Prepared(case, state.enhanced, state.work_mask, lesions, state)
 
 
+RECORD_COLUMNS = (
+    "path", "patient", "laterality", "view", "label", "split", "density", "lesions", "spread",
+    "findings",
+)  # fmt: skip
+
+
 def write_records(cases: list[SourceCase], path: Path) -> None:
     """The records as read, one row per view: what a reader checks the mapping against."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            ["path", "patient", "laterality", "view", "label", "split", "density", "lesions"]
-        )
+        w.writerow(RECORD_COLUMNS)
         for c in cases:
             lesions = ";".join(f"{le.abnormality}@{le.x},{le.y},r{le.radius}" for le in c.lesions)
-            w.writerow(
-                [c.path, c.patient, c.laterality, c.view, c.label, c.split, c.density, lesions]
-            )
+            row = (c.path, c.patient, c.laterality, c.view, c.label, c.split, c.density)
+            w.writerow([*row, lesions, int(c.spread), ";".join(c.findings)])
 
 
 def describe(cases: list[SourceCase]) -> dict[str, Any]:

@@ -285,3 +285,23 @@ def test_one_command_trains_and_evaluates(
         x = np.random.default_rng(0).random(n_in).astype(np.float32)
         y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
         assert y.shape == (2, n_out) and np.all((y >= 0) & (y <= 1))
+
+
+def test_records_csv_says_what_was_read(
+    inbreast: tuple[Path, list[fx.Drawn]], tmp_path: Path
+) -> None:
+    from bc_service.train.byod import RECORD_COLUMNS, write_records
+
+    root, _ = inbreast
+    cases = read_source("inbreast", root)
+    write_records(cases, tmp_path / "records.csv")
+    with (tmp_path / "records.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == RECORD_COLUMNS
+        rows = list(reader)
+    assert [r["path"] for r in rows] == [c.path for c in cases]
+    lesion_case = next(c for c in cases if c.view == "CC" and c.lesions)
+    row = rows[cases.index(lesion_case)]
+    first = lesion_case.lesions[0]
+    assert row["lesions"].startswith(f"MISC@{first.x},{first.y},r{first.radius};CALC@")
+    assert row["findings"].startswith("Mass;Calcification") and row["spread"] == "0"
