@@ -20,6 +20,8 @@ help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
 	@echo "make test   - install what is missing, lint, type-check and run the test suite"
 	@echo "make train-chest / train-mammo - retrain the committed models (TensorFlow, CPU)"
+	@echo "make train-mammo MAMMO_SOURCE=cbis-ddsm|inbreast MAMMO_DATA=DIR - train and evaluate"
+	@echo "             the mammography models on your own CBIS-DDSM or INbreast copy"
 	@echo "make train-chest-search - robust chest recipe search (LOSO val), commits its table"
 	@echo "make train-lung-seg - retrain the lung segmentation model (tb_service/models/lung-seg)"
 	@echo "make train-chest-orientation - retrain the chest-orientation model"
@@ -86,8 +88,11 @@ train-chest: venv-train
 train-lung-seg: venv-train
 	nice -n 10 $(PY) -m tb_service.train lung-seg
 
+# Your own data: MAMMO_SOURCE=cbis-ddsm or inbreast and MAMMO_DATA=<the dataset folder> train and
+# evaluate on that set (results in var/mammo-train/<source>/; the committed models stay).
+MAMMO_SOURCE ?= mini-mias
 train-mammo: venv-train
-	$(PY) -m bc_service.train all
+	nice -n 10 $(PY) -m bc_service.train all --source $(MAMMO_SOURCE) $(if $(MAMMO_DATA),--data $(MAMMO_DATA))
 
 # The chest-orientation model (rotation / mirror of a film; tb_service/models/chest-orientation).
 train-chest-orientation: venv-train

@@ -281,7 +281,9 @@ async def exam_events(
     summary="One view, synchronous",
     description=(
         "Multipart: the image in `file`, optionally its tag in the text field `view` "
-        "(`L-CC`, `R-CC`, `L-MLO`, `R-MLO`; detected when absent)."
+        "(`L-CC`, `R-CC`, `L-MLO`, `R-MLO`; detected when absent). A file that is not a "
+        "mammogram (DICOM modality, blank image, the mammogram gate model, no breast found) is "
+        "refused with 422 `not_a_mammogram` before it waits for a worker."
     ),
     responses=error_responses(*_VIEW_ERRORS, ProcessingFailed),
     openapi_extra={
@@ -313,6 +315,8 @@ async def predict(
         async with single_view(request, settings, ctx.uploads) as raw:
             (decoded,) = await decode_views([raw], settings, ctx.cpu)
         view = make_view_input(decoded.view_id, decoded.image, decoded.tag)
+        # As for exams: a file that is not a mammogram is refused before it waits for a worker.
+        await screen_views(manager, ctx, [decoded], [view])
         result = await manager.predict(view, admission=admission)
     finally:
         admission.release()

@@ -9,7 +9,9 @@ zero outside the breast mask, averaged into cells of half a patch stride (at mos
 ``MAX_CELLS`` a side); a cell less than half on the breast is zero, so that the overlay, drawn
 bilinearly between cell centres, stays on the breast. Mirrored back to the orientation of the
 upload and divided by its maximum (two decimals: the map is a coarse
-locator). The pectoral muscle is not excluded: the pipeline does not find it yet.
+locator). On an MLO view the pectoral muscle (:mod:`bc_service.pipeline.pectoral`) is not
+breast: it is left out of the median and its cells are zero, so a bright muscle never lights
+up the map.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import cv2
 import numpy as np
 
+from bc_service.pipeline.pectoral import muscle_of_view
 from bc_service.pipeline.stages import MammoState
 from shared.contracts.common import CropBox
 from shared.contracts.screening import ScoreMap
@@ -26,11 +29,19 @@ from shared.contracts.screening import ScoreMap
 MAX_CELLS = 48  # per side (the contract allows 64): 4 views stay far under 100 KB
 
 
+def view_of(s: MammoState) -> str:
+    """CC or MLO: the view the request or the DICOM tags give, else the detected one."""
+    tag = s.given_tag or s.dicom_tag
+    return tag.split("-")[1] if tag else s.detected_view
+
+
 def score_map(s: MammoState, stride: int) -> ScoreMap | None:
     """The view's score map over its crop box; None before the heatmaps stage ran."""
     if s.work_mask is None or "benign" not in s.heatmaps or "malignant" not in s.heatmaps:
         return None
     mask = s.work_mask
+    if s.work is not None:
+        mask = mask & ~muscle_of_view(s.work, mask, view_of(s))
     lesion = np.clip(s.heatmaps["benign"] + s.heatmaps["malignant"], 0.0, 1.0)
     background = float(np.median(lesion[mask])) if mask.any() else 0.0
     standing_out = np.where(mask, np.clip(lesion - background, 0.0, None), 0.0)

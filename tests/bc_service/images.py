@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from shared.settings import default_data_dir
-from tests.imagegen import mammo_phantom, png_bytes
+from tests.imagegen import dicom_bytes, mammo_phantom, png_bytes
 
 SIDE = 512  # mini-mias is 1024 x 1024; half of it is the pipeline's working height
 MIAS = default_data_dir() / "mini-mias"
@@ -61,3 +61,30 @@ def chest_xray() -> bytes | None:
     with (root / "splits.csv").open() as fh:
         first = next(r["path"] for r in csv.DictReader(fh) if r["split"] == "test")
     return (root / first).read_bytes()
+
+
+NOT_MAMMOGRAMS = ("flat", "black-59-megapixels", "noise", "chest-dicom-tagged-mg")
+
+
+@cache
+def not_mammograms() -> dict[str, tuple[str, bytes, str] | None]:
+    """Files that are not mammograms, by name, as (filename, bytes, media type) upload parts:
+    a flat picture, 59 megapixels of black (under the 60-megapixel decompression limit),
+    noise, and a chest X-ray in a DICOM that claims Modality MG. None where the data a file
+    needs is absent: the gate model decides noise and the chest film, and it runs only with
+    mini-mias present (nih-cxr14 gives the chest film)."""
+    out: dict[str, tuple[str, bytes, str] | None] = {
+        "flat": ("p.png", not_a_mammogram(), "image/png"),
+        "black-59-megapixels": ("b.png", png_bytes(np.zeros((7600, 7800), np.uint8)), "image/png"),
+        "noise": None,
+        "chest-dicom-tagged-mg": None,
+    }
+    if HAVE_MIAS:
+        noise = np.random.default_rng(0).integers(0, 256, (1024, 832), dtype=np.uint8)
+        out["noise"] = ("n.png", png_bytes(noise), "image/png")
+        chest = chest_xray()
+        if chest is not None:
+            gray = cv2.imdecode(np.frombuffer(chest, np.uint8), cv2.IMREAD_GRAYSCALE)
+            dcm = dicom_bytes(gray.astype(np.uint16) * 16, bits_stored=12, modality="MG")
+            out["chest-dicom-tagged-mg"] = ("c.dcm", dcm, "application/dicom")
+    return out

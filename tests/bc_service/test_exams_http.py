@@ -10,7 +10,14 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.bc_service.images import HAVE_MIAS, chest_xray, mammogram, not_a_mammogram
+from tests.bc_service.images import (
+    HAVE_MIAS,
+    NOT_MAMMOGRAMS,
+    chest_xray,
+    mammogram,
+    not_a_mammogram,
+    not_mammograms,
+)
 from tests.bc_service.sseclient import read_all, wait_status
 from tests.imagegen import dicom_bytes, gradient, pillow_bytes, png_bytes
 
@@ -224,6 +231,32 @@ def test_chest_dicom_tagged_mg_refused_at_submission(client: httpx.Client) -> No
     gray = cv2.imdecode(np.frombuffer(chest, np.uint8), cv2.IMREAD_GRAYSCALE)
     dcm = dicom_bytes(gray.astype(np.uint16) * 16, bits_stored=12, modality="MG")
     _refused_at_submission(client, [("files", ("c.dcm", dcm, "application/dicom"))], None)
+
+
+@pytest.mark.parametrize("name", NOT_MAMMOGRAMS)
+def test_predict_refuses_what_is_not_a_mammogram(client: httpx.Client, name: str) -> None:
+    """The one-view route refuses the same files as exam submission, synchronously."""
+    upload = not_mammograms()[name]
+    if upload is None:
+        pytest.skip("needs ../shared/data (mini-mias for the gate, nih-cxr14 for the chest)")
+    for data in ({}, {"view": "L-MLO"}):
+        r = client.post("/v1/predict", files={"file": upload}, data=data)
+        assert r.status_code == 422, r.text[:500]
+        error = r.json()["error"]
+        assert error["code"] == "not_a_mammogram" and error["details"]["view"] == "view-0"
+
+
+def test_predict_refusal_does_not_wait_for_a_worker(client: httpx.Client) -> None:
+    """With the only worker busy on an exam, a file that is not a mammogram is refused at
+    once: the exam is still running when the refusal comes back."""
+    files = [("files", (f"{i}.png", mammogram(seed=i), PNG)) for i in range(2)]
+    exam = submit(client, files).json()
+    try:
+        r = client.post("/v1/predict", files={"file": ("p.png", not_a_mammogram(), PNG)})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_mammogram"
+        assert client.get(exam["status_url"]).json()["status"] in {"queued", "running"}
+    finally:
+        client.delete(exam["status_url"])
 
 
 def test_openapi_documents_the_exchange(client: httpx.Client) -> None:
