@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
@@ -30,7 +31,17 @@ log = logging.getLogger("irmi.gateway.display")
 ROLE_DISPLAY = "display"
 ROLE_THUMBNAIL = "thumbnail"
 RENDER_SLOTS = 2
-_slots = asyncio.Semaphore(RENDER_SLOTS)
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _slot() -> asyncio.Semaphore:
+    """This event loop's render slots (a semaphore belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _slots:
+        _slots[loop] = asyncio.Semaphore(RENDER_SLOTS)
+    return _slots[loop]
 
 
 async def original_file(session: AsyncSession, study_id: str, image_id: str) -> StudyFile:
@@ -96,7 +107,7 @@ async def _cached(
 
 
 async def _in_slot(fn: Callable[[], Rendered]) -> Rendered:
-    async with _slots:
+    async with _slot():
         return await asyncio.to_thread(fn)
 
 

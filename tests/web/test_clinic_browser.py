@@ -89,7 +89,7 @@ def test_dicom_study_history_thumbnails_and_print(
         }"""
     )
     assert 30 < mean < 225, mean
-    screenshot(page, "40-dicom-study")
+    screenshot(page, "50-dicom-study")
 
     # The lung preset: another rendering, fetched as such.
     before = page.locator("img.base").get_attribute("src")
@@ -102,6 +102,17 @@ def test_dicom_study_history_thumbnails_and_print(
         arg=before,
     )
 
+    # Downloads: the report as a PDF, and the original only now, when asked for.
+    with page.expect_download() as report:
+        page.get_by_role("button", name="Download the report (PDF)").click()
+    assert report.value.suggested_filename == f"irmi-study-{study_id}.pdf"
+    assert Path(report.value.path()).read_bytes().startswith(b"%PDF")
+    with page.expect_download() as original:
+        page.get_by_role("button", name="Download the original (DICOM)").click()
+    assert original.value.suggested_filename.endswith(".dcm")
+    assert Path(original.value.path()).read_bytes() == dcm.read_bytes()
+    assert [p for p, _ in calls if re.search(r"/images/\w+$", p)], "the download's request"
+
     # Printing: the report, not the app chrome.
     page.emulate_media(media="print")
     assert page.locator(".topbar").is_hidden() and page.locator("#nav").is_hidden()
@@ -113,9 +124,9 @@ def test_dicom_study_history_thumbnails_and_print(
     assert page.get_by_test_id("result-label").is_visible()
     assert page.locator("img.base").is_visible()
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "41-study-print.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "51-study-print.png"), full_page=True)
     pdf = page.pdf(format="A4", print_background=True)
-    (SHOTS / "41-study-print.pdf").write_bytes(pdf)
+    (SHOTS / "51-study-print.pdf").write_bytes(pdf)
     from pypdf import PdfReader
 
     printed = PdfReader(io.BytesIO(pdf))
@@ -148,4 +159,4 @@ def test_dicom_study_history_thumbnails_and_print(
     total = sum(sizes) + sum(r.sizes()["responseBodySize"] for p, r in calls if p in lists)
     print(f"\nhistory of {HISTORY_PAGE}: {len(paths)} requests, {total} bytes (thumbnails {sizes})")
     assert max(sizes) < 20_000 and total < 200_000, sizes
-    screenshot(page, "42-history-thumbnails")
+    screenshot(page, "52-history-thumbnails")

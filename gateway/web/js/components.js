@@ -59,7 +59,7 @@ export function viewer({ image, heatmaps = [], cropBox = null, imageSize = null,
   const base = h("img", { class: "base", alt: alt || "Uploaded image", "data-testid": "display-image" });
   const overlay = h("img", { class: "overlay", alt: "", "aria-hidden": "true" });
   const frame = h("div", { class: "viewer" }, base, overlay);
-  const status = h("p", { class: "small muted", "aria-live": "polite" });
+  const status = h("p", { class: "small muted no-print", "aria-live": "polite" });
   const toggleId = newId("hm");
   const opacityId = newId("op");
   const presetId = newId("win");
@@ -118,8 +118,11 @@ export function viewer({ image, heatmaps = [], cropBox = null, imageSize = null,
   const place = () => {
     const ref = current();
     if (!ref || !natural) return;
-    // Positions are in ORIGINAL pixels; the display image is the original scaled down.
-    const size = imageSize || natural;
+    // Positions are in ORIGINAL pixels; the display image is the original scaled down. A
+    // heatmap stored before score maps, without `covers`, is the original's size: its own size
+    // is the original's when its shape is the image's.
+    const fullSize = ref.width && !ref.covers && Math.abs(ref.width / ref.height - natural.w / natural.h) < 0.01;
+    const size = imageSize || (fullSize ? { w: ref.width, h: ref.height } : natural);
     const sameSize = !ref.width || (ref.width === size.w && ref.height === size.h);
     const box = ref.covers || (!sameSize ? cropBox : null);
     if (box && size.w > 1) {

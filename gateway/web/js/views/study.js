@@ -163,11 +163,9 @@ function printIdentifiers(study, user) {
 }
 
 /** Print the page, or download the gateway's PDF report of the study. */
-function reportActions(study, body) {
+function reportButtons(study, body) {
   const fail = (ex) => body.prepend(h("div", { class: "alert error", role: "alert" }, api.friendly(ex)));
-  return h(
-    "div",
-    { class: "row study-actions no-print", "data-testid": "report-actions" },
+  return [
     h("button", { type: "button", class: "btn secondary", onclick: () => window.print() }, "Print"),
     h(
       "button",
@@ -188,7 +186,7 @@ function reportActions(study, body) {
       },
       "Download the report (PDF)",
     ),
-  );
+  ];
 }
 
 /** The result part of a study (also embedded in the doctor's consultation view). */
@@ -223,14 +221,16 @@ export async function render(el, [id], ctx) {
       h("h1", {}, `${kindName(study.kind)} study`),
       h("p", { class: "row" }, (badge = statusBadge(study.status)), h("span", { class: "muted" }, formatDate(study.created_at))),
       printIdentifiers(study, user),
-      study.status === "succeeded" ? reportActions(study, body) : null,
     );
+    const reports = study.status === "succeeded" ? reportButtons(study, body) : [];
+    if (user.role !== "patient" && reports.length) head.append(h("div", { class: "row study-actions no-print" }, reports));
     if (user.role === "patient") {
       head.append(
         h(
           "div",
           { class: "row study-actions no-print" },
           study.status === "succeeded" ? h("a", { class: "btn", href: `#/studies/${study.id}/share` }, "Ask a doctor about this study") : null,
+          reports,
           study.status === "failed" && study.kind === "mammography"
             ? h(
                 "button",
