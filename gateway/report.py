@@ -21,7 +21,7 @@ from fpdf.enums import XPos, YPos
 
 from gateway import wording
 from gateway.study_record import Picture, StudyRecord
-from shared.contracts.screening import OperatingPoint, Rate
+from shared.contracts.screening import Category, OperatingPoint, Rate
 
 FONT_CANDIDATES = (
     Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
@@ -184,7 +184,8 @@ def build_pdf(record: StudyRecord) -> bytes:
 
     doc.heading("Result")
     doc.para(wording.headline(r.category, reader), size=13, bold=True)
-    doc.para(wording.explanation(r.category, study.kind, reader))
+    if meaning := wording.explanation(r.category, study.kind, reader):
+        doc.para(meaning)
     if r.parts:
         for part in r.parts:
             words = wording.headline(part.category, reader)
@@ -200,6 +201,17 @@ def build_pdf(record: StudyRecord) -> bytes:
                 f" (operating threshold {r.threshold:.1f})" if r.threshold is not None else ""
             )
             doc.fact("Score", f"{r.score:.1f} / 100{threshold}")
+        if r.category == Category.review_recommended and r.findings:
+            # As on screen: what a flagged film's models support, for doctors.
+            doc.heading("Findings", 11)
+            for f in r.findings:
+                subtypes = ", ".join(f"{k} {pct(v)}" for k, v in f.subtypes.items())
+                note = f" {f.note}" if f.note else ""
+                doc.para(
+                    f"{f.name.capitalize()}: {pct(f.probability)}"
+                    + (f" ({subtypes})" if subtypes else "")
+                    + note
+                )
         _operating_point(doc, study.kind, r.operating_point, r.threshold)
         if study.kind == "chest":
             doc.heading("Reliability for this image", 11)

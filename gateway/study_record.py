@@ -20,6 +20,7 @@ from gateway.schemas import FileRef, StudyDetail
 from gateway.state import GatewayState
 from gateway.studies import detail
 from gateway.wording import Reader, reader_of
+from shared.contracts.chest import Finding as ChestFinding
 from shared.contracts.common import CropBox, ModelRef
 from shared.contracts.screening import Category, OperatingPoint, ScoreMap
 from shared.errors import Conflict
@@ -54,6 +55,7 @@ class Reading:
     disclaimer: str
     reliability_reasons: list[str] = field(default_factory=list)
     parts: list[Finding] = field(default_factory=list)  # mammography: per breast
+    findings: list[ChestFinding] = field(default_factory=list)  # chest: under "abnormal"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def reading_of(out: StudyDetail) -> Reading:
             models=list(r.models),
             disclaimer=r.disclaimer,
             reliability_reasons=[x.value for x in r.reliability.reasons] if r.reliability else [],
+            findings=list(r.findings),
         )
     m = out.mammography_result
     if m is None:

@@ -93,3 +93,17 @@ def test_names_outside_latin1(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(report, "FONT_CANDIDATES", (Path("/nonexistent/DejaVuSans.ttf"),))
     text = _text(report.build_pdf(_record("patient", name)))
     assert "?ucja ?ó?? ???" in text  # Helvetica: what Latin-1 cannot print is replaced
+
+
+def test_a_flagged_chest_films_findings_for_doctors_only() -> None:
+    from dataclasses import replace
+
+    from shared.contracts.chest import Finding as ChestFinding
+
+    record = _record("doctor", "Ana Lima")
+    record.study.kind = "chest"
+    pneumonia = ChestFinding(name="pneumonia", probability=0.7, subtypes={"bacterial": 0.6})
+    record.reading = replace(record.reading, parts=[], findings=[pneumonia])
+    assert "Pneumonia: 70.0% (bacterial 60.0%)" in _text(report.build_pdf(record))
+    record.reader = "patient"
+    assert "Pneumonia" not in _text(report.build_pdf(record))
