@@ -18,7 +18,17 @@ from gateway.db import create_engine, migrate, ping, session_factory
 from gateway.docs_routes import include_docs
 from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays, sweeper
-from gateway.routes import admin, auth, care, models, predict, reset, studies
+from gateway.routes import (
+    admin,
+    auth,
+    care,
+    models,
+    predict,
+    reset,
+    studies,
+    study_exports,
+    study_images,
+)
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import create_store
@@ -119,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reset.router,
         auth.keys_router,
         studies.router,
+        study_images.router,
+        study_exports.router,
         models.router,
         predict.router,
         care.doctors,

@@ -246,7 +246,11 @@ class StudyImage(BaseModel):
     name: str = Field(description="View tag (L-CC, ...), 'view-N' when untagged, or 'image'.")
     media_type: str
     size: int
-    url: str
+    url: str = Field(description="The original as uploaded: a download (DICOM included).")
+    display_url: str = Field(
+        description="What to show: the display PNG (windowed; `?preset=lung|mammography`)."
+    )
+    thumbnail_url: str = Field(description="A small JPEG for lists.")
 
 
 class StudySummary(BaseModel):
@@ -263,12 +267,17 @@ class StudySummary(BaseModel):
     updated_at: datetime
     finished_at: datetime | None = None
     thumbnail_url: str | None = Field(
-        default=None, description="The first uploaded image (what a history list shows)."
+        default=None,
+        description="A small JPEG of the first uploaded image (what a history list shows).",
     )
 
 
 class StudyDetail(StudySummary):
     owner_id: str
+    patient_name: str | None = Field(
+        default=None,
+        description="The patient's name as entered at sign-up (what a printed study shows).",
+    )
     images: list[StudyImage]
     chest_result: ChestResult | None = None
     mammography_result: ExamResultPublic | None = None

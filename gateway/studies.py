@@ -119,6 +119,14 @@ def image_url(study_id: str, file_id: str) -> str:
     return f"/v1/studies/{study_id}/images/{file_id}"
 
 
+def display_url(study_id: str, file_id: str) -> str:
+    return f"{image_url(study_id, file_id)}/display"
+
+
+def thumbnail_url(study_id: str, file_id: str) -> str:
+    return f"{image_url(study_id, file_id)}/thumbnail"
+
+
 def summary(study: Study, thumbnail_url: str | None = None) -> StudySummary:
     return StudySummary(
         id=study.id,
@@ -134,7 +142,8 @@ def summary(study: Study, thumbnail_url: str | None = None) -> StudySummary:
 
 
 async def thumbnails(session: AsyncSession, study_ids: list[str]) -> dict[str, str]:
-    """The URL of each study's first original image, in one query (for a history page)."""
+    """The thumbnail URL of each study's first original image, in one query (for a history
+    page: small JPEGs, never the originals)."""
     if not study_ids:
         return {}
     rows = await session.execute(
@@ -144,7 +153,7 @@ async def thumbnails(session: AsyncSession, study_ids: list[str]) -> dict[str, s
     )
     out: dict[str, str] = {}
     for study_id, file_id, _ in rows.all():
-        out.setdefault(study_id, image_url(study_id, file_id))
+        out.setdefault(study_id, thumbnail_url(study_id, file_id))
     return out
 
 
@@ -156,12 +165,14 @@ def detail(study: Study, files: list[StudyFile]) -> StudyDetail:
             media_type=f.media_type,
             size=f.size,
             url=image_url(study.id, f.id),
+            display_url=display_url(study.id, f.id),
+            thumbnail_url=thumbnail_url(study.id, f.id),
         )
         for f in sorted(files, key=lambda f: f.position)
         if f.role == "original"
     ]
     out = StudyDetail(
-        **summary(study, images[0].url if images else None).model_dump(),
+        **summary(study, images[0].thumbnail_url if images else None).model_dump(),
         owner_id=study.owner_id,
         images=images,
         events_url=f"/v1/studies/{study.id}/events",

@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from gateway.wording import web_module
+
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 # The page runs only its own modules and styles. Images come from the page itself or are blob:
@@ -44,6 +46,12 @@ router = APIRouter(include_in_schema=False)
 @router.api_route("/", methods=["GET", "HEAD"])  # HEAD: uptime checks and link checkers
 async def index() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=_HEADERS)
+
+
+@router.get("/web/js/words.js", operation_id="getWebWords", tags=["web"])
+async def words() -> Response:
+    """What results say, and to whom: generated from :mod:`gateway.wording` (one place)."""
+    return Response(web_module(), media_type="text/javascript", headers=_HEADERS)
 
 
 @router.get("/favicon.ico")

@@ -247,7 +247,7 @@ def _normalise_channels(arr: NDArray[Any]) -> NDArray[Any]:
 # --------------------------------------------------------------------------- DICOM
 
 
-def _decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
+def _decode_dicom(data: bytes, limits: ImageLimits, voi: bool = True) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
@@ -294,7 +294,7 @@ def _decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
         raise InvalidImage("Unexpected DICOM pixel layout.", details={"shape": list(raw.shape)})
     bits_stored = int(ds.get("BitsStored", 8) or 8)
     values = apply_modality_lut(raw, ds).astype(np.float32)
-    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
+    has_voi = voi and ("VOILUTSequence" in ds or "WindowCenter" in ds)
     if has_voi:
         values = apply_voi_lut(values, ds, prefer_lut=True).astype(np.float32)
     if has_voi and "WindowCenter" in ds and "VOILUTSequence" not in ds:
@@ -356,8 +356,13 @@ def _dicom_meta(ds: Any) -> dict[str, str]:
 # --------------------------------------------------------------------------- public API
 
 
-def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
-    """Decode PNG, JPEG or DICOM bytes, checking every limit before the full decode."""
+def decode_image(
+    data: bytes, limits: ImageLimits | None = None, *, voi: bool = True
+) -> DecodedImage:
+    """Decode PNG, JPEG or DICOM bytes, checking every limit before the full decode.
+
+    ``voi=False`` leaves out a DICOM file's VOI LUT / window (the modality LUT, rescale and
+    MONOCHROME1 inversion still apply): for a reader choosing a window of its own."""
     limits = limits or ImageLimits()
     if len(data) > limits.max_bytes:
         raise ImageTooLarge(
@@ -366,7 +371,7 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         )
     fmt = sniff_format(data)
     if fmt == "dicom":
-        return _decode_dicom(data, limits)
+        return _decode_dicom(data, limits, voi)
     return _decode_raster(data, fmt, limits)
 
 

@@ -20,6 +20,10 @@ COPY gateway/ /app/gateway/
 RUN python -m compileall -q /app
 
 FROM ${PYTHON_IMAGE}
+# DejaVu Sans: the PDF study reports print any patient's name as entered (gateway/report.py).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-dejavu-core=2.37-6 \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 irmi \
  && useradd --system --uid 10001 --gid irmi --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin irmi \

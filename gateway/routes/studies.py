@@ -21,7 +21,7 @@ from gateway.deps import (
 )
 from gateway.event_schemas import STUDY_EVENTS
 from gateway.feeds import StudyFeed
-from gateway.models import Study, StudyFile
+from gateway.models import Study, StudyFile, User
 from gateway.relay import start_relay
 from gateway.routes.common import LIST_ERRORS, READ_ERRORS, LastEventId, Offset, resume_from
 from gateway.routes.uploads import (
@@ -218,6 +218,8 @@ async def get_study(
         (await session.execute(select(StudyFile).where(StudyFile.study_id == study.id))).scalars()
     )
     out = detail(study, files)
+    owner = await session.get(User, study.owner_id)
+    out.patient_name = owner.full_name if owner else None
     run_start, _ = await run_events(session, study.id)
     if run_start and out.events_url:  # a re-run: its events start at its `retry` event
         out.events_url += f"?after={run_start - 1}"
@@ -243,13 +245,19 @@ async def _file_response(
     data = await state.store.get(row.blob_key)
     audit(session, principal, "read_image" if role == "original" else "read_heatmap", study.id)
     await session.commit()
-    return Response(data, media_type=row.media_type, headers=_NO_STORE)
+    headers = dict(_NO_STORE)
+    if role == "original":  # the file as uploaded is a download; the UI shows /display
+        ext = {"image/png": "png", "image/jpeg": "jpg", "application/dicom": "dcm"}.get(
+            row.media_type, "bin"
+        )
+        headers["Content-Disposition"] = f'attachment; filename="study-{study.id}-{row.name}.{ext}"'
+    return Response(data, media_type=row.media_type, headers=headers)
 
 
 @router.get(
     "/{study_id}/images/{image_id}",
     operation_id="getStudyImage",
-    summary="An original image of the study (as uploaded)",
+    summary="Download an original image of the study (as uploaded; show `/display` instead)",
     response_class=Response,
     responses={
         200: binary_response(

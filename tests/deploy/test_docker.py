@@ -5,6 +5,7 @@ invariants). No Docker engine here: building and running the images is the opera
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,8 @@ def test_image_dependencies_cover_the_code(package: str, extra: str) -> None:
     unused = {"gateway": {"onnxruntime"}}.get(package, set())
     missing = {}
     for module in sorted(_third_party_imports(["shared", package]) - unused):
-        names = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
+        # PEP 503 names: "fhir.resources" is locked as "fhir-resources".
+        names = {re.sub(r"[-_.]+", "-", d).lower() for d in dists.get(module, [module])}
         if extra == "gpu" and module == "onnxruntime":
             names = {"onnxruntime-gpu"}  # the GPU wheel provides the same module
         if not names & locked:

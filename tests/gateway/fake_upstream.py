@@ -56,6 +56,13 @@ async def ready() -> dict[str, bool]:
     return {"ready": True}
 
 
+def _png_size(data: bytes) -> tuple[int, int]:
+    """The film's size as its score map must state it: a PNG's from its header, else 32 x 32."""
+    if data.startswith(b"\x89PNG") and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return 32, 32
+
+
 @app.post("/v1/predict")
 async def predict(request: Request) -> JSONResponse:
     REQUEST_IDS.append(request.headers.get("x-request-id", ""))
@@ -71,6 +78,7 @@ async def predict(request: Request) -> JSONResponse:
             status_code=422,
         )
     mode = _mode(data)
+    width, height = _png_size(data)
     model = {"name": "fake", "version": "0", "sha256": "0" * 64}
     rate = {"value": 0.9, "ci95": [0.8, 0.95], "n": 40}
     point = {"source": "card", "score_threshold": 50.0, "sensitivity": rate, "specificity": rate}
@@ -86,8 +94,8 @@ async def predict(request: Request) -> JSONResponse:
         "score_map": {
             "values": [[0.0, 0.5], [1.0, 0.25]],
             "box": {"x0": 2, "y0": 2, "x1": 30, "y1": 30},
-            "image_width": 32,
-            "image_height": 32,
+            "image_width": width,
+            "image_height": height,
         },
         "crop_box": {"x0": 2, "y0": 2, "x1": 30, "y1": 30},
         "models": [model],

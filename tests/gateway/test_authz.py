@@ -116,6 +116,10 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "read study": ("GET", "/v1/studies/{sid}"),
     "read image": ("GET", "{image}"),
     "read heatmap": ("GET", "{heatmap}"),
+    "display image": ("GET", "{image}/display"),
+    "thumbnail": ("GET", "{image}/thumbnail"),
+    "report PDF": ("GET", "/v1/studies/{sid}/report"),
+    "FHIR report": ("GET", "/v1/studies/{sid}/fhir"),
     "study events": ("GET", "/v1/studies/{sid}/events"),
     "history": ("GET", "/v1/studies"),
     "upload chest": ("POST", "/v1/studies/chest"),
@@ -129,18 +133,18 @@ ACTIONS: dict[str, tuple[str, str]] = {
 R, X = "allowed", "refused"
 # Expected outcome per actor, in ACTIONS order ("allowed" = 2xx; refused = 401/403/404).
 EXPECTED: dict[str, list[str]] = {
-    "owner patient": [R, R, R, R, R, R, R, R, X, R, R, R],
-    "other patient": [X, X, X, X, R, R, R, X, X, R, R, X],
-    "shared doctor": [R, R, R, R, R, X, R, R, R, R, R, X],
-    "other doctor": [X, X, X, X, R, X, R, X, X, R, R, X],
-    "anonymous": [X] * 12,
-    "expired token": [X] * 12,
-    "tampered token": [X] * 12,
-    "forged token": [X] * 12,
-    "key scope=predict": [X, X, X, X, X, X, R, X, X, X, X, X],
-    "key scope=studies": [R, R, R, R, R, R, X, X, X, X, X, R],
-    "revoked key": [X] * 12,
-    "garbage key": [X] * 12,
+    "owner patient": [R, R, R, R, R, R, R, R, R, R, R, R, X, R, R, R],
+    "other patient": [X, X, X, X, X, X, X, X, R, R, R, X, X, R, R, X],
+    "shared doctor": [R, R, R, R, R, R, R, R, R, X, R, R, R, R, R, X],
+    "other doctor": [X, X, X, X, X, X, X, X, R, X, R, X, X, R, R, X],
+    "anonymous": [X] * 16,
+    "expired token": [X] * 16,
+    "tampered token": [X] * 16,
+    "forged token": [X] * 16,
+    "key scope=predict": [X, X, X, X, X, X, X, X, X, X, R, X, X, X, X, X],
+    "key scope=studies": [R, R, R, R, R, R, R, R, R, R, X, X, X, X, X, R],
+    "revoked key": [X] * 16,
+    "garbage key": [X] * 16,
 }
 
 

@@ -122,9 +122,12 @@ def test_history_list_carries_the_thumbnail(gw: Service) -> None:
     page = p.get("/v1/studies").json()
     (item,) = page["items"]
     assert item["id"] == created["id"] and item["label"] == created["chest_result"]["label"]
-    assert item["thumbnail_url"] == created["images"][0]["url"]
+    # A small JPEG rendered from the original, never the original itself (issue 16, item 5).
+    assert item["thumbnail_url"] == created["images"][0]["thumbnail_url"]
+    assert item["thumbnail_url"] != created["images"][0]["url"]
     thumb = p.get(item["thumbnail_url"])
-    assert thumb.status_code == 200 and thumb.content == xray
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content.startswith(b"\xff\xd8") and thumb.content != xray
 
 
 def test_openapi_documents_the_new_fields(gw: Service) -> None:

@@ -7,7 +7,14 @@ import json
 
 from gateway.openapi_export import DEFAULT_PATH, render
 
-FILE_ROUTES = {"/v1/studies/{study_id}/images/{image_id}", "/v1/studies/{study_id}/heatmaps/{name}"}
+FILE_ROUTES = {
+    "/v1/studies/{study_id}/images/{image_id}",
+    "/v1/studies/{study_id}/images/{image_id}/display",
+    "/v1/studies/{study_id}/images/{image_id}/thumbnail",
+    "/v1/studies/{study_id}/heatmaps/{name}",
+    "/v1/studies/{study_id}/report",  # application/pdf
+    "/v1/studies/{study_id}/fhir",  # application/fhir+json (a FHIR resource, not our schema)
+}
 
 
 def test_openapi_json_is_up_to_date() -> None:

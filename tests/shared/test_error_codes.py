@@ -27,6 +27,9 @@ def _literal_codes(tree: ast.AST) -> set[str]:
                 if name == "ErrorBody" and kw.arg == "code" and isinstance(kw.value, ast.Constant):
                     found.add(str(kw.value.value))
         elif isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            if "system" in keys:  # a FHIR/DICOM coding ({"system", "code"}), not an error body
+                continue
             for key, value in zip(node.keys, node.values, strict=True):
                 if (
                     isinstance(key, ast.Constant)

@@ -59,12 +59,18 @@ def test_nothing_is_loaded_from_outside_the_gateway() -> None:
         assert not external, f"{path.relative_to(WEB_DIR)} refers to {external}"
 
 
+# Modules the gateway generates (gateway/web_routes.py): the words live in gateway/wording.py.
+GENERATED = {"js/words.js"}
+
+
 def test_every_module_import_resolves() -> None:
     """ES module imports are relative paths to files that exist (no bundler to catch typos)."""
     for path in (WEB_DIR / "js").rglob("*.js"):
         for spec in re.findall(r"""^import .* from "([^"]+)";""", path.read_text(), re.M):
             assert spec.startswith("."), f"{path.name}: bare import {spec!r}"
-            assert (path.parent / spec).resolve().is_file(), f"{path.name}: {spec} missing"
+            target = (path.parent / spec).resolve()
+            generated = target.relative_to(WEB_DIR).as_posix() in GENERATED
+            assert generated or target.is_file(), f"{path.name}: {spec} missing"
     index = (WEB_DIR / "index.html").read_text()
     for ref in re.findall(r"""(?:src|href)="/web/([^"]+)\"""", index):
         assert (WEB_DIR / ref).is_file(), ref
@@ -75,6 +81,7 @@ async def test_the_gateway_mounts_the_ui_through_its_hook() -> None:
     own CSP and the gateway's other security headers, and the API document does not list it."""
     from gateway.app import create_app
     from gateway.settings import Settings
+    from gateway.wording import web_module
 
     app = create_app(Settings(dev_mode=True, jwt_secret="test-secret-" * 4))
     transport = httpx.ASGITransport(app=app)
@@ -84,4 +91,8 @@ async def test_the_gateway_mounts_the_ui_through_its_hook() -> None:
         assert page.headers["content-security-policy"] == CSP
         assert page.headers["x-content-type-options"] == "nosniff"
         assert (await c.get("/web/js/sse.js")).status_code == 200
+        words = await c.get("/web/js/words.js")
+        assert words.status_code == 200 and words.headers["content-security-policy"] == CSP
+        assert words.headers["content-type"].startswith("text/javascript")
+        assert words.text == web_module() and "export const WORDS = {" in words.text
     assert "/" not in app.openapi()["paths"]

@@ -244,6 +244,24 @@ export async function imageUrl(path) {
   return blobUrls.get(path);
 }
 
+/** Save an authorized file (an original, a report) to the user's disk: the browser's
+ * download, named by the server's Content-Disposition (or `fallback`). */
+export async function download(path, fallback, accept = "*/*") {
+  const res = await raw("GET", path, { headers: { Accept: accept } });
+  const cd = res.headers.get("Content-Disposition") || "";
+  const name = (cd.match(/filename="([^"]+)"/) || [])[1] || fallback;
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 30_000);
+  return name;
+}
+
 function forgetImages() {
   for (const { url } of blobUrls.values()) URL.revokeObjectURL(url);
   blobUrls.clear();

@@ -36,25 +36,38 @@ export function probBars(probs, caption) {
   );
 }
 
-const isBrowserImage = (type) => /^image\/(png|jpeg|gif|webp|bmp)$/.test(type || "");
+/** The window presets of a display image (gateway/display.py). */
+export const PRESETS = [
+  ["file", "As in the file"],
+  ["lung", "Lung"],
+  ["mammography", "Mammography"],
+];
+
+const withPreset = (url, preset) => (preset && preset !== "file" ? `${url}?preset=${preset}` : url);
 
 /**
  * The image with a heatmap drawn over it.
- * heatmaps: [{key, label, ref: FileRef}] (FileRef: {url, width, height, covers}); a FileRef's
- * `covers` (ORIGINAL-image pixels) says where it lies; without it, cropBox (optional) places a
- * heatmap that is not the image's size over the crop only. legend (an element) replaces the
- * low-high ramp; toggleLabel names the overlay's switch; shown: whether it starts visible.
+ * image: a StudyImage; its display image (a PNG the gateway renders from any original, DICOM
+ * included) is shown, the original only downloaded on request. heatmaps: [{key, label, ref:
+ * FileRef}] (FileRef: {url, width, height, covers}); a FileRef's `covers` (pixels of the
+ * ORIGINAL, which is imageSize {w, h} when known) says where it lies; without it, cropBox
+ * (optional) places a heatmap that is not the image's size over the crop only. legend (an
+ * element) replaces the low-high ramp; toggleLabel names the overlay's switch; shown: whether
+ * it starts visible; preset: the window it starts at.
  */
-export function viewer({ image, heatmaps = [], cropBox = null, alt, legend = null, toggleLabel = "Show heatmap", shown = true }) {
-  const base = h("img", { class: "base", alt: alt || "Uploaded image" });
+export function viewer({ image, heatmaps = [], cropBox = null, imageSize = null, alt, legend = null, toggleLabel = "Show heatmap", shown = true, preset = "file" }) {
+  const base = h("img", { class: "base", alt: alt || "Uploaded image", "data-testid": "display-image" });
   const overlay = h("img", { class: "overlay", alt: "", "aria-hidden": "true" });
   const frame = h("div", { class: "viewer" }, base, overlay);
-  const status = h("p", { class: "small muted", "aria-live": "polite" });
+  const status = h("p", { class: "small muted no-print", "aria-live": "polite" });
   const toggleId = newId("hm");
   const opacityId = newId("op");
+  const presetId = newId("win");
   const toggle = h("input", { type: "checkbox", id: toggleId });
   toggle.checked = shown;
   const opacity = h("input", { type: "range", id: opacityId, min: "0", max: "100", step: "5", value: "60" });
+  const windowSelect = h("select", { id: presetId }, PRESETS.map(([k, label]) => h("option", { value: k }, label)));
+  windowSelect.value = preset;
   let which = null;
   const rampEl = h("span", { class: `ramp ${heatmaps[0]?.ramp || "jet"}` });
   const controls = h(
@@ -74,19 +87,49 @@ export function viewer({ image, heatmaps = [], cropBox = null, alt, legend = nul
     controls.prepend(h("label", { for: whichId }, "Heatmap", which));
   }
   if (!heatmaps.length) controls.hidden = true;
+  const downloadBtn = h(
+    "button",
+    {
+      type: "button",
+      class: "btn secondary small",
+      onclick: async (ev) => {
+        const btn = ev.currentTarget;
+        btn.disabled = true;
+        try {
+          const name = await api.download(image.url, `original-${image.name}`);
+          status.textContent = `Downloaded ${name}.`;
+        } catch (ex) {
+          status.textContent = `The original could not be downloaded: ${api.friendly(ex)}`;
+        } finally {
+          btn.disabled = false;
+        }
+      },
+    },
+    image?.media_type === "application/dicom" ? "Download the original (DICOM)" : "Download the original",
+  );
+  const imageControls = h(
+    "div",
+    { class: "viewer-controls image-controls no-print" },
+    h("label", { for: presetId }, "Window", windowSelect),
+    image ? downloadBtn : null,
+  );
 
   let natural = null;
   const place = () => {
     const ref = current();
     if (!ref || !natural) return;
-    // A heatmap says what it covers; one the size of the image covers it; otherwise the crop.
-    const sameSize = !ref.width || (ref.width === natural.w && ref.height === natural.h);
+    // Positions are in ORIGINAL pixels; the display image is the original scaled down. A
+    // heatmap stored before score maps, without `covers`, is the original's size: its own size
+    // is the original's when its shape is the image's.
+    const fullSize = ref.width && !ref.covers && Math.abs(ref.width / ref.height - natural.w / natural.h) < 0.01;
+    const size = imageSize || (fullSize ? { w: ref.width, h: ref.height } : natural);
+    const sameSize = !ref.width || (ref.width === size.w && ref.height === size.h);
     const box = ref.covers || (!sameSize ? cropBox : null);
-    if (box && natural.w > 1) {
-      overlay.style.left = `${(box.x0 / natural.w) * 100}%`;
-      overlay.style.top = `${(box.y0 / natural.h) * 100}%`;
-      overlay.style.width = `${((box.x1 - box.x0) / natural.w) * 100}%`;
-      overlay.style.height = `${((box.y1 - box.y0) / natural.h) * 100}%`;
+    if (box && size.w > 1) {
+      overlay.style.left = `${(box.x0 / size.w) * 100}%`;
+      overlay.style.top = `${(box.y0 / size.h) * 100}%`;
+      overlay.style.width = `${((box.x1 - box.x0) / size.w) * 100}%`;
+      overlay.style.height = `${((box.y1 - box.y0) / size.h) * 100}%`;
     } else {
       overlay.style.left = "0";
       overlay.style.top = "0";
@@ -117,40 +160,35 @@ export function viewer({ image, heatmaps = [], cropBox = null, alt, legend = nul
       status.textContent = `The heatmap could not be loaded: ${api.friendly(ex)}`;
     }
   };
+  const loadBase = async () => {
+    if (!image) return;
+    const src = image.display_url || image.url;
+    try {
+      base.src = (await api.imageUrl(withPreset(src, windowSelect.value))).url;
+    } catch (ex) {
+      status.textContent = `The image could not be shown: ${api.friendly(ex)}`;
+    }
+  };
   toggle.addEventListener("change", apply);
   opacity.addEventListener("input", apply);
   which?.addEventListener("change", loadOverlay);
+  windowSelect.addEventListener("change", loadBase);
   base.addEventListener("load", () => {
     natural = { w: base.naturalWidth, h: base.naturalHeight };
     place();
   });
   apply();
-
   (async () => {
-    if (image) {
-      try {
-        const got = await api.imageUrl(image.url);
-        if (isBrowserImage(got.type) || isBrowserImage(image.media_type)) {
-          base.src = got.url;
-        } else {
-          // DICOM: browsers cannot draw it; show the heatmap on its own.
-          base.remove();
-          frame.prepend(h("p", { class: "no-preview" }, "DICOM image: no preview in the browser. The heatmap is shown alone."));
-          natural = { w: 1, h: 1 };
-          overlay.style.position = "static";
-        }
-      } catch (ex) {
-        status.textContent = `The image could not be loaded: ${api.friendly(ex)}`;
-      }
-    }
+    await loadBase();
     await loadOverlay();
   })();
 
   if (legend && !heatmaps.length) legend.hidden = true;
-  return h("div", { class: "viewer-block" }, frame, controls, legend, status);
+  return h("div", { class: "viewer-block" }, frame, imageControls, controls, legend, status);
 }
 
-/** A thumbnail (URL or promise of one) fetched with the token, or a placeholder. */
+/** A thumbnail (the URL of the gateway's small JPEG, or a promise of one) fetched with the
+ * token, or a placeholder. */
 export function thumbnail(url, label) {
   const img = h("img", { class: "thumb", alt: label, loading: "lazy", width: "84", height: "84" });
   const holder = h("div", { class: "thumb placeholder", role: "img", "aria-label": label }, "…");
@@ -159,11 +197,7 @@ export function thumbnail(url, label) {
       if (!u) throw new Error("no image");
       return api.imageUrl(u);
     })
-    .then(({ url: src, type }) => {
-      if (!isBrowserImage(type)) {
-        holder.textContent = "DICOM";
-        return;
-      }
+    .then(({ url: src }) => {
       img.src = src;
       holder.replaceWith(img);
     })

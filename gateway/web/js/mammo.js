@@ -8,6 +8,7 @@ import { h, newId, percent } from "./dom.js";
 import { disclaimer, viewer } from "./components.js";
 import { operatingPoint, overlayLegend } from "./reading.js";
 import { categoryHeadline, modelFigures, patientView, resultBadge } from "./wording.js";
+import { WORDS } from "./words.js";
 
 /** Grid place (row, column) of each view tag in the hanging. */
 export const HANGING = { "R-CC": [1, 1], "L-CC": [1, 2], "R-MLO": [2, 1], "L-MLO": [2, 2] };
@@ -17,10 +18,7 @@ const score100 = (v) => `${Number(v).toFixed(1)} / 100`;
 /** The reading of one view (or breast) in the shape reading.js draws. */
 const readingOf = (r, x) => ({ score: x.score, effective: { category: x.category, score_threshold: r.score_threshold, basis: r.basis, operating_point: r.operating_point } });
 
-const DOCTOR_SUMMARY = {
-  review_recommended: "The exam's highest suspicion score is at or above the operating threshold: the screen recommends review.",
-  no_finding_flagged: "Every suspicion score is below the operating threshold: the screen flags no finding. The images still need review.",
-};
+const DOCTOR_SUMMARY = WORDS.DOCTOR_SUMMARY.mammography;
 
 function scoreFacts(r) {
   if (r.basis === "legacy_label" || r.score === null || r.score === undefined) {
@@ -66,7 +64,7 @@ function breastTable(r, patient) {
 }
 
 function overlays(r, v, patient) {
-  const looked = patient ? "Where the screening aid looked" : "Where the model looked";
+  const looked = WORDS.LOOKED[patient ? "patient" : "doctor"];
   if (v.heatmaps?.score_map) {
     return { heatmaps: [{ key: "looked", label: looked, ref: v.heatmaps.score_map }], legend: overlayLegend(readingOf(r, v), { patient }) };
   }
@@ -91,7 +89,7 @@ function viewCard(study, r, v, patient, imageOf) {
     h("h3", { id: hid }, v.tag, patient ? null : [" ", resultBadge(v.label, v.category), v.score === null || v.score === undefined ? "" : h("span", { class: "small muted" }, ` ${score100(v.score)}`)]),
     v.given_tag ? null : h("p", { class: "small muted" }, `View detected automatically (${percent(v.detection_confidence, 0)} confidence).`),
     v.tag_conflict ? h("p", { class: "alert info small", "data-testid": "tag-conflict" }, v.tag_conflict) : null,
-    viewer({ image: imageOf(study, v), heatmaps, cropBox: v.crop_box, alt: `Mammogram view ${v.tag}`, legend, toggleLabel: `Show ${looked(patient)}`, shown: !patient }),
+    viewer({ image: imageOf(study, v), heatmaps, cropBox: v.crop_box, imageSize: v.score_map ? { w: v.score_map.image_width, h: v.score_map.image_height } : null, alt: `Mammogram view ${v.tag}`, legend, toggleLabel: `Show ${looked(patient)}`, shown: !patient }),
   );
   // Its place in the hanging (app.css): a 2 x 2 grid, one column in that order on phones.
   card.style.setProperty("--row", String(row));

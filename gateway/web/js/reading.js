@@ -4,18 +4,13 @@
 // overlay. All of it comes from the gateway's `effective` reading and tb_service's result.
 
 import { h, percent } from "./dom.js";
+import { WORDS } from "./words.js";
 
 const DASH = "\u2013";
 const score100 = (v) => Number(v).toFixed(1);
 
 /** Words for shared.contracts.screening.ReliabilityReason. */
-export const REASONS = {
-  far_from_validated_population: "far from the films the model was validated on",
-  implausible_lung_mask: "the lung fields could not be located plausibly",
-  mirrored: "the film looks mirrored (left-right flipped)",
-  orientation_uncertain: "the film's orientation is uncertain",
-  unvalidated_view: "a view the model was not validated on",
-};
+export const REASONS = WORDS.REASONS;
 
 function rateText(name, rate, what, unit = "films") {
   const [lo, hi] = rate.ci95;
@@ -85,7 +80,7 @@ export function overlayLegend(result, { patient = false } = {}) {
   };
   if (!patient) bar.append(mark("threshold", t, `threshold ${score100(t)}`), mark("score", s, `score ${score100(s)}`));
   const words = patient
-    ? "Where the screening aid looked: this is not a finding or a lesion, and only your doctor can say what the images show."
+    ? WORDS.OVERLAY_NOTE.patient
     : trusted
       ? `Where the model looked, not a lesion outline. Colour: each area's share of the score (${score100(s)}), blue below the operating threshold (${score100(t)}), yellow to red above it; opacity: how much the model weighed the area.`
       : "Where the model looked, not a lesion outline. Grey: the score is not trusted for this image (outside the validated population); opacity: how much the model weighed the area.";

@@ -9,27 +9,13 @@
 import * as api from "./api.js";
 import { capitalize, h, percent } from "./dom.js";
 
-export const FLAGGED = "Review recommended";
-export const NOT_FLAGGED = "No finding flagged";
-export const FLAGGED_TEXT =
-  "The screening aid flagged these images for your doctor to look at closely. This is not a diagnosis: only your doctor can say what the images show.";
-export const NOT_FLAGGED_TEXT =
-  "No finding flagged by the screening aid — your doctor still reviews the images.";
-export const OUTSIDE_TEXT =
-  "This image is outside what the screening aid was validated on: review recommended. Your doctor reviews the images.";
+import { WORDS } from "./words.js"; // generated from gateway/wording.py: the words live there
+
+export const { FLAGGED, NOT_FLAGGED, FLAGGED_TEXT, NOT_FLAGGED_TEXT, OUTSIDE_TEXT } = WORDS;
 
 /** The words of each category (shared.contracts.screening.Category). Outside the validated
  * population reads as "review recommended": fail-safe, never "no finding". */
-export const CATEGORY = {
-  review_recommended: { title: FLAGGED, text: FLAGGED_TEXT, doctor: "Review recommended", cls: "review" },
-  no_finding_flagged: { title: NOT_FLAGGED, text: NOT_FLAGGED_TEXT, doctor: "No finding flagged", cls: "clear" },
-  outside_population: {
-    title: FLAGGED,
-    text: OUTSIDE_TEXT,
-    doctor: "Outside the validated population: review recommended",
-    cls: "review",
-  },
-};
+export const CATEGORY = WORDS.CATEGORY;
 const categoryWords = (category) => CATEGORY[category] || CATEGORY.review_recommended;
 
 /** Patients (and anyone not a doctor) read the screening wording. */
@@ -53,7 +39,7 @@ export function categoryHeadline(category) {
 export function resultBadge(label, category) {
   if (category) {
     const w = categoryWords(category);
-    return h("span", { class: `badge ${w.cls}` }, category === "outside_population" && !patientView() ? "Outside validated population" : w.title);
+    return h("span", { class: `badge ${w.cls}` }, patientView() ? w.title : w.badge);
   }
   if (!label) return h("span", { class: "badge neutral" }, "No result");
   if (!patientView()) return h("span", { class: `badge ${label}` }, capitalize(label));

@@ -7,6 +7,7 @@ import { STAGES, disclaimer, kindName, statusBadge, viewer } from "../components
 import { operatingPoint, overlayLegend, reliability } from "../reading.js";
 import { mammoResult } from "../mammo.js";
 import { categoryHeadline, modelFigures, patientView } from "../wording.js";
+import { WORDS } from "../words.js";
 
 function modelLine(models) {
   if (!models?.length) return null;
@@ -47,11 +48,10 @@ function findingsList(findings) {
   ];
 }
 
-const DOCTOR_SUMMARY = {
-  review_recommended: "The score is at or above the operating point's threshold: the screen recommends review.",
-  no_finding_flagged: "The score is below the operating point's threshold: the screen flags no finding. The images still need review.",
-  outside_population: "This image is outside the population the model was validated on: its score is not trusted, and review is recommended.",
-};
+const DOCTOR_SUMMARY = WORDS.DOCTOR_SUMMARY.chest;
+
+/** The original's size, from a score map (whose box is in the original's pixels). */
+export const mapSize = (m) => (m ? { w: m.image_width, h: m.image_height } : null);
 
 function chestResult(study) {
   const r = study.chest_result;
@@ -60,7 +60,7 @@ function chestResult(study) {
   const image = study.images?.[0];
   // Overlays rendered from the score map say what they cover; older ones were full-size CAMs.
   const rendered = Boolean(r.heatmap?.covers);
-  const heatmapLabel = patient ? "Where the screening aid looked" : "Where the model looked";
+  const heatmapLabel = WORDS.LOOKED[patient ? "patient" : "doctor"];
   const heatmaps = r.heatmap ? [{ key: "looked", label: heatmapLabel, ref: r.heatmap }] : [];
   const legend = rendered
     ? overlayLegend(r, { patient })
@@ -87,6 +87,7 @@ function chestResult(study) {
         image,
         heatmaps,
         cropBox: r.crop_box,
+        imageSize: mapSize(r.score_map),
         alt: "Uploaded chest X-ray",
         legend,
         toggleLabel: patient ? "Show where the screening aid looked" : "Show where the model looked",
@@ -148,6 +149,46 @@ function progressSection() {
   };
 }
 
+/** Who and what a printed study is about (shown on paper only: the print stylesheet). */
+function printIdentifiers(study, user) {
+  const name = study.patient_name || (user.role === "patient" ? user.full_name : "");
+  const row = (k, v) => [h("dt", {}, k), h("dd", {}, v)];
+  return h(
+    "section",
+    { class: "print-only print-identifiers", "aria-label": "Study identifiers", "data-testid": "print-identifiers" },
+    h("p", { class: "print-title" }, `IRMI ${kindName(study.kind)} study report`),
+    h("dl", { class: "facts" }, row("Patient", name || "not recorded"), row("Study date", formatDate(study.created_at)), row("Study ID", study.id), row("Printed", formatDate(new Date().toISOString()))),
+    h("p", { class: "small" }, WORDS.SCREENING_AID),
+  );
+}
+
+/** Print the page, or download the gateway's PDF report of the study. */
+function reportButtons(study, body) {
+  const fail = (ex) => body.prepend(h("div", { class: "alert error", role: "alert" }, api.friendly(ex)));
+  return [
+    h("button", { type: "button", class: "btn secondary", onclick: () => window.print() }, "Print"),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "btn secondary",
+        onclick: async (ev) => {
+          const btn = ev.currentTarget;
+          btn.disabled = true;
+          try {
+            await api.download(`/v1/studies/${study.id}/report?download=true`, `irmi-study-${study.id}.pdf`, "application/pdf");
+          } catch (ex) {
+            fail(ex);
+          } finally {
+            btn.disabled = false;
+          }
+        },
+      },
+      "Download the report (PDF)",
+    ),
+  ];
+}
+
 /** The result part of a study (also embedded in the doctor's consultation view). */
 export function resultSection(study) {
   if (study.status === "failed") {
@@ -173,17 +214,23 @@ export async function render(el, [id], ctx) {
   let badge = null;
 
   const draw = (study) => {
+    const back = user.role === "doctor" ? backLink("#/consultations", "Back to the inbox") : backLink("#/studies", "Back to my studies");
+    back.classList.add("no-print");
     fill(head,
-      user.role === "doctor" ? backLink("#/consultations", "Back to the inbox") : backLink("#/studies", "Back to my studies"),
+      back,
       h("h1", {}, `${kindName(study.kind)} study`),
       h("p", { class: "row" }, (badge = statusBadge(study.status)), h("span", { class: "muted" }, formatDate(study.created_at))),
+      printIdentifiers(study, user),
     );
+    const reports = study.status === "succeeded" ? reportButtons(study, body) : [];
+    if (user.role !== "patient" && reports.length) head.append(h("div", { class: "row study-actions no-print" }, reports));
     if (user.role === "patient") {
       head.append(
         h(
           "div",
-          { class: "row study-actions" },
+          { class: "row study-actions no-print" },
           study.status === "succeeded" ? h("a", { class: "btn", href: `#/studies/${study.id}/share` }, "Ask a doctor about this study") : null,
+          reports,
           study.status === "failed" && study.kind === "mammography"
             ? h(
                 "button",

@@ -1,0 +1,88 @@
+"""A finished study for people and systems outside the app: the PDF report (to print and
+download) and the FHIR R4B DiagnosticReport (for an EHR). Authorized like the study itself; the
+words follow the reader (patients' or doctors', :mod:`gateway.wording`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from gateway.deps import SessionDep, StateDep, StudiesPrincipal, audit
+from gateway.fhir import MEDIA_TYPE as FHIR_JSON
+from gateway.fhir import diagnostic_report
+from gateway.report import build_pdf
+from gateway.routes.common import READ_ERRORS
+from gateway.studies import load_readable
+from gateway.study_record import load_pictures, load_record
+from shared.errors import Conflict, error_responses
+
+router = APIRouter(prefix="/v1/studies", tags=["studies"])
+
+_NO_STORE = {"Cache-Control": "private, no-store"}
+_ERRORS = {**READ_ERRORS, **error_responses(Conflict)}
+
+
+@router.get(
+    "/{study_id}/report",
+    operation_id="getStudyReport",
+    tags=["studies"],
+    summary="The study's report as a PDF (to print or download)",
+    description="The patient's name as entered, the study date, each image with and without "
+    "its overlay, the result in the words the web UI shows this reader (patients: the category "
+    "in words; doctors: also the score, the operating point with its measured sensitivity and "
+    "specificity, and the reliability), the model versions, the doctors' replies the reader "
+    "may read, and the screening-aid statement. 409 until the study has succeeded.",
+    response_class=Response,
+    responses={200: {"description": "PDF.", "content": {"application/pdf": {}}}, **_ERRORS},
+)
+async def get_study_report(
+    study_id: str,
+    principal: StudiesPrincipal,
+    state: StateDep,
+    session: SessionDep,
+    download: Annotated[
+        bool, Query(description="Send as an attachment (save) rather than inline (view).")
+    ] = False,
+) -> Response:
+    study = await load_readable(session, principal, study_id)
+    record = await load_record(state, session, principal, study)
+    await load_pictures(state, session, record)
+    pdf = await asyncio.to_thread(build_pdf, record)
+    audit(session, principal, "read_report", study.id)
+    await session.commit()
+    disposition = "attachment" if download else "inline"
+    headers = {
+        **_NO_STORE,
+        "Content-Disposition": f'{disposition}; filename="irmi-study-{study.id}.pdf"',
+    }
+    return Response(pdf, media_type="application/pdf", headers=headers)
+
+
+@router.get(
+    "/{study_id}/fhir",
+    operation_id="getStudyFhir",
+    tags=["studies"],
+    summary="The study's result as a FHIR R4B DiagnosticReport with contained Observations",
+    description="For EHR integration: the category (doctors: also the score, the operating "
+    "point with its measured sensitivity and specificity) and the model versions as "
+    "Observations; the conclusion is the not-a-diagnosis text. Validated against the "
+    "`fhir.resources` R4B models. 409 until the study has succeeded.",
+    response_class=Response,
+    responses={
+        200: {"description": "FHIR JSON.", "content": {FHIR_JSON: {}}},
+        **_ERRORS,
+    },
+)
+async def get_study_fhir(
+    study_id: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
+) -> Response:
+    study = await load_readable(session, principal, study_id)
+    record = await load_record(state, session, principal, study)
+    report = diagnostic_report(record)
+    audit(session, principal, "read_fhir", study.id)
+    await session.commit()
+    return Response(
+        report.model_dump_json(exclude_none=True), media_type=FHIR_JSON, headers=_NO_STORE
+    )
