@@ -7,7 +7,12 @@ import json
 
 from gateway.openapi_export import DEFAULT_PATH, render
 
-FILE_ROUTES = {"/v1/studies/{study_id}/images/{image_id}", "/v1/studies/{study_id}/heatmaps/{name}"}
+FILE_ROUTES = {
+    "/v1/studies/{study_id}/images/{image_id}",
+    "/v1/studies/{study_id}/heatmaps/{name}",
+    "/v1/admin/validation-runs/{run_id}/report.pdf",
+    "/v1/admin/validation-runs/{run_id}/scores.csv",
+}
 
 
 def test_openapi_json_is_up_to_date() -> None:
