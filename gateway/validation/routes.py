@@ -25,7 +25,7 @@ from gateway.validation.access import AdminDep, StreamAdminDep
 from gateway.validation.csvout import scores_csv
 from gateway.validation.pdf import report_pdf
 from gateway.validation.report_schemas import ValidationReport
-from gateway.validation.runner import purge_images
+from gateway.validation.runner import RUN_BLOB, purge_images
 from gateway.validation.schemas import (
     PreviewPublic,
     RollbackRequest,
@@ -205,7 +205,7 @@ async def add_images(
         max_file=s.max_upload_bytes,
     )
     prepared = await asyncio.to_thread(_prepare, upload)
-    keys = {name: await state.store.put(data) for name, (data, _) in prepared.items()}
+    keys = {name: await state.store.put(RUN_BLOB + data) for name, (data, _) in prepared.items()}
     start = int(
         await session.scalar(
             select(func.coalesce(func.max(ValidationItem.position), -1)).where(

@@ -27,9 +27,12 @@ from shared.contracts.common import ModelRef
 
 log = logging.getLogger("irmi.gateway.validation")
 
+# Run images are stored behind this prefix, so their (content-addressed) blobs are never the
+# blobs of a study: deleting a study never takes a run's image, nor a run a study's.
+RUN_BLOB = b"IRMI-VALIDATION-RUN-IMAGE\n"
 POLL_S = 1.0
 LEASE_S = 60.0
-PURGE_EVERY_S = 300.0
+PURGE_EVERY_S = 10.0  # one indexed query: cheap
 
 
 async def claim(state: GatewayState) -> str | None:
@@ -72,7 +75,7 @@ async def _score_item(
     images: list[tuple[bytes, str]] = []
     try:
         for b in blobs:
-            images.append((await state.store.get(b["key"]), b["media_type"]))
+            images.append((_unwrap(await state.store.get(b["key"])), b["media_type"]))
     except Exception:  # the image was purged or lost: the unit cannot be scored
         images = []
     scored = await scorer.score(run.modality, images) if images else None
@@ -89,6 +92,10 @@ async def _score_item(
             item.reliability, item.model = scored.reliability, scored.model
             item.operating_point = scored.point
         await session.commit()
+
+
+def _unwrap(blob: bytes) -> bytes:
+    return blob[len(RUN_BLOB) :] if blob.startswith(RUN_BLOB) else blob
 
 
 async def _progress(state: GatewayState, run_id: str) -> None:
@@ -215,7 +222,8 @@ async def process(state: GatewayState, scorer: Scorer, run_id: str) -> None:
 
 
 async def delete_blobs(state: GatewayState, keys: set[str]) -> None:
-    """Delete run images no study and no other run item uses (blobs are content-addressed)."""
+    """Delete run images (held by no other run item: see :func:`_unused`); a study never holds
+    one (see RUN_BLOB), which is checked all the same."""
     async with state.sessions() as session:
         for key in keys:
             in_study = await session.scalar(

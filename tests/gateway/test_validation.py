@@ -12,6 +12,8 @@ import io
 import json
 import os
 import shutil
+import sqlite3
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,6 +276,24 @@ def test_validation_run_adoption_fallback_and_rollback(world: dict[str, Any]) ->
     assert admin.get(base).json()["images_deleted_at"] is not None
     assert admin.get(f"{base}/report").status_code == 200
 
+    # Audited: who adopted and rolled back which point, from which run.
+    with sqlite3.connect(world["tmp"] / "gw.db") as db:
+        trail = db.execute(
+            "SELECT action, user_id, details FROM audit_events WHERE action LIKE 'site_point_%' "
+            "ORDER BY id"
+        ).fetchall()
+    assert [a for a, _, _ in trail] == [
+        "site_point_adopt",
+        "site_point_adopt",
+        "site_point_rollback",
+        "site_point_rollback",
+    ]
+    assert all(u for _, u, _ in trail)
+    assert json.loads(trail[0][2])["run_id"] == run["id"]
+    # File names are the site's personal data: never in the gateway's logs.
+    logs = world["gw"].logs()
+    assert not [r["file"] for r in rows if Path(r["file"]).name in logs]
+
 
 def test_only_admins(world: dict[str, Any]) -> None:
     anon: Api = world["anon"]
@@ -366,3 +386,40 @@ def test_an_adopted_run_extends_the_validated_population(world: dict[str, Any]) 
                 assert eff["reliability"]["reasons"] == others
     assert let_in >= 1, "no film of the run was far from the card's population only"
     assert admin.post("/v1/admin/site-points/rollback", json={}).status_code == 200
+
+
+def test_images_go_when_the_retention_ends(world: dict[str, Any]) -> None:
+    admin: Api = world["admin"]
+    run = admin.post(
+        "/v1/admin/validation-runs",
+        json={"name": "short", "modality": "chest", "retention_days": 1},
+    ).json()
+    base = f"/v1/admin/validation-runs/{run['id']}"
+    rows = sample()[-2:]  # films no other run of the module still holds
+    r = admin.post(f"{base}/uploads", files={"archive": ("a.zip", zipped(rows), "x/y")})
+    assert r.status_code == 201, r.text
+    db_path = world["tmp"] / "gw.db"
+    with sqlite3.connect(db_path) as db:
+        keys = [
+            b["key"]
+            for (blobs,) in db.execute(
+                "SELECT blobs FROM validation_items WHERE run_id = ?", (run["id"],)
+            )
+            for b in json.loads(blobs)
+        ]
+        db.execute(
+            "UPDATE validation_runs SET retain_images_until = '2000-01-01 00:00:00' WHERE id = ?",
+            (run["id"],),
+        )
+    store = world["tmp"] / "images"
+    assert keys and all((store / k[:2] / k[2:4] / k).exists() for k in keys)
+    deadline = time.monotonic() + 60
+    while admin.get(base).json()["images_deleted_at"] is None:
+        assert time.monotonic() < deadline, "the run's images outlived its retention"
+        time.sleep(0.5)
+    assert not any((store / k[:2] / k[2:4] / k).exists() for k in keys)
+    # no more images can be added, and the run cannot score what it no longer holds
+    r = admin.post(f"{base}/uploads", files={"archive": ("a.zip", zipped(rows), "x/y")})
+    assert r.status_code == 409
+    assert admin.delete(base).status_code == 204
+    assert admin.get(base).status_code == 404
