@@ -26,14 +26,16 @@ import pytest
 from shared.settings import default_data_dir
 from shared.train import evaluation as ev
 from tests.gateway.conftest import (
+    ADMIN_PASSWORD,
     Api,
+    _admins,
     admin_api,
     patient_api,
     run_gateway,
     signup_login,
     sqlite_gateway_env,
 )
-from tests.procs import REPO, Service, spawn, wait_ready
+from tests.procs import REPO, Service, run_module, spawn, wait_ready
 
 DATA = default_data_dir()
 MODELS = REPO / "tb_service" / "models"
@@ -98,7 +100,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         with run_gateway(env, tmp) as gw:
             anon = Api(gw.url)
-            yield {"gw": gw, "anon": anon, "admin": admin_api(anon, db), "tmp": tmp, "tb": box}
+            admin = admin_api(anon, db)
+            yield {"gw": gw, "anon": anon, "admin": admin, "tmp": tmp, "tb": box, "db": db}
     finally:
         box["tb"].stop()
 
@@ -423,3 +426,29 @@ def test_images_go_when_the_retention_ends(world: dict[str, Any]) -> None:
     assert r.status_code == 409
     assert admin.delete(base).status_code == 204
     assert admin.get(base).status_code == 404
+
+
+def test_the_cli_streams_a_folder(world: dict[str, Any]) -> None:
+    folder = world["tmp"] / "site-films"
+    rows = sample()[::7]  # 6 films, both sources and classes
+    for r in rows:
+        (folder / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DATA / r["file"], folder / r["file"])
+    with (folder / "labels.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    email = _admins[world["db"]]
+    out = world["tmp"] / "cli-report"
+    args = ["gateway.validate", str(folder), "--url", world["gw"].url, "--email", email]
+    args += ["--password-stdin", "--batch-mb", "0.05", "--out", str(out), "--name", "cli"]
+    done = run_module(args, {}, stdin=ADMIN_PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    uploads = [line for line in done.stdout.splitlines() if line.startswith("upload ")]
+    assert len(uploads) >= 2  # streamed in several uploads
+    assert "AUC" in done.stdout and not any(Path(r["file"]).name in done.stdout for r in rows)
+    report = json.loads((out / "report.json").read_text())
+    assert report["overall"]["n"] == len(rows)
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    scores = list(csv.DictReader((out / "scores.csv").open()))
+    assert sorted(s["file"] for s in scores) == sorted(r["file"] for r in rows)
