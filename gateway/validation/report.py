@@ -76,12 +76,20 @@ def _rate(kind: str, thr: float) -> Callable[[Arr, Arr], float]:
 
 def point_figures(y: Arr, s: Arr, thr: float, n_boot: int = N_BOOT) -> dict[str, Any]:
     """Sensitivity, specificity, PPV and NPV of ``s >= thr`` with 95% bootstrap CIs
-    (class-stratified resamples), and the confusion counts."""
+    (class-stratified resamples), each with the number of films it rests on, and the
+    confusion counts."""
     out: dict[str, Any] = {"score_threshold": round(float(thr), 4)}
-    for kind in ("sensitivity", "specificity", "ppv", "npv"):
-        out[kind] = ev.bootstrap_ci(
-            _rate(kind, thr), y, s, n_boot=n_boot, seed=SEED, stratified=True
-        )
+    yb, flag = np.asarray(y).astype(bool), np.asarray(s) >= thr
+    # n: the films each proportion rests on (its denominator), not the whole set
+    rests_on = {
+        "sensitivity": yb.sum(),
+        "specificity": (~yb).sum(),
+        "ppv": flag.sum(),
+        "npv": (~flag).sum(),
+    }
+    for kind, n in rests_on.items():
+        est = ev.bootstrap_ci(_rate(kind, thr), y, s, n_boot=n_boot, seed=SEED, stratified=True)
+        out[kind] = {**est, "n": int(n)}
     op = ev.operating_point(y, s, thr)
     out["counts"] = {k: op[k] for k in ("tp", "tn", "fp", "fn")}
     return out

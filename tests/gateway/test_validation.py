@@ -212,6 +212,8 @@ def test_validation_run_adoption_fallback_and_rollback(world: dict[str, Any]) ->
     thr = preview["point"]["score_threshold"]
     assert ((s100 >= thr) & (y == 1)).sum() / (y == 1).sum() >= 0.90
     assert preview["point"]["sensitivity"]["value"] >= 0.90 and preview["in_sample"]
+    # each rate rests on its own class: 20 positives, 20 negatives
+    assert (preview["point"]["sensitivity"]["n"], preview["point"]["specificity"]["n"]) == (20, 20)
     assert "optimistic" in preview["point"]["measured_on"]
     adopted = admin.post(f"{base}/site-point", json=choice)
     assert adopted.status_code == 201, adopted.text
