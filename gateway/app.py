@@ -23,6 +23,7 @@ from gateway.state import GatewayState
 from gateway.store import create_store
 from gateway.streams import StreamHub
 from gateway.upstream import Upstreams
+from gateway.validation import point_routes
 from gateway.validation import routes as validation
 from gateway.validation import runner as validation_runner
 from shared.bodylimit import BodyLimitMiddleware, by_route
@@ -132,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         care.consultations,
         admin.router,
         validation.runs,
-        validation.points,
+        point_routes.from_runs,
+        point_routes.points,
     ]
     for router in routers:
         app.include_router(router)

@@ -230,9 +230,10 @@ class Settings(ServiceSettings):
         default=2000, ge=1, description="Most files one validation upload's zip may hold."
     )
     validation_max_unpacked_bytes: int = Field(
-        default=2 * 1024**3,
+        default=256 * 1024**2,
         ge=1,
-        description="Most bytes one validation upload's zip may unpack to.",
+        description="Most bytes one validation upload's zip may unpack to (held in memory "
+        "while the upload is read).",
     )
     validation_retention_days: int = Field(
         default=30,

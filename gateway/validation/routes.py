@@ -1,6 +1,7 @@
-"""The admin API of site validation: runs, their uploads, progress, reports, and site points.
-Administrators only (logged in as a user; API keys are refused); every other caller gets 403
-(401 without a credential)."""
+"""The admin API of validation runs: create, upload, start, progress, reports, deletion (the
+site points chosen from them: :mod:`gateway.validation.point_routes`). Administrators only
+(logged in as a user; API keys are refused); every other caller gets 403 (401 without a
+credential)."""
 
 from __future__ import annotations
 
@@ -12,32 +13,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import Response
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from gateway.deidentify import for_inference
-from gateway.deps import PrincipalDep, SessionDep, StateDep, audit
+from gateway.deps import SessionDep, StateDep
 from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS
 from gateway.streams import PING_S, SEP, sse
-from gateway.validation import intake, site
+from gateway.validation import intake
 from gateway.validation.access import AdminDep, StreamAdminDep
 from gateway.validation.csvout import scores_csv
 from gateway.validation.pdf import report_pdf
 from gateway.validation.report_schemas import ValidationReport
 from gateway.validation.runner import RUN_BLOB, purge_images
 from gateway.validation.schemas import (
-    PreviewPublic,
-    RollbackRequest,
     RunCreate,
     RunList,
     RunPublic,
-    SitePointList,
-    SitePointPublic,
     UploadAccepted,
 )
-from gateway.validation.site import PointChoice
-from gateway.validation.tables import SitePoint, ValidationItem, ValidationRun
+from gateway.validation.tables import ValidationItem, ValidationRun
 from shared.clock import now
 from shared.errors import (
     BadRequest,
@@ -55,7 +51,6 @@ from shared.imaging import sniff_format
 
 TAGS: list[str | Any] = ["validation"]
 runs = APIRouter(prefix="/v1/admin/validation-runs", tags=TAGS)
-points = APIRouter(prefix="/v1/admin/site-points", tags=TAGS)
 UPLOAD_ERRORS = error_responses(
     Unauthorized,
     Forbidden,
@@ -206,15 +201,7 @@ async def add_images(
     )
     prepared = await asyncio.to_thread(_prepare, upload)
     keys = {name: await state.store.put(RUN_BLOB + data) for name, (data, _) in prepared.items()}
-    start = int(
-        await session.scalar(
-            select(func.coalesce(func.max(ValidationItem.position), -1)).where(
-                ValidationItem.run_id == run.id
-            )
-        )
-        or 0
-    )
-    start = start + 1 if run.total else 0
+    start = run.total  # units are only ever added, in order
     for n, unit in enumerate(upload.units):
         session.add(
             ValidationItem(
@@ -366,137 +353,3 @@ async def delete_run(run_id: str, _: AdminDep, state: StateDep, session: Session
     await session.execute(delete(ValidationItem).where(ValidationItem.run_id == run_id))
     await session.delete(run)
     await session.commit()
-
-
-@runs.post(
-    "/{run_id}/site-point/preview",
-    response_model=PreviewPublic,
-    operation_id="previewSitePoint",
-    summary="What adopting a point from this run would give (nothing is stored)",
-    responses=CHANGE_ERRORS,
-)
-async def preview_point(
-    run_id: str, body: PointChoice, _: AdminDep, state: StateDep, session: SessionDep
-) -> PreviewPublic:
-    run = await _run(session, run_id)
-    items = await _items(session, run_id)
-    out = await asyncio.to_thread(
-        site.preview, run, items, body, state.settings.validation_isotonic_min_positives
-    )
-    return PreviewPublic.model_validate(out)
-
-
-@runs.post(
-    "/{run_id}/site-point",
-    status_code=201,
-    response_model=SitePointPublic,
-    operation_id="adoptSitePoint",
-    summary="Adopt a site operating point from this run (a new version; audited)",
-    responses=CHANGE_ERRORS,
-)
-async def adopt_point(
-    run_id: str,
-    body: PointChoice,
-    admin: AdminDep,
-    principal: PrincipalDep,
-    state: StateDep,
-    session: SessionDep,
-) -> SitePointPublic:
-    run = await _run(session, run_id)
-    items = await _items(session, run_id)
-    out = await asyncio.to_thread(
-        site.preview, run, items, body, state.settings.validation_isotonic_min_positives
-    )
-    model = out["point"]["model"]
-    count = await session.scalar(
-        select(func.count())
-        .select_from(SitePoint)
-        .where(SitePoint.modality == run.modality, SitePoint.model_name == model["name"])
-    )
-    previous = await site.active(session, run.modality)
-    t = now()
-    if previous is not None:
-        previous.status, previous.ended_by, previous.ended_at = "superseded", admin.id, t
-    row = SitePoint(
-        modality=run.modality,
-        model_name=model["name"],
-        model_version=model["version"],
-        model_sha256=model["sha256"],
-        version=int(count or 0) + 1,
-        run_id=run.id,
-        status="active",
-        point=out["point"],
-        choice=out["choice"],
-        calibration=out["calibration"],
-        population=out["population"],
-        adopted_by=admin.id,
-        adopted_at=t,
-    )
-    session.add(row)
-    await session.flush()
-    details = {"site_point": row.id, "version": row.version, "run_id": run.id, "model": model}
-    details["score_threshold"] = out["point"]["score_threshold"]
-    details["replaced"] = previous.id if previous is not None else None
-    audit(session, principal, "site_point_adopt", None, details=details)
-    await session.commit()
-    return SitePointPublic.of(row)
-
-
-@points.get(
-    "",
-    response_model=SitePointList,
-    operation_id="listSitePoints",
-    summary="The site points of a modality: the one in force and every version",
-    responses=LIST_ERRORS,
-)
-async def list_points(_: AdminDep, session: SessionDep, modality: str = "chest") -> SitePointList:
-    rows = await session.execute(
-        select(SitePoint)
-        .where(SitePoint.modality == modality)
-        .order_by(SitePoint.adopted_at.desc(), SitePoint.version.desc())
-    )
-    items = [SitePointPublic.of(r) for r in rows.scalars()]
-    now_active = next((i for i in items if i.status == "active"), None)
-    return SitePointList(active=now_active, items=items)
-
-
-@points.post(
-    "/rollback",
-    response_model=SitePointList,
-    operation_id="rollbackSitePoint",
-    summary="Roll back the point in force: the one it replaced (or the card's) applies again",
-    responses=CHANGE_ERRORS,
-)
-async def rollback_point(
-    body: RollbackRequest,
-    admin: AdminDep,
-    principal: PrincipalDep,
-    session: SessionDep,
-) -> SitePointList:
-    current = await site.active(session, body.modality)
-    if current is None:
-        raise Conflict("No site point is in force: results are read at the card's point.")
-    t = now()
-    current.status, current.ended_by, current.ended_at = "rolled_back", admin.id, t
-    before = (
-        await session.execute(
-            select(SitePoint)
-            .where(
-                SitePoint.modality == body.modality,
-                SitePoint.status == "superseded",
-                SitePoint.id != current.id,
-            )
-            .order_by(SitePoint.adopted_at.desc(), SitePoint.version.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    if before is not None:
-        before.status, before.ended_by, before.ended_at = "active", None, None
-    details = {
-        "site_point": current.id,
-        "version": current.version,
-        "restored": before.id if before is not None else None,
-    }
-    audit(session, principal, "site_point_rollback", None, details=details)
-    await session.commit()
-    return await list_points(admin, session, body.modality)

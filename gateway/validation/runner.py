@@ -210,15 +210,22 @@ async def process(state: GatewayState, scorer: Scorer, run_id: str) -> None:
         await asyncio.gather(*(_score_item(state, scorer, run, i) for i in chunk))
         await _progress(state, run_id)
     await _progress(state, run_id)
-    report = await build_report(state, run)
+    report: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    try:
+        report = await build_report(state, run)
+    except Exception:  # a report that cannot be built ends the run, saying so
+        log.exception("validation report failed", extra={"run_id": run_id})
+        error = {"code": "processing_failed", "message": "The report could not be built."}
     async with state.sessions() as session:
         fresh = await session.get(ValidationRun, run_id)
         if fresh is None:
             return
-        fresh.report, fresh.status, fresh.lease_until = report, "done", None
+        fresh.report, fresh.error, fresh.lease_until = report, error, None
+        fresh.status = "done" if report is not None else "failed"
         fresh.updated_at = now()
         await session.commit()
-    log.info("validation run done", extra={"run_id": run_id})
+    log.info("validation run finished", extra={"run_id": run_id, "status": fresh.status})
 
 
 async def delete_blobs(state: GatewayState, keys: set[str]) -> None:
