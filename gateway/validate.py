@@ -19,7 +19,7 @@ import json
 import sys
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 
@@ -55,10 +55,11 @@ def batches(folder: Path, max_bytes: int) -> Iterator[tuple[bytes, int]]:
                 zf.write(folder / row["file"], row["file"])
         return buf.getvalue(), len(group)
 
-    for row in rows:
-        path = folder / row.get("file", "")
-        if not path.is_file() or folder.resolve() not in path.resolve().parents:
-            raise SystemExit(f"labels.csv row {rows.index(row) + 1}: no such file under {folder}")
+    for number, row in enumerate(rows, start=1):
+        rel = PurePosixPath(row.get("file", ""))
+        path = folder / rel
+        if rel.is_absolute() or ".." in rel.parts or not path.is_file():
+            raise SystemExit(f"labels.csv row {number}: no such file under {folder}")
         n = path.stat().st_size
         if group and size + n > max_bytes:
             yield pack()

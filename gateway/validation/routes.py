@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from gateway.deidentify import for_inference
-from gateway.deps import SessionDep, StateDep
+from gateway.deps import PrincipalDep, SessionDep, StateDep, audit
 from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS
 from gateway.streams import PING_S, SEP, sse
 from gateway.validation import intake
@@ -89,7 +89,11 @@ async def _items(session: AsyncSession, run_id: str) -> list[ValidationItem]:
     responses=CHANGE_ERRORS,
 )
 async def create_run(
-    body: RunCreate, admin: AdminDep, state: StateDep, session: SessionDep
+    body: RunCreate,
+    admin: AdminDep,
+    principal: PrincipalDep,
+    state: StateDep,
+    session: SessionDep,
 ) -> RunPublic:
     days = body.retention_days or state.settings.validation_retention_days
     run = ValidationRun(
@@ -101,6 +105,8 @@ async def create_run(
         retain_images_until=now() + timedelta(days=days),
     )
     session.add(run)
+    await session.flush()
+    audit(session, principal, "validation_run_create", None, details={"run_id": run.id})
     await session.commit()
     return RunPublic.of(run)
 
@@ -333,9 +339,13 @@ async def get_scores(run_id: str, _: AdminDep, session: SessionDep) -> Response:
     summary="Delete the run's images now (report and scores stay)",
     responses=READ_ERRORS,
 )
-async def delete_images(run_id: str, _: AdminDep, state: StateDep, session: SessionDep) -> None:
+async def delete_images(
+    run_id: str, _: AdminDep, principal: PrincipalDep, state: StateDep, session: SessionDep
+) -> None:
     await _run(session, run_id)
     await purge_images(state, run_id)
+    audit(session, principal, "validation_images_delete", None, details={"run_id": run_id})
+    await session.commit()
 
 
 @runs.delete(
@@ -345,11 +355,14 @@ async def delete_images(run_id: str, _: AdminDep, state: StateDep, session: Sess
     summary="Delete the run: images, scores and report (a site point adopted from it stays)",
     responses=CHANGE_ERRORS,
 )
-async def delete_run(run_id: str, _: AdminDep, state: StateDep, session: SessionDep) -> None:
+async def delete_run(
+    run_id: str, _: AdminDep, principal: PrincipalDep, state: StateDep, session: SessionDep
+) -> None:
     run = await _run(session, run_id)
     if run.status in ("queued", "running"):
         raise Conflict("The run is scoring; delete it once it has finished.")
     await purge_images(state, run_id)
     await session.execute(delete(ValidationItem).where(ValidationItem.run_id == run_id))
     await session.delete(run)
+    audit(session, principal, "validation_run_delete", None, details={"run_id": run_id})
     await session.commit()

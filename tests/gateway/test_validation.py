@@ -295,6 +295,12 @@ def test_validation_run_adoption_fallback_and_rollback(world: dict[str, Any]) ->
     ]
     assert all(u for _, u, _ in trail)
     assert json.loads(trail[0][2])["run_id"] == run["id"]
+    with sqlite3.connect(world["tmp"] / "gw.db") as db:
+        runs = db.execute(
+            "SELECT action FROM audit_events WHERE action LIKE 'validation_%' AND details LIKE ?",
+            (f"%{run['id']}%",),
+        ).fetchall()
+    assert [a for (a,) in runs] == ["validation_run_create", "validation_images_delete"]
     # File names are the site's personal data: never in the gateway's logs.
     logs = world["gw"].logs()
     assert not [r["file"] for r in rows if Path(r["file"]).name in logs]
