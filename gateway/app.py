@@ -34,6 +34,9 @@ from gateway.state import GatewayState
 from gateway.store import create_store
 from gateway.streams import StreamHub
 from gateway.upstream import Upstreams
+from gateway.validation import point_routes
+from gateway.validation import routes as validation
+from gateway.validation import runner as validation_runner
 from shared.bodylimit import BodyLimitMiddleware, by_route
 from shared.errors import amend_openapi, envelope_entry, openapi_operations
 from shared.service import ServiceContext, create_service_app
@@ -49,6 +52,11 @@ TAGS: list[dict[str, Any]] = [
     {"name": "doctors", "description": "Doctors by specialty, best rated first."},
     {"name": "consultations", "description": "A patient asks a doctor about a study."},
     {"name": "admin", "description": "Administrators: doctors' verification."},
+    {
+        "name": "validation",
+        "description": "Administrators: validation runs on the site's own labelled films, "
+        "their reports, and the site operating points adopted from them.",
+    },
     {"name": "operations", "description": "Health and readiness."},
 ]
 
@@ -97,8 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         monitor["task"] = asyncio.create_task(watch())
         monitor["sweeper"] = asyncio.create_task(sweeper(state))
+        monitor["validation"] = asyncio.create_task(validation_runner.run_forever(state))
 
     async def shutdown(_: ServiceContext) -> None:
+        await validation_runner.stop(monitor.pop("validation", None))
         for task in (monitor.pop("task", None), monitor.pop("sweeper", None)):
             if task is not None:
                 task.cancel()
@@ -136,6 +146,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         care.doctors,
         care.consultations,
         admin.router,
+        validation.runs,
+        point_routes.from_runs,
+        point_routes.points,
     ]
     for router in routers:
         app.include_router(router)

@@ -225,3 +225,8 @@ class AuditEvent(Base):
     # The account a decision was about (an admin verifying a doctor), and what was decided.
     subject_user_id: Mapped[str | None] = mapped_column(String(32), index=True)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# Site validation tables live with their feature; imported here so the metadata (migrations,
+# compare_metadata) holds them.
+from gateway.validation import tables as _validation_tables  # noqa: E402,F401

@@ -1,12 +1,14 @@
 """The effective operating point of a chest result, and the category it gives: the one place
 the gateway decides at which point a score is read.
 
-Today the effective point is the model card's, as tb_service returned it. The site-calibration
-work adds site points (an admin adopts one from a validation run on local films) in
-:func:`effective_point`, and nowhere else: the category is then re-derived here with the same
-shared :func:`~shared.contracts.screening.categorize`, so a site point changes the category
-without reinterpreting the score, and the reliability flag still wins (``outside_population``
-is never read as "no finding").
+The effective point is the site's, when an admin adopted one from a validation run on local
+films for the very model (name, version, sha256) that scored the film
+(:mod:`gateway.validation.site`), else the model card's as tb_service returned it; a site point
+for another model version is not used, and the reading says so (``site_note``). The category
+is re-derived here with the same shared :func:`~shared.contracts.screening.categorize`, so a
+site point changes the category without reinterpreting the score, and the reliability flag
+still wins (``outside_population`` is never read as "no finding"); an adopted run's population
+may take in a film flagged only as far from the card's population (``reliability``).
 
 A new study stores the reading it was shown with (``effective``), beside what tb_service
 returned. Results stored before operating points existed carry neither a category nor a point:
@@ -21,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from gateway.state import GatewayState
+from gateway.validation import site
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.screening import (
     Category,
@@ -55,13 +58,33 @@ class EffectiveReading(BaseModel):
         "result stored before operating points, read at its own deprecated 0-1 `threshold` "
         "x 100, as it was shown then; no sensitivity or specificity was recorded with it.",
     )
+    reliability: Reliability | None = Field(
+        default=None,
+        description="The reliability the category was read with when the site's adopted "
+        "validation run changed it (a film like the site's own, no longer far from the "
+        "validated population); None: tb_service's `reliability` as returned.",
+    )
+    calibrated_score: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="The probability recalibrated on the site's films (Platt or isotonic), "
+        "x 100, when the site point carries a recalibration. For doctors; the category reads "
+        "`score` at `score_threshold`.",
+    )
+    site_note: str | None = Field(
+        default=None,
+        description="Why a site's adopted point was not used for this result (it was measured "
+        "on another model version), so the card's point was.",
+    )
 
 
 async def effective_point(state: GatewayState, prediction: ChestPrediction) -> OperatingPoint:
-    """THE hook for the point a new result is read at: the card's point tb_service returned
-    (site points, per model name and version, go here)."""
-    del state  # the site points will be looked up through it
-    return prediction.operating_point
+    """THE hook for the point a new result is read at: the site's for this exact model, else
+    the card's point tb_service returned."""
+    return (await effective_reading(state, prediction)).operating_point or (
+        prediction.operating_point
+    )
 
 
 def read_at(
@@ -76,9 +99,30 @@ def read_at(
 
 
 async def effective_reading(state: GatewayState, prediction: ChestPrediction) -> EffectiveReading:
-    """The reading a new result is stored and shown with."""
-    point = await effective_point(state, prediction)
-    return read_at(prediction.score, point, prediction.reliability)
+    """The reading a new result is stored and shown with (see module)."""
+    card = prediction.operating_point
+    async with state.sessions() as session:
+        adopted = await site.active(session, "chest")
+    if adopted is None:
+        return read_at(prediction.score, card, prediction.reliability)
+    if not site.applies(adopted, card.model):
+        reading = read_at(prediction.score, card, prediction.reliability)
+        reading.site_note = (
+            f"The site point v{adopted.version} was measured on {adopted.model_name} "
+            f"{adopted.model_version} (sha256 {adopted.model_sha256[:12]}); this result comes "
+            f"from {card.model.name} {card.model.version} (sha256 {card.model.sha256[:12]}), "
+            "so it is read at the model card's point. Validate this model version on local "
+            "films and adopt a point for it."
+        )
+        return reading
+    point = OperatingPoint.model_validate(adopted.point)
+    changed = site.site_reliability(adopted, prediction.reliability)
+    reading = read_at(prediction.score, point, changed or prediction.reliability)
+    reading.reliability = changed
+    reading.calibrated_score = site.calibrated(
+        adopted.calibration, float(prediction.probabilities["abnormal"])
+    )
+    return reading
 
 
 def stored_reading(result: dict[str, Any]) -> EffectiveReading:

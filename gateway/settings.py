@@ -212,6 +212,59 @@ class Settings(ServiceSettings):
     relay_sweep_s: float = Field(
         default=5.0, gt=0, description="How often each replica looks for exams to adopt."
     )
+    # Site validation runs (gateway/validation): see README "Validate IRMI on your own films".
+    validation_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Images a replica's validation runs send to the inference services at "
+        "once (their own cap, beside clinical traffic, which never waits on it).",
+    )
+    validation_retry_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait a validation run honours from an overloaded service's "
+        "Retry-After before trying an image again.",
+    )
+    validation_max_zip_entries: int = Field(
+        default=2000, ge=1, description="Most files one validation upload's zip may hold."
+    )
+    validation_max_unpacked_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=1,
+        description="Most bytes one validation upload's zip may unpack to (held in memory "
+        "while the upload is read).",
+    )
+    validation_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Default days a validation run keeps its images (a run may ask fewer "
+        "or more); its report and per-image scores stay until the run is deleted.",
+    )
+    validation_min_positives: int = Field(
+        default=30,
+        ge=1,
+        description="A validation report warns when it rests on fewer positives than this.",
+    )
+    validation_sensitivity_floor: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="A validation report warns when a sensitivity's 95% CI lower bound is "
+        "below this.",
+    )
+    validation_auc_floor: float = Field(
+        default=0.7,
+        ge=0,
+        le=1,
+        description="A validation report warns when the AUC's 95% CI lower bound is below this.",
+    )
+    validation_isotonic_min_positives: int = Field(
+        default=100,
+        ge=1,
+        description="Fewest positives (and negatives) a run needs before isotonic "
+        "recalibration is offered (Platt otherwise).",
+    )
 
     @model_validator(mode="after")
     def _strong_jwt_secret(self) -> Settings:

@@ -95,6 +95,7 @@ class Scored:
     cam: NDArray[np.float32] | None = None
     subtype: NDArray[np.float32] | None = None  # [p_bacterial, p_viral]
     distance: float | None = None  # from the validated population, in units of its limit
+    position: list[float] | None = None  # whitened embedding (PopulationDistance.position)
     gate_ms: float = 0.0
     inference_ms: float = 0.0
 
@@ -297,8 +298,15 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
                 if self.population is not None and EMBEDDING in out
                 else None
             )
+            pos = (
+                self.population.position(out[EMBEDDING])
+                if self.population is not None and EMBEDDING in out
+                else None
+            )
             for j, i in enumerate(todo):
                 r = results[i]
+                if pos is not None and np.isfinite(pos[j]).all():
+                    r.position = [round(float(v), 5) for v in pos[j]]
                 r.abnormal = abn[j]
                 r.cam = cam[j] if cam is not None else None
                 r.subtype = sub[j] if sub is not None else None
@@ -332,6 +340,7 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             [*prepared.reasons, *chest.reasons],
             scored.distance,
             self.population.quantile if self.population is not None else None,
+            scored.position,
         )
         category = categorize(score, self.operating_point, reliability)
         findings: list[Finding] = []

@@ -53,6 +53,18 @@ class PopulationDistance:
         out: NDArray[np.float64] = np.where(np.isfinite(raw), raw / self.limit, FAR)
         return out
 
+    def position(self, emb: NDArray[Any]) -> NDArray[np.float64]:
+        """Each row of ``emb`` in the whitened coordinates of the tied covariance, in units of
+        the limit: ``L^T e / limit`` with ``precision = L L^T``. The Euclidean distance of two
+        positions is their Mahalanobis distance in units of the limit, so a reader holding a
+        site's mean position measures a film against that site exactly as :meth:`distance`
+        measures it against a training source (the gateway does, for adopted validation
+        runs). A non-finite embedding gives non-finite positions."""
+        z = np.atleast_2d(np.asarray(emb, np.float64))
+        lower = np.linalg.cholesky(self.precision)
+        out: NDArray[np.float64] = (z @ lower) / self.limit
+        return out
+
     def save(self, path: Path) -> None:
         np.savez(
             path,

@@ -53,6 +53,13 @@ class Reliability(BaseModel):
         default=None,
         description="The share of validation films inside the limit the distance is scaled to.",
     )
+    position: list[float] | None = Field(
+        default=None,
+        description="The film's place in the population's whitened embedding space, in units "
+        "of the limit: the Euclidean distance between two positions is their population "
+        "distance. A site that adopts a validation run measures later films against the "
+        "mean position of its own films with it. None when not measured.",
+    )
 
 
 class Rate(BaseModel):
@@ -89,6 +96,7 @@ def assess_reliability(
     reasons: list[ReliabilityReason],
     distance: float | None = None,
     limit_quantile: float | None = None,
+    position: list[float] | None = None,
 ) -> Reliability:
     """One image's reliability from the reasons found for it and its population distance
     (outside when the distance passes 1.0, the limit calibrated on validation films)."""
@@ -99,6 +107,7 @@ def assess_reliability(
         reasons=found,
         distance=None if distance is None else round(float(distance), 4),
         limit_quantile=limit_quantile,
+        position=position,
     )
 
 

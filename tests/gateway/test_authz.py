@@ -129,22 +129,28 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "list doctors": ("GET", "/v1/doctors"),
     "create API key": ("POST", "/v1/api-keys"),
     "delete study": ("DELETE", "/v1/studies/{del}"),
+    "list validation runs": ("GET", "/v1/admin/validation-runs"),
+    "create validation run": ("POST", "/v1/admin/validation-runs"),
+    "list site points": ("GET", "/v1/admin/site-points"),
+    "roll back site point": ("POST", "/v1/admin/site-points/rollback"),
 }
 R, X = "allowed", "refused"
 # Expected outcome per actor, in ACTIONS order ("allowed" = 2xx; refused = 401/403/404).
+# Site validation is for administrators only: no actor of the matrix may use it.
+ADMIN_ONLY = [X, X, X, X]
 EXPECTED: dict[str, list[str]] = {
-    "owner patient": [R, R, R, R, R, R, R, R, R, R, R, R, X, R, R, R],
-    "other patient": [X, X, X, X, X, X, X, X, R, R, R, X, X, R, R, X],
-    "shared doctor": [R, R, R, R, R, R, R, R, R, X, R, R, R, R, R, X],
-    "other doctor": [X, X, X, X, X, X, X, X, R, X, R, X, X, R, R, X],
-    "anonymous": [X] * 16,
-    "expired token": [X] * 16,
-    "tampered token": [X] * 16,
-    "forged token": [X] * 16,
-    "key scope=predict": [X, X, X, X, X, X, X, X, X, X, R, X, X, X, X, X],
-    "key scope=studies": [R, R, R, R, R, R, R, R, R, R, X, X, X, X, X, R],
-    "revoked key": [X] * 16,
-    "garbage key": [X] * 16,
+    "owner patient": [R, R, R, R, R, R, R, R, R, R, R, R, X, R, R, R, *ADMIN_ONLY],
+    "other patient": [X, X, X, X, X, X, X, X, R, R, R, X, X, R, R, X, *ADMIN_ONLY],
+    "shared doctor": [R, R, R, R, R, R, R, R, R, X, R, R, R, R, R, X, *ADMIN_ONLY],
+    "other doctor": [X, X, X, X, X, X, X, X, R, X, R, X, X, R, R, X, *ADMIN_ONLY],
+    "anonymous": [X] * 20,
+    "expired token": [X] * 20,
+    "tampered token": [X] * 20,
+    "forged token": [X] * 20,
+    "key scope=predict": [X, X, X, X, X, X, X, X, X, X, R, X, X, X, X, X, *ADMIN_ONLY],
+    "key scope=studies": [R, R, R, R, R, R, R, R, R, R, X, X, X, X, X, R, *ADMIN_ONLY],
+    "revoked key": [X] * 20,
+    "garbage key": [X] * 20,
 }
 
 
@@ -156,6 +162,10 @@ def _call(api: Api, method: str, path: str, action: str) -> int:
         kwargs["json"] = {"answer": "ok"}
     elif action == "create API key":
         kwargs["json"] = {"name": "k", "scopes": ["predict"]}
+    elif action == "create validation run":
+        kwargs["json"] = {"name": "r", "modality": "chest"}
+    elif action == "roll back site point":
+        kwargs["json"] = {"modality": "chest"}
     if action == "study events":
         with api.stream(method, path) as r:
             return r.status_code

@@ -14,6 +14,8 @@ FILE_ROUTES = {
     "/v1/studies/{study_id}/heatmaps/{name}",
     "/v1/studies/{study_id}/report",  # application/pdf
     "/v1/studies/{study_id}/fhir",  # application/fhir+json (a FHIR resource, not our schema)
+    "/v1/admin/validation-runs/{run_id}/report.pdf",
+    "/v1/admin/validation-runs/{run_id}/scores.csv",
 }
 
 

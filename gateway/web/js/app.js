@@ -9,6 +9,7 @@ import * as study from "./views/study.js";
 import * as doctors from "./views/doctors.js";
 import * as consult from "./views/consultations.js";
 import * as admin from "./views/admin.js";
+import * as validation from "./views/validation.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -20,6 +21,7 @@ const ROUTES = [
   [/^\/forgot$/, auth.renderForgot, "guest", "Forgotten password"],
   [/^\/reset$/, auth.renderReset, "any", "Choose a new password"],
   [/^\/admin$/, admin.render, "admin", "Doctors to verify"],
+  [/^\/site-validation$/, validation.render, "admin", "Site validation"],
   [/^\/upload$/, upload.render, "patient", "New study"],
   [/^\/studies$/, studies.render, "patient", "My studies"],
   [/^\/studies\/([\w-]+)$/, study.render, "user", "Study"],
@@ -37,7 +39,12 @@ function navLinks(user) {
     ];
   }
   if (user.role === "doctor") return [["#/consultations", "Inbox"]];
-  if (user.role === "admin") return [["#/admin", "Doctors to verify"]];
+  if (user.role === "admin") {
+    return [
+      ["#/admin", "Doctors to verify"],
+      ["#/site-validation", "Site validation"],
+    ];
+  }
   return [
     ["#/upload", "New study"],
     ["#/studies", "My studies"],

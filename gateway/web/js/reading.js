@@ -41,12 +41,19 @@ export function operatingPoint(result, { positives = "abnormal", negatives = "no
     h("ul", { class: "small" }, h("li", {}, rateText("Sensitivity", p.sensitivity, positives, unit)), h("li", {}, rateText("Specificity", p.specificity, negatives, unit))),
     h("p", { class: "small muted" }, `Measured on: ${p.measured_on || "not stated"}`),
   );
+  if (p.source === "site") {
+    box.append(h("p", { class: "small", "data-testid": "site-point" }, "This site chose the threshold for the sensitivity and specificity above, measured on its own labelled films."));
+  }
+  if (e.calibrated_score !== null && e.calibrated_score !== undefined) {
+    box.append(h("p", { class: "small" }, `Probability recalibrated on this site's films: ${Number(e.calibrated_score).toFixed(1)}%.`));
+  }
+  if (e.site_note) box.append(h("p", { class: "small alert info", "data-testid": "site-note" }, e.site_note));
   return box;
 }
 
 /** Whether the answer holds for this image (the reliability flag and its reasons). */
 export function reliability(result) {
-  const r = result.reliability || { outside_population: false, reasons: [] };
+  const r = result.effective?.reliability || result.reliability || { outside_population: false, reasons: [] };
   const box = h("section", { class: "reliability", "aria-label": "Reliability", "data-testid": "reliability" }, h("h3", {}, "Reliability for this image"));
   if (result.effective?.basis === "legacy_threshold") {
     box.append(h("p", { class: "small muted" }, "Not assessed: this result was stored before the reliability check."));
@@ -57,6 +64,9 @@ export function reliability(result) {
       h("p", { class: "small alert info" }, "Outside the validated population: the score is not trusted for this image, so review is recommended whatever it is."),
       h("ul", { class: "small" }, (r.reasons || []).map((x) => h("li", {}, REASONS[x] || x))),
     );
+  }
+  if (result.effective?.reliability) {
+    box.append(h("p", { class: "small muted" }, "Like the films of this site's adopted validation run, so inside the validated population."));
   }
   if (r.distance !== null && r.distance !== undefined) {
     box.append(h("p", { class: "small muted" }, `Distance from the validated population: ${Number(r.distance).toFixed(2)} (above 1.00 is outside).`));
