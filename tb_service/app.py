@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 
 from shared.bodylimit import BodyLimitMiddleware, by_path
 from shared.inference import model_repository
+from shared.logs import configure_logging
 from shared.service import ServiceContext, ServiceInfo, Serving, create_inference_app
 from tb_service import __version__
 from tb_service.engine import ChestEngine
@@ -43,6 +44,14 @@ INFO = ServiceInfo(
         {"name": "operations", "description": "Health, models and metrics."},
     ],
 )
+
+
+def worker_app() -> FastAPI:
+    """One worker process of a multi-process tb_service (shared.workers): the app from the
+    environment, with the service's logging."""
+    settings = Settings()
+    configure_logging("tb_service", settings.log_level, settings.log_json)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.batching import Admission, DynamicBatcher
+from shared.batching import Admission, DynamicBatcher, batching_enabled
 from shared.contracts.chest import ChestPrediction, Finding, Orientation, Validity
 from shared.contracts.common import CropBox, PngImage
 from shared.contracts.screening import Category, ReliabilityReason, assess_reliability, categorize
 from shared.errors import InvalidImage, IRMIError, NotAChestXray, ServiceUnavailable
-from shared.imaging import DecodedImage
+from shared.imaging import DecodedImage, as_gray8
 from shared.inference import ImageModel
 from shared.inference import probability as _prob
 from shared.metrics import ServiceMetrics
@@ -161,6 +161,8 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             upstream=lambda: self.preparing,
         )
         self.preparing = 0  # requests in decode/preprocessing: batch members on their way
+        # Off: each request runs decode to answer in one CPU-pool call, no batch FIFO.
+        self.batching = batching_enabled(settings.batching, self.abnormality.provider)
         self.admission = Admission(
             settings.in_flight_limit(),
             "chest-in-flight",
@@ -209,8 +211,8 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
 
     def preprocess(self, request: DecodedImage, timings: StageTimings) -> Prepared:
         """The gate's and the abnormality model's pipelines on one decoded image."""
-        decoded = request
-        header_reasons = check_header(decoded.meta)  # refuses what a DICOM header rules out
+        header_reasons = check_header(request.meta)  # refuses what a DICOM header rules out
+        decoded = as_gray8(request)  # converted once for the orientation, gate and screen
         gate_input = self._gate_input(decoded, timings)
         orientation: Decision | None = None
         if self.orienter is not None:
@@ -402,6 +404,8 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             raise
 
     async def _predict(self, data: bytes, *, heatmap: bool) -> Outcome:
+        if not self.batching:
+            return await self.ctx.cpu.run(self._serve_one, data, heatmap, time.perf_counter())
         t_start = time.perf_counter()
         self.preparing += 1
         try:
@@ -410,19 +414,40 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             self.preparing -= 1
         batched = await self.batcher.submit(prepared)
         scored = batched.value
-        timings = prepared.timings.ms
-        timings["batch_wait"] = batched.wait_ms
-        timings["gate"] = scored.gate_ms
-        if scored.passed and prepared.chest is not None:
-            timings["inference"] = scored.inference_ms
+        _note_model_times(prepared, scored, batched.wait_ms)
         try:
             prediction = await self.ctx.cpu.run(self.finish, prepared, scored, heatmap)
         finally:
-            timings["total"] = _ms(t_start)
-            for stage, ms in timings.items():
-                self.metrics.observe_stage(stage, ms)
-        prediction.timings_ms["total"] = round(timings["total"], 3)
+            self._observe(prepared, t_start)
+        prediction.timings_ms["total"] = round(prepared.timings.ms["total"], 3)
         return Outcome(prediction, batched.batch_size)
+
+    def _serve_one(self, data: bytes, heatmap: bool, t_start: float) -> Outcome:
+        """Batching off: the whole path of one request in one CPU-pool call (blocking)."""
+        prepared = self.prepare(data)
+        scored = self.run_batch([prepared])[0]
+        self.metrics.batch_size.labels(self.metrics.service, "chest").observe(1)
+        _note_model_times(prepared, scored, 0.0)
+        try:
+            prediction = self.finish(prepared, scored, heatmap)
+        finally:
+            self._observe(prepared, t_start)
+        prediction.timings_ms["total"] = round(prepared.timings.ms["total"], 3)
+        return Outcome(prediction, 1)
+
+    def _observe(self, prepared: Prepared, t_start: float) -> None:
+        timings = prepared.timings.ms
+        timings["total"] = _ms(t_start)
+        for stage, ms in timings.items():
+            self.metrics.observe_stage(stage, ms)
+
+
+def _note_model_times(prepared: Prepared, scored: Scored, wait_ms: float) -> None:
+    timings = prepared.timings.ms
+    timings["batch_wait"] = wait_ms
+    timings["gate"] = scored.gate_ms
+    if scored.passed and prepared.chest is not None:
+        timings["inference"] = scored.inference_ms
 
 
 def _orientation(decision: Decision | None) -> Orientation | None:
