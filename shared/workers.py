@@ -32,14 +32,16 @@ STARTUP_FAILURE = 3  # uvicorn's exit status of a server that could not start
 @contextlib.contextmanager
 def metrics_dir(configured: Path | None) -> Iterator[Path]:
     """The multiprocess metrics directory, emptied (values of an earlier run would be summed
-    in): ``configured``, or a private temporary one removed at the end."""
+    in): ``configured``, or a private one (in /dev/shm where there is one) removed at the end."""
     if configured is not None:
         configured.mkdir(parents=True, exist_ok=True)
         for stale in configured.glob("*.db"):
             stale.unlink()
         yield configured
         return
-    path = Path(tempfile.mkdtemp(prefix="irmi-metrics-"))
+    shm = Path("/dev/shm")  # in memory: the workers write a value per metric update
+    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix="irmi-metrics-", dir=where))
     try:
         yield path
     finally:

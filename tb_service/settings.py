@@ -21,7 +21,8 @@ class Settings(ServiceSettings):
         default=2,
         ge=1,
         description="Worker processes sharing the port (tb_service keeps no state between "
-        "requests); one per core the pod may use. /metrics sums over them.",
+        "requests); one per core the pod may use. /metrics sums over them; the upload and "
+        "in-flight bounds are per process.",
     )
     metrics_dir: Path | None = Field(
         default=None,
