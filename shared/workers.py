@@ -39,7 +39,8 @@ def metrics_dir(configured: Path | None) -> Iterator[Path]:
             stale.unlink()
         yield configured
         return
-    shm = Path("/dev/shm")  # in memory: the workers write a value per metric update
+    # In memory: the workers write a value per metric update; mkdtemp makes it private (0700).
+    shm = Path("/dev/shm")  # noqa: S108
     where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
     path = Path(tempfile.mkdtemp(prefix="irmi-metrics-", dir=where))
     try:
