@@ -4,8 +4,9 @@ of a request (multipart, JSON, pydantic), several can.
 
 The parent binds the socket, points prometheus-client's multiprocess mode at a fresh metrics
 directory (``PROMETHEUS_MULTIPROC_DIR``, :mod:`shared.metrics`), starts ``processes`` workers
-(uvicorn's supervisor: a worker that dies is replaced) and stops them on SIGTERM. Each worker
-builds its app from the factory ``app`` (an import string) and the environment. A worker that
+(uvicorn's supervisor: a worker that dies is replaced) and stops them on SIGTERM; a parent
+killed outright takes its workers with it (:func:`die_with_parent`). Each worker builds its app
+from the factory ``app`` (an import string) and the environment. A worker that
 fails at start-up (a model's sha256, a card the pipeline disagrees with) stops the parent with
 uvicorn's start-up failure status instead of being restarted for ever.
 """
@@ -27,6 +28,24 @@ from shared.metrics import MULTIPROC_ENV
 log = logging.getLogger("irmi.workers")
 
 STARTUP_FAILURE = 3  # uvicorn's exit status of a server that could not start
+PARENT_ENV = "IRMI_WORKERS_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Called in each worker: the kernel kills it when the parent dies (Linux prctl), so a
+    supervisor that is killed outright (SIGKILL) leaves no orphan serving the port. A normal
+    stop never gets here: the parent stops its workers (SIGTERM, graceful) before it exits."""
+    parent = os.environ.get(PARENT_ENV)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != int(parent):  # the parent died before the prctl
+        os._exit(1)
 
 
 @contextlib.contextmanager
@@ -56,6 +75,7 @@ def serve_workers(app: str, processes: int, metrics: Path | None, **uvicorn_opti
 
     with metrics_dir(metrics) as folder:
         os.environ[MULTIPROC_ENV] = str(folder)  # inherited by the spawned workers
+        os.environ[PARENT_ENV] = str(os.getpid())
         config = Config(app, factory=True, workers=processes, **uvicorn_options)
         supervisor = Multiprocess(config, sockets=[config.bind_socket()])
         log.info("starting workers", extra={"processes": processes, "metrics_dir": str(folder)})

@@ -2,8 +2,10 @@
 
 KServe-style separation: routes never touch ONNX Runtime; they call :meth:`ChestEngine.serve`.
 
-Per request, off the event loop: decode, then the gate's and the abnormality model's
-preprocessing pipelines. The prepared tensors go through one :class:`DynamicBatcher`, whose
+Per request, off the event loop: decode, one conversion to 8-bit gray, then the gate's and the
+abnormality model's preprocessing pipelines. With batching off (``settings.batching``: the
+CPU default) the whole path runs in one CPU-pool call; with it on, the prepared tensors go
+through one :class:`DynamicBatcher`, whose
 batch function runs the gate on the whole batch in one ONNX run and the abnormality model, in one
 more run, on the items the gate let through. Postprocessing (probabilities, findings, the CAM
 heatmap PNG) runs off the loop again. An image the gate refuses raises ``not_a_chest_xray``.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
 from tests.onnxgen import chest_model_folders
-from tests.procs import Service, running
+from tests.procs import Service, running, spawn, wait_ready
 from tests.tb_service.svc_helpers import chest_png
 
 ROUTE = (
@@ -85,3 +87,51 @@ def test_metrics_sum_over_the_workers(svc: Service, metrics_dir: Path) -> None:
     for _ in range(6):  # whichever worker answers: the count of all of them
         with httpx.Client(timeout=30) as c:
             assert _served(c.get(svc.url + "/metrics").text) == sent
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    """A supervisor killed outright (SIGKILL) leaves no worker serving the port."""
+    models = chest_model_folders(tmp_path / "models")
+    env = {"IRMI_TB_MODELS_DIR": str(models), "IRMI_TB_USE_GPU": "false", "IRMI_TB_PROCESSES": "2"}
+    svc = spawn("tb_service", env, log_dir=tmp_path)
+    try:
+        wait_ready(svc, timeout=120)
+        workers = [p for p in _children(svc.proc.pid) if "spawn_main" in _cmdline(p)]
+        assert len(workers) == 2, workers
+        svc.proc.send_signal(signal.SIGKILL)
+        svc.proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(svc.url + "/v2/health/live", timeout=2)
+    finally:
+        svc.stop()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
