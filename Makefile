@@ -14,7 +14,7 @@ TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search \
         train-lung-seg train-chest-orientation chest-invariance train-mammo \
-        train-chest-pretrain-probe bench load fault openapi client-tools docs-assets clean
+        train-chest-pretrain-probe bench bench-readme load fault openapi client-tools docs-assets clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
@@ -27,7 +27,8 @@ help:
 	@echo "make train-chest-orientation - retrain the chest-orientation model"
 	@echo "make chest-invariance - score every test film in every encoding and size"
 	@echo "make train-chest-pretrain-probe - ImageNet-pretraining linear probe (own torch venv)"
-	@echo "make bench  - benchmarks (prints tables, writes bench/results/*.json)"
+	@echo "make bench  - benchmarks against same-run baselines (~10 min; IRMI_BENCH_QUICK=1 ~2)"
+	@echo "make bench-readme - the README's Performance section from bench/results/*.json"
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
 	@echo "make fault  - long fault tests (bc_service down 60 s mid-exam: no exam lost)"
 	@echo "             IRMI_LOAD_MODE=streams make load: /v1/users/me p50/p95 idle vs 300 held streams"
@@ -120,8 +121,13 @@ train-chest-pretrain-probe:
 	nice -n 10 $(PT_VENV)/bin/python -m tb_service.train.pretrain_probe \
 		--data $(PT_DATA) --out $(PT_OUT) --threads 2
 
+# About 10 minutes (IRMI_BENCH_QUICK=1: about 2); then `make bench-readme` writes the figures
+# into the README's Performance section.
 bench: venv-test
 	$(PY) -m bench
+
+bench-readme: venv-test
+	$(PY) scripts/bench_readme.py
 
 load: venv-test
 	$(PY) -m tests.stress.load

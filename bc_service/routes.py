@@ -67,19 +67,19 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_ctx(request: Request) -> ServiceContext:
+async def get_ctx(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
 
-def get_manager(request: Request) -> ExamManager:
+async def get_manager(request: Request) -> ExamManager:
     manager: ExamManager | None = request.app.state.ctx.extras.get("exams")
     if manager is None:
         raise ServiceUnavailable("The mammography pipeline is not loaded yet.")
     return manager
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.ctx.settings
     return settings
 

@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from gateway import __version__
+from gateway import __version__, security
 from gateway.db import create_engine, migrate, ping, session_factory
 from gateway.docs_routes import include_docs
+from gateway.keycache import ApiKeyCache, RevocationListener
 from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays, sweeper
 from gateway.routes import (
@@ -74,8 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     holder: dict[str, GatewayState] = {}
     monitor: dict[str, asyncio.Task[None]] = {}
+    listeners: dict[str, RevocationListener] = {}
 
     async def startup(ctx: ServiceContext) -> None:
+        asyncio.get_running_loop().run_in_executor(None, security.dummy_hash)  # not awaited
         engine = create_engine(settings.database_url, settings.database_echo)
         if settings.migrate_on_startup:
             await migrate(engine)
@@ -89,7 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             upstreams=Upstreams(settings),
             streams=StreamHub(settings, sessions),
             jwt_secret=secret,
+            keys=ApiKeyCache(settings.api_key_cache_s),
         )
+        revocations = RevocationListener(settings.database_url, state.keys)
+        revocations.start()
+        listeners["revocations"] = revocations
         state.db_ok = await ping(engine)
         state.store_ok = await state.store.ping()
         holder["state"] = state
@@ -109,6 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def shutdown(_: ServiceContext) -> None:
         await validation_runner.stop(monitor.pop("validation", None))
+        listener = listeners.pop("revocations", None)
+        if listener is not None:
+            await listener.stop()
         for task in (monitor.pop("task", None), monitor.pop("sweeper", None)):
             if task is not None:
                 task.cancel()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
@@ -17,6 +16,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger("irmi.gateway.db")
 
@@ -51,6 +53,8 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -59,6 +63,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
     try:
@@ -68,10 +74,43 @@ def _upgrade(connection: Connection) -> None:
             connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
 
 
+def head_revisions(versions: Path = MIGRATIONS_DIR / "versions") -> set[str]:
+    """The migration heads, read from the revision files' ``revision`` and ``down_revision``
+    assignments without importing Alembic (tests check them against Alembic's own)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else None
+            if isinstance(node, ast.AnnAssign):
+                target = node.target
+            value = getattr(node, "value", None)
+            if not isinstance(target, ast.Name) or value is None:
+                continue
+            found = ast.literal_eval(value)
+            if target.id == "revision":
+                revisions.add(str(found))
+            elif target.id == "down_revision" and found is not None:
+                parents.update([found] if isinstance(found, str) else found)
+    return revisions - parents
+
+
+async def _at_head(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            current = {str(v) for v in rows.scalars()}
+    except Exception:  # no table yet: a new database
+        return False
+    return bool(current) and current == head_revisions()
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the latest revision (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    """Bring the schema to the latest revision (idempotent). A database already at the heads
+    is left alone without loading Alembic (a restart costs one query, not a second)."""
+    if not await _at_head(engine):
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
     log.info("database schema up to date")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -9,9 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.keycache import detached_copy
 from gateway.models import ApiKey, AuditEvent, AuthSession, User
 from gateway.security import decode_access_token, hashes_equal, parse_api_key, sha256_hex
 from gateway.state import GatewayState
@@ -25,7 +27,7 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gw
     return state
 
@@ -92,23 +94,45 @@ async def _resolve(
         )
     if api_key:
         prefix = parse_api_key(api_key)
-        if prefix is not None:
-            key_row = (
-                await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))
-            ).scalar_one_or_none()
-            if key_row is not None and hashes_equal(key_row.key_hash, sha256_hex(api_key)):
-                if key_row.revoked_at is not None:
-                    raise Unauthorized("This API key was revoked.", details={"reason": "revoked"})
-                owner = await session.get(User, key_row.user_id)
-                if owner is not None:
-                    now = clock.now()
-                    last = key_row.last_used_at
-                    if last is None or now - last > timedelta(minutes=1):
-                        key_row.last_used_at = now  # at most a write a minute per key
-                        await session.commit()
-                    return Principal(user=owner, api_key=key_row)
+        key = await _key_and_owner(state, session, prefix) if prefix is not None else None
+        if key is not None and hashes_equal(key[0].key_hash, sha256_hex(api_key)):
+            key_row, owner = key
+            if key_row.revoked_at is not None:
+                raise Unauthorized("This API key was revoked.", details={"reason": "revoked"})
+            await _note_use(session, key_row)
+            return Principal(user=owner, api_key=key_row)
         raise Unauthorized("The API key is invalid.", details={"reason": "invalid"})
     raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _key_and_owner(
+    state: GatewayState, session: AsyncSession, prefix: str
+) -> tuple[ApiKey, User] | None:
+    """The key with this prefix and its owner: from the cache (gateway.keycache, at most
+    ``api_key_cache_s`` old), else from the database (then cached if valid)."""
+    cached = state.keys.get(prefix)
+    if cached is not None:
+        return cached.key, cached.owner
+    read_at = time.monotonic()
+    key_row = (
+        await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))
+    ).scalar_one_or_none()
+    owner = await session.get(User, key_row.user_id) if key_row is not None else None
+    if key_row is None or owner is None:
+        return None
+    key_copy, owner_copy = detached_copy(key_row), detached_copy(owner)
+    state.keys.put(key_copy, owner_copy, read_at)
+    return key_copy, owner_copy
+
+
+async def _note_use(session: AsyncSession, key: ApiKey) -> None:
+    """Record the key's use, at most one write a minute per key."""
+    now = clock.now()
+    last = key.last_used_at
+    if last is None or now - last > timedelta(minutes=1):
+        key.last_used_at = now  # the cached copy: the next minute writes nothing
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        await session.commit()
 
 
 # The two ways to authenticate, as the OpenAPI document declares them.

@@ -6,6 +6,7 @@ lookups compare in constant time. Passwords are hashed with Argon2id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -21,8 +22,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from shared.errors import Unauthorized, ValidationFailed
 
 _hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so a login takes the same time either way.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when the e-mail is unknown, so a login takes the same time either way.
+    Made once per process, off the import (an Argon2 hash: the gateway's start-up warms it in
+    a thread instead of waiting for it)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
 
 API_KEY_PREFIX = "irmi_"
 
@@ -34,7 +42,7 @@ def hash_password(password: str) -> str:
 def verify_password(password: str, stored_hash: str | None) -> bool:
     """Constant-work verification: an unknown user still costs one Argon2 verification."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or dummy_hash(), password) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

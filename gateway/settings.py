@@ -161,6 +161,15 @@ class Settings(ServiceSettings):
         "routes take up to max_views x max_upload_bytes + 1 MiB. Larger: 413 before reading.",
     )
     hsts: bool = False  # turn on behind TLS
+    api_key_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long an API key read from the database is trusted without asking it "
+        "again: the most a change made elsewhere (a suspended owner, an edited row) takes to "
+        "apply; a revocation through the API applies at once (PostgreSQL: NOTIFY to every "
+        "replica). 0: no cache.",
+    )
     events_poll_s: float = Field(
         default=0.5,
         gt=0,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.keycache import ApiKeyCache
 from gateway.settings import Settings
 from gateway.store import ImageStore
 from gateway.streams import StreamHub
@@ -22,6 +23,7 @@ class GatewayState:
     upstreams: Upstreams
     streams: StreamHub  # the process's event fan-out (one poller for all open streams)
     relays: set[asyncio.Task[None]] = field(default_factory=set)
+    keys: ApiKeyCache = field(default_factory=lambda: ApiKeyCache(0.0))  # API keys read lately
     db_ok: bool = False
     store_ok: bool = False
     jwt_secret: str = ""

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from shared.concurrency import CpuPool
 from shared.errors import Overloaded, ServiceUnavailable
@@ -313,3 +313,15 @@ class Ticket:
         if self.held and (owner or not self.transferred):
             self.held = False
             self._admission._give_back(self._count)
+
+
+BatchingPolicy = Literal["auto", "on", "off"]
+
+
+def batching_enabled(policy: BatchingPolicy, provider: str | None) -> bool:
+    """Whether to batch: ``on``/``off`` as said; ``auto`` batches on an accelerator (one run of
+    N items costs little more than one of 1) and not on the CPU, where a batch of N costs N
+    runs and its FIFO only makes the first requests wait for the last (measured: bench/)."""
+    if policy == "auto":
+        return provider is not None and provider != "CPUExecutionProvider"
+    return policy == "on"

@@ -250,7 +250,6 @@ def _normalise_channels(arr: NDArray[Any]) -> NDArray[Any]:
 def _decode_dicom(data: bytes, limits: ImageLimits, voi: bool = True) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
     try:
         header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
@@ -293,10 +292,8 @@ def _decode_dicom(data: bytes, limits: ImageLimits, voi: bool = True) -> Decoded
     if raw.ndim != 2:
         raise InvalidImage("Unexpected DICOM pixel layout.", details={"shape": list(raw.shape)})
     bits_stored = int(ds.get("BitsStored", 8) or 8)
-    values = apply_modality_lut(raw, ds).astype(np.float32)
     has_voi = voi and ("VOILUTSequence" in ds or "WindowCenter" in ds)
-    if has_voi:
-        values = apply_voi_lut(values, ds, prefer_lut=True).astype(np.float32)
+    values = _lut_values(raw, ds, has_voi)
     if has_voi and "WindowCenter" in ds and "VOILUTSequence" not in ds:
         # A linear window maps onto [min, max] of the output's natural range.
         lo, hi = _window_output_range(ds, values)
@@ -309,6 +306,37 @@ def _decode_dicom(data: bytes, limits: ImageLimits, voi: bool = True) -> Decoded
     if photometric == "MONOCHROME1":
         values = (hi + lo) - values  # inverted: high values are dark
     return DecodedImage(values, "dicom", bits_stored, (lo, hi), meta)
+
+
+LUT_MAX_ENTRIES = 1 << 17
+"""Stored-value spans up to this many entries are mapped through a table (16-bit fits)."""
+
+
+def _lut_values(raw: NDArray[Any], ds: Any, has_voi: bool) -> NDArray[np.float32]:
+    """The modality LUT (rescale) and, when the file has one, the VOI LUT or window, as
+    float32. Both are functions of each stored value alone, so for integer pixels they are
+    computed once per value the film can hold (at most 65536 for 16 bits, against millions of
+    pixels) with the very same pydicom calls on the same dtype, then looked up: bit for bit
+    what applying them to every pixel gives (tests/shared/test_imaging_dicom_lut.py)."""
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+
+    def chain(x: NDArray[Any]) -> NDArray[np.float32]:
+        out = apply_modality_lut(x, ds).astype(np.float32)
+        if has_voi:
+            out = apply_voi_lut(out, ds, prefer_lut=True).astype(np.float32)
+        return np.asarray(out, dtype=np.float32)
+
+    rescaled = any(k in ds for k in ("RescaleSlope", "RescaleIntercept", "ModalityLUTSequence"))
+    if raw.dtype.kind not in "iu" or raw.size == 0 or not (has_voi or rescaled):
+        return chain(raw)  # nothing to map (a plain cast), or no integer values to tabulate
+    # Unsigned values index the table directly (from 0); signed ones from their minimum.
+    lo, hi = (0 if raw.dtype.kind == "u" else int(raw.min())), int(raw.max())
+    if hi - lo + 1 > LUT_MAX_ENTRIES or hi - lo + 1 >= raw.size:
+        return chain(raw)
+    table = chain(np.arange(lo, hi + 1, dtype=raw.dtype))
+    index = raw if lo == 0 else raw.astype(np.int32) - lo
+    out: NDArray[np.float32] = np.take(table, index)
+    return out
 
 
 def _stored_range(ds: Any, raw: NDArray[Any], bits_stored: int) -> tuple[float, float]:
@@ -395,6 +423,16 @@ def to_uint8(img: DecodedImage, gray: bool = True) -> NDArray[np.uint8]:
     scaled = (px.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-6))
     out: NDArray[np.uint8] = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def as_gray8(img: DecodedImage) -> DecodedImage:
+    """``img`` converted once to 8-bit gray (:func:`to_uint8`), format and metadata kept: every
+    later ``to_uint8`` of it is the identity, so several pipelines over one upload (a service's
+    gate and its screen) pay for the conversion once and see the same pixels they would have
+    converted themselves."""
+    if img.pixels.ndim == 2 and img.pixels.dtype == np.uint8:
+        return img
+    return DecodedImage(to_uint8(img, gray=True), img.format, 8, (0.0, 255.0), dict(img.meta))
 
 
 def to_float01(img: DecodedImage) -> NDArray[np.float32]:

@@ -76,6 +76,7 @@ def model_repository(settings: ServiceSettings, root: Path, required: list[str])
         use_gpu=settings.use_gpu,
         intra_op_threads=settings.onnx_intra_op_threads,
         inter_op_threads=settings.onnx_inter_op_threads,
+        allow_spinning=settings.onnx_allow_spinning,
     )
 
 

@@ -1,7 +1,15 @@
-"""Prometheus metrics: requests, latencies and per-stage timings, served at ``/metrics``."""
+"""Prometheus metrics: requests, latencies and per-stage timings, served at ``/metrics``.
+
+A service started with several worker processes on one port (:mod:`shared.workers`) runs in
+prometheus-client's multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set before the workers
+start, every worker writes its values there, and ``/metrics`` (whichever worker answers)
+reads all of them: counters and histograms summed over the workers, gauges summed over the
+live ones (``livesum``).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 
 from fastapi import APIRouter, Response
@@ -12,10 +20,34 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.asgi import HttpMiddleware
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_mode() -> bool:
+    """True in a worker of a multi-process service (the directory is set for it)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text exposition: this process's ``registry``, or every worker's values."""
+    if multiprocess_mode():
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(merged))
+    return bytes(generate_latest(registry))
+
+
+def process_exited() -> None:
+    """Drop this worker's live gauges (called at shutdown in multiprocess mode)."""
+    if multiprocess_mode():
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -43,6 +75,7 @@ class ServiceMetrics:
             "irmi_http_requests_in_flight",
             "Requests in flight.",
             ["service"],
+            multiprocess_mode="livesum",
             registry=self.registry,
         )
         self.stage = Histogram(
@@ -62,6 +95,7 @@ class ServiceMetrics:
             "irmi_queue_depth",
             "Items waiting in a work queue.",
             ["service", "queue"],
+            multiprocess_mode="livesum",
             registry=self.registry,
         )
         self.upload_bytes = Counter(
@@ -74,6 +108,7 @@ class ServiceMetrics:
             "irmi_upload_bytes_in_flight",
             "Upload bytes held in memory (the in-flight budget in use).",
             ["service"],
+            multiprocess_mode="livesum",
             registry=self.registry,
         )
         self.batch_size = Histogram(
@@ -92,7 +127,7 @@ class ServiceMetrics:
 
         @router.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            return Response(exposition(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         return router
 

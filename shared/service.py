@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from shared.concurrency import CpuPool
 from shared.errors import UnhandledErrorMiddleware, install_error_handlers
 from shared.logs import RequestContextMiddleware, configure_logging
-from shared.metrics import MetricsMiddleware, ServiceMetrics
+from shared.metrics import MetricsMiddleware, ServiceMetrics, process_exited
 from shared.model import ModelRepository
 from shared.oip import health_router
 from shared.openapi import install_openapi_hooks
@@ -136,6 +136,7 @@ def create_service_app(
             for hook in on_shutdown or []:
                 await hook(ctx)
             ctx.cpu.shutdown()
+            process_exited()
 
     app = FastAPI(
         title=title,
@@ -194,8 +195,14 @@ def run_service(
     settings_factory: Callable[[], S],
     app_factory: Callable[[S], FastAPI],
     argv: list[str] | None = None,
+    *,
+    worker_app: str | None = None,
 ) -> None:
-    """``python -m <service> [--host H] [--port P]``: flags override the environment."""
+    """``python -m <service> [--host H] [--port P]``: flags override the environment.
+
+    A service that keeps no state between requests names ``worker_app``, the import string of
+    a factory that builds its app from the environment: with ``settings.processes`` > 1 it
+    runs as that many worker processes on the port (:func:`shared.workers.serve_workers`)."""
     parser = argparse.ArgumentParser(prog=f"python -m {name}")
     parser.add_argument("--host", help="bind address (env: <PREFIX>HOST)")
     parser.add_argument("--port", type=int, help="port (env: <PREFIX>PORT)")
@@ -206,21 +213,32 @@ def run_service(
     if args.port:
         settings.port = args.port
     configure_logging(name, settings.log_level, settings.log_json)
-    import uvicorn
-
-    app = app_factory(settings)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        # uvicorn annotates an int but only hands it to loop.call_later: fractions work.
+        "timeout_keep_alive": settings.http_keep_alive_s,
+        "proxy_headers": False,
+    }
+    processes = int(getattr(settings, "processes", 1))
     log.info(
         "starting",
-        extra={"service": name, "host": settings.host, "port": settings.port, "pid": os.getpid()},
+        extra={
+            "service": name,
+            "host": settings.host,
+            "port": settings.port,
+            "pid": os.getpid(),
+            "processes": processes if worker_app else 1,
+        },
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        # uvicorn annotates an int but only hands it to loop.call_later: fractions work.
-        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]
-        proxy_headers=False,
-    )
+    if worker_app is not None and processes > 1:
+        from shared.workers import serve_workers
+
+        serve_workers(worker_app, processes, getattr(settings, "metrics_dir", None), **options)
+        return
+    import uvicorn
+
+    uvicorn.run(app_factory(settings), **options)

@@ -49,6 +49,11 @@ class ServiceSettings(BaseSettings):
     max_image_side: int = 12_000
     onnx_intra_op_threads: int = 0  # 0 lets ONNX Runtime decide (all cores)
     onnx_inter_op_threads: int = 1
+    onnx_allow_spinning: bool = Field(
+        default=False,
+        description="Let ONNX Runtime's idle threads busy-wait for the next run (its own "
+        "default). Off: they sleep, which costs nothing between requests.",
+    )
     use_gpu: bool = True  # take CUDAExecutionProvider when it is really available
     cpu_workers: int = 2  # threads for CPU-heavy work kept off the event loop
     http_keep_alive_s: float = Field(

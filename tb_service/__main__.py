@@ -6,7 +6,7 @@ from tb_service.settings import Settings
 
 
 def main() -> None:
-    run_service("tb_service", Settings, create_app)
+    run_service("tb_service", Settings, create_app, worker_app="tb_service.app:worker_app")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from starlette.middleware import Middleware
 
 from shared.bodylimit import BodyLimitMiddleware, by_path
 from shared.inference import model_repository
+from shared.logs import configure_logging
 from shared.service import ServiceContext, ServiceInfo, Serving, create_inference_app
+from shared.workers import die_with_parent
 from tb_service import __version__
 from tb_service.engine import ChestEngine
 from tb_service.routes import body_limits, build_router
@@ -43,6 +45,15 @@ INFO = ServiceInfo(
         {"name": "operations", "description": "Health, models and metrics."},
     ],
 )
+
+
+def worker_app() -> FastAPI:
+    """One worker process of a multi-process tb_service (shared.workers): the app from the
+    environment, with the service's logging."""
+    die_with_parent()
+    settings = Settings()
+    configure_logging("tb_service", settings.log_level, settings.log_json)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -2,8 +2,10 @@
 
 KServe-style separation: routes never touch ONNX Runtime; they call :meth:`ChestEngine.serve`.
 
-Per request, off the event loop: decode, then the gate's and the abnormality model's
-preprocessing pipelines. The prepared tensors go through one :class:`DynamicBatcher`, whose
+Per request, off the event loop: decode, one conversion to 8-bit gray, then the gate's and the
+abnormality model's preprocessing pipelines. With batching off (``settings.batching``: the
+CPU default) the whole path runs in one CPU-pool call; with it on, the prepared tensors go
+through one :class:`DynamicBatcher`, whose
 batch function runs the gate on the whole batch in one ONNX run and the abnormality model, in one
 more run, on the items the gate let through. Postprocessing (probabilities, findings, the CAM
 heatmap PNG) runs off the loop again. An image the gate refuses raises ``not_a_chest_xray``.
@@ -21,12 +23,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.batching import Admission, DynamicBatcher
+from shared.batching import Admission, DynamicBatcher, batching_enabled
 from shared.contracts.chest import ChestPrediction, Finding, Orientation, Validity
 from shared.contracts.common import CropBox, PngImage
 from shared.contracts.screening import Category, ReliabilityReason, assess_reliability, categorize
 from shared.errors import InvalidImage, IRMIError, NotAChestXray, ServiceUnavailable
-from shared.imaging import DecodedImage
+from shared.imaging import DecodedImage, as_gray8
 from shared.inference import ImageModel
 from shared.inference import probability as _prob
 from shared.metrics import ServiceMetrics
@@ -162,6 +164,8 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             upstream=lambda: self.preparing,
         )
         self.preparing = 0  # requests in decode/preprocessing: batch members on their way
+        # Off: each request runs decode to answer in one CPU-pool call, no batch FIFO.
+        self.batching = batching_enabled(settings.batching, self.abnormality.provider)
         self.admission = Admission(
             settings.in_flight_limit(),
             "chest-in-flight",
@@ -210,8 +214,8 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
 
     def preprocess(self, request: DecodedImage, timings: StageTimings) -> Prepared:
         """The gate's and the abnormality model's pipelines on one decoded image."""
-        decoded = request
-        header_reasons = check_header(decoded.meta)  # refuses what a DICOM header rules out
+        header_reasons = check_header(request.meta)  # refuses what a DICOM header rules out
+        decoded = as_gray8(request)  # converted once for the orientation, gate and screen
         gate_input = self._gate_input(decoded, timings)
         orientation: Decision | None = None
         if self.orienter is not None:
@@ -411,6 +415,8 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             raise
 
     async def _predict(self, data: bytes, *, heatmap: bool) -> Outcome:
+        if not self.batching:
+            return await self.ctx.cpu.run(self._serve_one, data, heatmap, time.perf_counter())
         t_start = time.perf_counter()
         self.preparing += 1
         try:
@@ -419,19 +425,40 @@ class ChestEngine(ImageModel[DecodedImage, Prepared, Scored, ChestPrediction]):
             self.preparing -= 1
         batched = await self.batcher.submit(prepared)
         scored = batched.value
-        timings = prepared.timings.ms
-        timings["batch_wait"] = batched.wait_ms
-        timings["gate"] = scored.gate_ms
-        if scored.passed and prepared.chest is not None:
-            timings["inference"] = scored.inference_ms
+        _note_model_times(prepared, scored, batched.wait_ms)
         try:
             prediction = await self.ctx.cpu.run(self.finish, prepared, scored, heatmap)
         finally:
-            timings["total"] = _ms(t_start)
-            for stage, ms in timings.items():
-                self.metrics.observe_stage(stage, ms)
-        prediction.timings_ms["total"] = round(timings["total"], 3)
+            self._observe(prepared, t_start)
+        prediction.timings_ms["total"] = round(prepared.timings.ms["total"], 3)
         return Outcome(prediction, batched.batch_size)
+
+    def _serve_one(self, data: bytes, heatmap: bool, t_start: float) -> Outcome:
+        """Batching off: the whole path of one request in one CPU-pool call (blocking)."""
+        prepared = self.prepare(data)
+        scored = self.run_batch([prepared])[0]
+        self.metrics.batch_size.labels(self.metrics.service, "chest").observe(1)
+        _note_model_times(prepared, scored, 0.0)
+        try:
+            prediction = self.finish(prepared, scored, heatmap)
+        finally:
+            self._observe(prepared, t_start)
+        prediction.timings_ms["total"] = round(prepared.timings.ms["total"], 3)
+        return Outcome(prediction, 1)
+
+    def _observe(self, prepared: Prepared, t_start: float) -> None:
+        timings = prepared.timings.ms
+        timings["total"] = _ms(t_start)
+        for stage, ms in timings.items():
+            self.metrics.observe_stage(stage, ms)
+
+
+def _note_model_times(prepared: Prepared, scored: Scored, wait_ms: float) -> None:
+    timings = prepared.timings.ms
+    timings["batch_wait"] = wait_ms
+    timings["gate"] = scored.gate_ms
+    if scored.passed and prepared.chest is not None:
+        timings["inference"] = scored.inference_ms
 
 
 def _orientation(decision: Decision | None) -> Orientation | None:

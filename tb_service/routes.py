@@ -111,7 +111,7 @@ def _ok(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {"application/json": {"example": example}}}}
 
 
-def get_engine(request: Request) -> ChestEngine:
+async def get_engine(request: Request) -> ChestEngine:
     ctx: ServiceContext = request.app.state.ctx
     engine = ctx.extras.get("chest")
     if not isinstance(engine, ChestEngine) or not engine.ready:
@@ -120,7 +120,7 @@ def get_engine(request: Request) -> ChestEngine:
     return engine
 
 
-def get_ctx(request: Request) -> ServiceContext:
+async def get_ctx(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -16,6 +17,21 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IRMI_TB_", extra="ignore")
 
     port: int = 8001
+    processes: int = Field(
+        default=2,
+        ge=1,
+        description="Worker processes sharing the port (tb_service keeps no state between "
+        "requests); one per core the pod may use. /metrics sums over them; the upload and "
+        "in-flight bounds are per process.",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="PROMETHEUS_MULTIPROC_DIR of a multi-process service, emptied at start "
+        "(default: a private temporary folder).",
+    )
+    # One ONNX Runtime thread per run: the worker processes and their CPU pools already run
+    # as many requests at once as there are cores.
+    onnx_intra_op_threads: int = 1
     models_dir: Path = MODELS_DIR
     # Models that must load before the service reports ready (JSON list in the environment).
     required_models: list[str] = ["chest-gate", "chest-abnormality", "lung-seg"]
@@ -29,6 +45,11 @@ class Settings(ServiceSettings):
     strict_preprocessing: bool = True
 
     # Dynamic batching: requests arriving together run as one ONNX run.
+    batching: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="auto: batch on an accelerator (CUDA), not on the CPU, where a batch costs "
+        "as much as its items one by one and only adds queueing; on / off: always / never.",
+    )
     max_batch_size: int = Field(default=8, ge=1, le=256)
     max_wait_ms: float = Field(default=10.0, ge=0, description="Longest wait to fill a batch.")
     max_queue: int = Field(default=64, ge=1, description="Items waiting for a batch; then 503.")

@@ -74,6 +74,8 @@ STAGE_WEIGHTS: dict[str, float] = {
 
 DEFAULT_THRESHOLDS = {"benign": 0.5, "malignant": 0.5}
 
+SCREEN_STAGES = STAGES.index("crop") + 1  # decode, orientation, crop: run at submission
+
 # Each model's input is made by the stages up to (and including) the one that runs it.
 MODEL_STAGES: dict[str, str] = {
     "mammo-gate": "decode",
@@ -88,6 +90,9 @@ class ViewInput:
     image: DecodedImage  # from shared.imaging.decode_image
     tag: ViewTag | None  # given by the client, or None: detect it
     progress: Progress | None = None  # told after every stage (stage, share of the view done)
+    # What :meth:`MammoPipeline.screen` made of it at submission (decode, orientation, crop)
+    # and those stages' timings: the job goes on from there instead of running them again.
+    screened: tuple[MammoState, StageTimings] | None = None
 
 
 def _predictor(model: OnnxModel) -> Predictor:
@@ -212,8 +217,16 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
 
     def preprocess(self, request: ViewInput, timings: StageTimings) -> ViewRun:
         """decode (with the validity gate) → orientation → crop → enhance → centers."""
+        done = 0
         state = MammoState(image=request.image, given_tag=request.tag)
-        state, t = self._run_stages(self.stages[:5], state, request.progress)
+        if request.screened is not None:
+            state, screened_t = request.screened
+            timings.merge(screened_t)
+            done = SCREEN_STAGES
+            for name in STAGES[:done]:
+                if request.progress is not None:
+                    request.progress(name, STAGE_WEIGHTS.get(name, 1.0))
+        state, t = self._run_stages(self.stages[done:5], state, request.progress)
         timings.merge(t)
         return ViewRun(request, state)
 
@@ -276,13 +289,15 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         not a mammogram is answered 422 ``not_a_mammogram`` before the exam is accepted:
         decode (DICOM modality, blank image, the ``mammo-gate`` model), orientation (a breast
         is found) and crop (its size and shape). A few tens of milliseconds per view at
-        1024 px; the job runs these stages again (the state is not kept between requests)."""
+        1024 px; the view keeps what they made (``view.screened``) and its job goes on from
+        there."""
         state = MammoState(image=view.image, given_tag=view.tag)
-        Compose[MammoState](self.stages[: STAGES.index("crop") + 1]).run(state)
+        state, timings = Compose[MammoState](self.stages[:SCREEN_STAGES]).run(state)
+        view.screened = (state, timings)
 
     def run_view(self, view: ViewInput, progress: Progress) -> ViewResult:
         """Blocking; raises NotAMammogram / InvalidImage for bad input."""
-        return self.infer(ViewInput(view.view_id, view.image, view.tag, progress))
+        return self.infer(ViewInput(view.view_id, view.image, view.tag, progress, view.screened))
 
     def run_state(
         self, view: ViewInput, progress: Progress | None = None

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway import throttle
 from gateway.deps import SessionDep, StateDep, UserDep
+from gateway.keycache import announce_revocation
 from gateway.models import ApiKey, AuthSession, RefreshToken, User
 from gateway.schemas import (
     ApiKeyCreate,
@@ -267,11 +268,13 @@ async def list_keys(user: UserDep, session: SessionDep) -> ApiKeyList:
     summary="Revoke an API key",
     responses=error_responses(Unauthorized, Forbidden, NotFound),
 )
-async def revoke_key(key_id: str, user: UserDep, session: SessionDep) -> Response:
+async def revoke_key(key_id: str, user: UserDep, session: SessionDep, state: StateDep) -> Response:
     row = await session.get(ApiKey, key_id)
     if row is None or row.user_id != user.id:
         raise NotFound("No such API key.")
     if row.revoked_at is None:
         row.revoked_at = clock.now()
+        await announce_revocation(session, state.keys, row.prefix)  # gateway.keycache
         await session.commit()
+        state.keys.drop(row.prefix)  # a request that read the key meanwhile cached it
     return Response(status_code=204)

@@ -152,3 +152,13 @@ async def test_upstream_hint_skips_the_wait(pool: CpuPool) -> None:
     finally:
         await b.stop()
     assert res.value == 10 and res.batch_size == 1
+
+
+def test_batching_policy_batches_on_an_accelerator_only() -> None:
+    from shared.batching import batching_enabled
+
+    assert batching_enabled("auto", "CUDAExecutionProvider") is True
+    assert batching_enabled("auto", "CPUExecutionProvider") is False
+    assert batching_enabled("auto", None) is False
+    assert batching_enabled("on", "CPUExecutionProvider") is True
+    assert batching_enabled("off", "CUDAExecutionProvider") is False

@@ -39,6 +39,7 @@ def _env(module: str, tmp: pytest.TempPathFactory, tmpdir: Path) -> dict[str, st
     if module == "tb_service":
         models = chest_model_folders(tmp.mktemp("chest-models"))
         env |= {"IRMI_TB_MODELS_DIR": str(models), "IRMI_TB_ONNX_INTRA_OP_THREADS": "1"}
+        env["IRMI_TB_PROCESSES"] = "1"  # the in-flight budget is per process
     else:
         env = {**BC_ENV, **env, "IRMI_BC_MAX_QUEUED_EXAMS": "4"}
     return env

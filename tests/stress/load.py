@@ -3,7 +3,7 @@ then the books are checked: every answer 2xx or 503 with Retry-After; each accep
 exactly one study row, one original-image row and its blob in the store (bytes identical); no
 study that was refused exists; the API lists exactly the accepted studies; memory before/after.
 
-Used by tests/stress/test_load.py (small) and bench/bench_system.py (200 concurrent)."""
+Used by tests/stress/test_load.py (small) and `make load` (200 concurrent)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A small version of the load run of ``make bench`` (bench/bench_system.py: 200 at once):
+"""A small version of the load run of ``make load`` (200 at once):
 40 concurrent uploads to the running system; nothing lost, nothing duplicated, every answer
 2xx or 503 with Retry-After, memory bounded."""
 

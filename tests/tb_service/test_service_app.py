@@ -332,7 +332,7 @@ async def test_legacy_api_tb_errors(
 
 
 async def test_concurrent_requests_share_batches(models_dir: Path) -> None:
-    s = settings_for(models_dir, max_batch_size=8, max_wait_ms=300, max_queue=32)
+    s = settings_for(models_dir, batching="on", max_batch_size=8, max_wait_ms=300, max_queue=32)
     async with client_for(s) as (_, c):
         data = chest_png(200, 200)
         rs = await asyncio.gather(*(c.post("/v1/predict", files=_file(data)) for _ in range(8)))

@@ -17,6 +17,8 @@ from tests.tb_service.svc_helpers import b64, blank_png, chest_png, decode_heatm
 
 # Small enough queue to overflow on purpose, long enough wait for batches to form.
 ENV = {
+    "IRMI_TB_BATCHING": "on",
+    "IRMI_TB_PROCESSES": "1",  # one process: its batches and its queue
     "IRMI_TB_MAX_BATCH_SIZE": "8",
     "IRMI_TB_MAX_WAIT_MS": "150",
     "IRMI_TB_MAX_QUEUE": "8",

@@ -1,0 +1,59 @@
+"""Gateway start-up (issue 15): a restart on a database already at the migration heads loads
+no Alembic (one query instead), and importing the app does not import it either."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.script import ScriptDirectory
+
+import gateway.db
+from gateway.db import alembic_config, create_engine, head_revisions, migrate
+from tests.procs import REPO
+
+
+def test_head_revisions_are_alembics_heads() -> None:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert head_revisions() == set(heads)
+
+
+async def test_a_database_at_the_heads_is_not_migrated_again(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+
+        def refuse(_conn: Any) -> None:
+            raise AssertionError("Alembic ran on a database at the heads")
+
+        monkeypatch.setattr(gateway.db, "_upgrade", refuse)
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_heads_are_read_from_every_assignment_form(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "0001_a.py").write_text('revision = "0001"\ndown_revision = None\n')
+    (versions / "0002_b.py").write_text('revision: str = "0002"\ndown_revision = "0001"\n')
+    (versions / "0003_c.py").write_text('revision = "0003"\ndown_revision = ("0002",)\n')
+    assert head_revisions(versions) == {"0003"}
+
+
+def test_importing_the_gateway_app_imports_no_alembic() -> None:
+    code = "import sys, gateway.app; print('alembic' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO)},
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
