@@ -52,7 +52,7 @@ lint: venv-test
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv-test
-	$(VENV)/bin/mypy shared gateway tb_service bc_service
+	$(VENV)/bin/mypy shared gateway tb_service bc_service dicom_node
 
 # pytest exits 5 when it collected nothing: that is a failure of the suite, said loudly.
 pytest: venv-test

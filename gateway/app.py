@@ -15,9 +15,10 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.db import create_engine, migrate, ping, session_factory
+from gateway.dicom_worker import worker as dicom_worker
 from gateway.middleware import SecurityHeadersMiddleware
 from gateway.relay import stop_relays, sweeper
-from gateway.routes import admin, auth, care, models, predict, reset, studies
+from gateway.routes import admin, auth, care, dicom_admin, dicomweb, models, predict, reset, studies
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import create_store
@@ -38,6 +39,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "doctors", "description": "Doctors by specialty, best rated first."},
     {"name": "consultations", "description": "A patient asks a doctor about a study."},
     {"name": "admin", "description": "Administrators: doctors' verification."},
+    {"name": "dicomweb", "description": "DICOMweb STOW-RS for the PACS integration account."},
     {"name": "operations", "description": "Health and readiness."},
 ]
 
@@ -86,9 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         monitor["task"] = asyncio.create_task(watch())
         monitor["sweeper"] = asyncio.create_task(sweeper(state))
+        monitor["dicom"] = asyncio.create_task(dicom_worker(state))
 
     async def shutdown(_: ServiceContext) -> None:
-        for task in (monitor.pop("task", None), monitor.pop("sweeper", None)):
+        tasks = [monitor.pop(n, None) for n in ("task", "sweeper", "dicom")]
+        for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -122,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         care.doctors,
         care.consultations,
         admin.router,
+        dicom_admin.router,
+        dicomweb.router,
     ]
     for router in routers:
         app.include_router(router)
@@ -132,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads=settings.max_request_bytes,
         other=settings.max_json_bytes,
     )
-    app.add_middleware(BodyLimitMiddleware, limit_for=limits)
+    app.add_middleware(BodyLimitMiddleware, limit_for=dicomweb.with_stow_limit(limits, settings))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -225,3 +225,8 @@ class AuditEvent(Base):
     # The account a decision was about (an admin verifying a doctor), and what was decided.
     subject_user_id: Mapped[str | None] = mapped_column(String(32), index=True)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# The DICOM integration's tables live in their own module, on this Base (imported here so that
+# every user of the metadata, Alembic included, sees them).
+from gateway import dicom_tables as _dicom_tables  # noqa: E402, F401

@@ -1,0 +1,187 @@
+"""IRMI as a DICOM node of a real Orthanc PACS: Orthanc forwards chest and mammography studies
+(C-STORE to the DICOM node, STOW-RS to the gateway), IRMI analyses them with the real
+tb_service and bc_service, and IRMI's SR and overlay Secondary Capture come back into Orthanc
+in the same study. Received studies belong to the integration account and are read only by
+the verified doctors they are shared with; refusals are recorded with their reason."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import httpx
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.dicom import films
+from tests.dicom.system import DicomSystem
+
+pytestmark = pytest.mark.realdata
+
+
+def _wait_jobs(
+    pacs: httpx.Client, chain: DicomSystem, jobs: list[str], limit_s: float = 120
+) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        states = [chain.job_state(pacs, j) for j in jobs]
+        if all(s == "Success" for s in states):
+            return
+        assert "Failure" not in states, states
+        time.sleep(0.3)
+    raise AssertionError(f"jobs not done: {states}")
+
+
+def _content_items(ds: Any) -> list[Any]:
+    out = []
+    for item in getattr(ds, "ContentSequence", []):
+        out.append(item)
+        out += _content_items(item)
+    return out
+
+
+def _sr(pacs: httpx.Client, instance: str) -> Any:
+    return pydicom.dcmread(io.BytesIO(pacs.get(f"/instances/{instance}/file").content))
+
+
+def _texts(sr: Any) -> list[str]:
+    return [str(i.TextValue) for i in _content_items(sr) if i.ValueType == "TEXT"]
+
+
+def _referenced(sr: Any) -> set[str]:
+    return {
+        str(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+        for i in _content_items(sr)
+        if i.ValueType == "IMAGE"
+    }
+
+
+def _received(
+    chain: DicomSystem, study_uid: str, status: str, limit_s: float = 120
+) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = [r for r in chain.received() if r["study_uid"] == study_uid]
+        if rows and rows[0]["status"] == status:
+            return rows[0]
+        time.sleep(0.3)
+    raise AssertionError(f"{study_uid} not {status}: {rows}")
+
+
+def test_chest_and_mammography_round_trip(chain: DicomSystem) -> None:
+    chest_uid, mammo_uid = generate_uid(), generate_uid()
+    film = films.chest_films()[0]
+    pa = films.chest_dicom(film, chest_uid, "CH1", view_position="PA", body_part=None)
+    lateral = films.chest_dicom(film, chest_uid, "CH1", view_position="LL", instance_number=2)
+    woman = films.mammo_women()[0]
+    views = [
+        films.mammo_dicom(p, tag, mammo_uid, "MG1", instance_number=i)
+        for i, (p, tag) in enumerate(woman)
+    ]
+    raw = films.mammo_dicom(woman[0][0], woman[0][1], mammo_uid, "MG1", intent="FOR PROCESSING")
+    with chain.pacs.client() as pacs:
+        chest = chain.upload_study(pacs, [pa, lateral])
+        mammo = chain.upload_study(pacs, [*views, raw])
+        _wait_jobs(pacs, chain, [chain.forward_job(pacs, chest), chain.forward_job(pacs, mammo)])
+
+        # Chest: one SR and one overlay SC, in the same study, for the frontal film only.
+        got = chain.wait_results(pacs, chest, sc=1)
+        assert len(got["SR"]) == 1 and len(got["SC"]) == 1
+        sr = _sr(pacs, got["SR"][0])
+        assert sr.StudyInstanceUID == chest_uid and sr.PatientID == "CH1"
+        assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
+        assert _referenced(sr) == {pydicom.dcmread(io.BytesIO(pa)).SOPInstanceUID}
+        texts = " ".join(_texts(sr))
+        assert "not a diagnosis" in texts.lower()
+        assert "95% CI" in texts  # the operating point's measured sensitivity/specificity
+        names = {str(i.ConceptNameCodeSequence[0].CodeMeaning) for i in _content_items(sr)}
+        assert {"Algorithm Name", "Algorithm Version", "Model file SHA-256"} <= names
+        assert {"Suspicion score (0-100)", "Screening category", "Measured sensitivity"} <= names
+        sc = _sr(pacs, got["SC"][0])
+        assert sc.StudyInstanceUID == chest_uid and sc.BurnedInAnnotation == "YES"
+        assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
+        assert sc.PhotometricInterpretation == "RGB" and sc.Columns <= 1024
+
+        # Mammography: one SR over both FOR PRESENTATION views, one SC per view.
+        got = chain.wait_results(pacs, mammo, sc=2, limit_s=300)
+        assert len(got["SR"]) == 1 and len(got["SC"]) == 2
+        sr = _sr(pacs, got["SR"][0])
+        assert sr.StudyInstanceUID == mammo_uid
+        assert _referenced(sr) == {pydicom.dcmread(io.BytesIO(v)).SOPInstanceUID for v in views}
+        tags = {t for t in _texts(sr) if t in {"L-MLO", "R-MLO"}}
+        assert tags == {"L-MLO", "R-MLO"}
+
+    chest_row = _received(chain, chest_uid, "done")
+    assert chest_row["kind"] == "chest" and chest_row["source"] == "ORTHANC"
+    assert [e["reason"] for e in chest_row["reason"]["excluded"]] == ["lateral"]
+    mammo_row = _received(chain, mammo_uid, "done")
+    assert [e["reason"] for e in mammo_row["reason"]["excluded"]] == ["for_processing"]
+
+    # What was sent is recorded: every object sent once accepted, to the configured PACS.
+    sent = [e for e in chain.exports() if e["study_uid"] in {chest_uid, mammo_uid}]
+    assert sorted(e["kind"] for e in sent) == ["sc", "sc", "sc", "sr", "sr"]
+    assert {e["status"] for e in sent} == {"sent"} and all(e["attempts"] >= 1 for e in sent)
+    assert all(e["destination"].startswith("dimse://ORTHANC@127.0.0.1:") for e in sent)
+
+    # The studies belong to the integration account: the verified doctor they are shared
+    # with reads them; a doctor not (yet) verified and a patient do not.
+    ids = {chest_row["study_id"], mammo_row["study_id"]}
+    history = chain.doctor.get("/v1/studies", params={"limit": 100}).json()["items"]
+    assert ids <= {s["id"] for s in history}
+    for study_id in ids:
+        assert chain.doctor.get(f"/v1/studies/{study_id}").json()["status"] == "succeeded"
+        assert chain.unverified.get(f"/v1/studies/{study_id}").status_code == 404
+        assert chain.patient.get(f"/v1/studies/{study_id}").status_code == 404
+    assert chain.unverified.get("/v1/studies").json()["total"] == 0
+    assert chain.patient.get("/v1/studies").json()["total"] == 0
+
+
+def _stow_from_pacs(chain: DicomSystem, pacs: httpx.Client, files: list[bytes]) -> None:
+    """Orthanc sends a study to the gateway by STOW-RS (its DICOMweb client)."""
+    study = chain.upload_study(pacs, files)
+    r = pacs.post("/dicom-web/servers/irmi/stow", json={"Resources": [study]})
+    assert r.status_code == 200, r.text
+
+
+def test_refusals_are_recorded_with_their_reason(chain: DicomSystem) -> None:
+    film, woman = films.chest_films()[1], films.mammo_women()[1]
+    (l_film, l_tag), (r_film, r_tag) = woman
+    cases: dict[str, tuple[list[bytes], str, str | None]] = {}
+    uid = generate_uid()
+    cases[uid] = (
+        [films.chest_dicom(film, uid, "R1", view_position="LL")],
+        "unsupported_view",
+        None,
+    )
+    uid = generate_uid()
+    cases[uid] = ([films.chest_dicom(film, uid, "R2", body_part="KNEE")], "not_a_chest_xray", None)
+    uid = generate_uid()
+    raw = [films.mammo_dicom(p, t, uid, "R3", intent="FOR PROCESSING") for p, t in woman]
+    cases[uid] = (raw, "unsupported_dicom", "for_processing")
+    uid = generate_uid()
+    cases[uid] = (
+        [films.mammo_dicom(l_film, l_tag, uid, "R4", frames=3)],
+        "unsupported_dicom",
+        "tomosynthesis",
+    )
+    uid = generate_uid()
+    twice = [films.mammo_dicom(l_film, l_tag, uid, "R5", instance_number=i) for i in (1, 2)]
+    cases[uid] = (
+        [*twice, films.mammo_dicom(r_film, r_tag, uid, "R5")],
+        "unsupported_dicom",
+        "multiple_images_per_view",
+    )
+    with chain.pacs.client() as pacs:
+        for files, _, _ in cases.values():
+            _stow_from_pacs(chain, pacs, files)
+    for study_uid, (_, code, reason) in cases.items():
+        row = _received(chain, study_uid, "refused")
+        assert row["source"] == "stow-rs" and row["study_id"] is None
+        assert row["reason"]["code"] == code, row
+        assert row["reason"]["message"]
+        if reason is not None:
+            assert row["reason"]["details"]["reason"] == reason
+    assert not [e for e in chain.exports() if e["study_uid"] in cases]
