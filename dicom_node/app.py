@@ -1,5 +1,5 @@
 """The DICOM node's app: the health and metrics routes of every IRMI service (ready once the
-DICOM listener is up and the gateway answers ready), with the listener started at start-up."""
+DICOM listener is up and the gateway accepts the node's key); the listener starts with it."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def startup(ctx: ServiceContext) -> None:
         forwarder = Forwarder(
-            settings.gateway_url, settings.api_key or "", settings.gateway_timeout_s
+            settings.gateway_url,
+            settings.api_key.get_secret_value() if settings.api_key else "",
+            settings.gateway_timeout_s,
         )
         listener = Listener(settings, forwarder)
         await asyncio.to_thread(listener.start)

@@ -89,8 +89,10 @@ class Forwarder:
         return status
 
     def gateway_ready(self) -> bool:
+        """The gateway is up and accepts the node's key (the integration account's)."""
         try:
-            return self.client.get("/v2/health/ready", timeout=3.0).status_code == 200
+            resp = self.client.get("/v1/studies", params={"limit": 1}, timeout=3.0)
+            return resp.status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -31,12 +31,10 @@ class Settings(ServiceSettings):
     gateway_url: str = Field(
         default="http://127.0.0.1:8000", description="The gateway the node posts instances to."
     )
-    # Not a SecretStr: the node refuses to start without it in every mode (no random key).
-    api_key: str | None = Field(
+    api_key: SecretStr | None = Field(
         default=None,
-        repr=False,
         description="The integration account's API key (python -m gateway.admin "
-        "create-integration); a Secret.",
+        "create-integration); a Secret. The node is ready only while the gateway accepts it.",
     )
     gateway_timeout_s: float = Field(
         default=60.0, gt=0, description="How long one instance may take the gateway to store."
@@ -50,11 +48,6 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _configured(self) -> Settings:
-        if not self.api_key:
-            raise ValueError(
-                "IRMI_DICOM_API_KEY must be set: the integration account's key "
-                "(python -m gateway.admin create-integration)"
-            )
         if not self.dev_mode and not self.allowed_ae_titles:
             raise ValueError(
                 "IRMI_DICOM_ALLOWED_AE_TITLES must name the calling AE titles of your "

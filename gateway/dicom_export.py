@@ -95,11 +95,34 @@ def _caption(category: Category | None, score: float | None, threshold: float | 
     return f"IRMI screening aid, not a diagnosis | {words}{figures}"
 
 
-def build_objects(kind: str, result: dict[str, Any], sources: list[Source]) -> list[Built]:
-    """The SR and the Secondary Captures of one finished study (CPU: run in a thread)."""
+# Type 2 attributes of the patient and study modules: present (empty when unknown) in what
+# IRMI writes, even when a modality left them out of the source.
+TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+
+
+def _header(data: bytes) -> Any:
     import pydicom
 
-    datasets = [pydicom.dcmread(io.BytesIO(s.data), stop_before_pixels=True) for s in sources]
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    for keyword in TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
+
+
+def build_objects(kind: str, result: dict[str, Any], sources: list[Source]) -> list[Built]:
+    """The SR and the Secondary Captures of one finished study (CPU: run in a thread)."""
+    datasets = [_header(s.data) for s in sources]
     views = [
         ViewFinding(str(ds.SOPClassUID), str(ds.SOPInstanceUID), s.tag, s.score, s.category)
         for ds, s in zip(datasets, sources, strict=True)

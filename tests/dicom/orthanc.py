@@ -42,6 +42,7 @@ def config(
         "DicomScuTimeout": 30,
         "StableAge": 3600,
         "SaveJobs": False,
+        "JobsHistorySize": 1000,  # the tests follow every store job to its end
         "ConcurrentJobs": 2,
         "HttpTimeout": 60,
         "Plugins": [str(DICOMWEB_PLUGIN)],

@@ -148,7 +148,9 @@ class DicomSystem:
         return str(r.json()["ID"])
 
     def job_state(self, client: httpx.Client, job: str) -> str:
-        return str(client.get(f"/jobs/{job}").json()["State"])
+        r = client.get(f"/jobs/{job}")
+        assert r.status_code == 200, (job, r.status_code, r.text)
+        return str(r.json()["State"])
 
     def series_modalities(self, client: httpx.Client, study: str) -> list[str]:
         series = client.get(f"/studies/{study}/series").json()

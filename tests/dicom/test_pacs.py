@@ -185,3 +185,88 @@ def test_refusals_are_recorded_with_their_reason(chain: DicomSystem) -> None:
         if reason is not None:
             assert row["reason"]["details"]["reason"] == reason
     assert not [e for e in chain.exports() if e["study_uid"] in cases]
+
+
+def _stow(
+    chain: DicomSystem, parts: list[bytes], key: str | None = None, **headers: str
+) -> httpx.Response:
+    boundary = "irmi-test-boundary"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
+            for p in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    ctype = headers.pop(
+        "content_type", f'multipart/related; type="application/dicom"; boundary={boundary}'
+    )
+    return httpx.post(
+        chain.gw.url + "/v1/dicomweb/studies",
+        content=body,
+        headers={"X-API-Key": key or chain.key, "Content-Type": ctype},
+        timeout=60,
+    )
+
+
+def test_stow_rs_answers_per_instance_and_only_to_the_integration_account(
+    chain: DicomSystem,
+) -> None:
+    uid = generate_uid()
+    good = films.chest_dicom(films.chest_films()[2], uid, "ST1")
+    sop = str(pydicom.dcmread(io.BytesIO(good)).SOPInstanceUID)
+
+    # A patient's own studies key is no integration account.
+    key = chain.patient.post("/v1/api-keys", json={"name": "mine", "scopes": ["studies"]}).json()[
+        "key"
+    ]
+    r = _stow(chain, [good], key=key)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+    r = _stow(chain, [good], content_type="multipart/form-data; boundary=x")
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_format"
+
+    # Stored, and stored again (a retrying sender): success both times, kept once.
+    for _ in range(2):
+        r = _stow(chain, [good])
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/dicom+json")
+        assert r.json()["00081199"]["Value"][0]["00081155"]["Value"] == [sop]
+
+    # One readable instance and one that is not DICOM: 202, each listed.
+    r = _stow(
+        chain,
+        [films.chest_dicom(films.chest_films()[2], uid, "ST1", instance_number=2), b"not dicom"],
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
+
+    # Nothing storable (no pixel data): 409 in the error envelope, with the failure reason.
+    sr = pydicom.dcmread(io.BytesIO(good))
+    del sr.PixelData
+    out = io.BytesIO()
+    sr.save_as(out)
+    r = _stow(chain, [out.getvalue()])
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    assert r.json()["error"]["details"]["00081198"]["Value"][0]["00081197"]["Value"] == [0x0122]
+
+    row = _received(chain, uid, "done")
+    assert row["instances"] == 2  # the repeated instance counted once
+
+
+def test_the_node_answers_c_echo_to_allowed_callers_only(chain: DicomSystem) -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    with chain.pacs.client() as pacs:
+        assert pacs.post("/modalities/irmi/echo", json={}).status_code == 200
+    for calling, allowed in (("ORTHANC", True), ("INTRUDER", False)):
+        ae = AE(ae_title=calling)
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", chain.node_dicom_port, ae_title="IRMI")
+        assert assoc.is_established is allowed
+        if allowed:
+            assert assoc.send_c_echo().Status == 0x0000
+            assoc.release()
+        else:
+            assert assoc.is_rejected
