@@ -84,10 +84,16 @@ class Orthanc:
 
 
 def start(
-    tmp: Path, node: tuple[str, int], gateway_url: str, key: str, dicom_port: int | None = None
+    tmp: Path,
+    node: tuple[str, int],
+    gateway_url: str,
+    key: str,
+    dicom_port: int | None = None,
+    http_port: int | None = None,
 ) -> Orthanc:
+    """Start Orthanc (again, on the same storage, when ``tmp`` was used before)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    http_port, dicom_port = free_port(), dicom_port or free_port()
+    http_port, dicom_port = http_port or free_port(), dicom_port or free_port()
     path = tmp / "orthanc.json"
     path.write_text(json.dumps(config(tmp, http_port, dicom_port, node, gateway_url, key)))
     log_path = tmp / "orthanc.log"

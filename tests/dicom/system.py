@@ -123,6 +123,17 @@ class DicomSystem:
         self.gw = self._gateway()
         self.node = self._node()
 
+    def start_pacs(self) -> None:
+        """Orthanc again, same storage and ports (after ``self.pacs.stop()``)."""
+        self.pacs = orthanc.start(
+            self.tmp / "orthanc",
+            (NODE_AET, self.node_dicom_port),
+            self.gw.url,
+            self.key,
+            dicom_port=self.pacs_dicom_port,
+            http_port=self.pacs.http_port,
+        )
+
     def stop(self) -> None:
         self.pacs.stop()
         for svc in (self.node, self.gw, self.bc, self.tb):

@@ -270,3 +270,43 @@ def test_the_node_answers_c_echo_to_allowed_callers_only(chain: DicomSystem) -> 
             assoc.release()
         else:
             assert assoc.is_rejected
+
+
+def _exports_of(chain: DicomSystem, study_uid: str) -> list[dict[str, Any]]:
+    return [e for e in chain.exports() if e["study_uid"] == study_uid]
+
+
+def test_results_wait_for_a_pacs_that_is_down_and_arrive_once_it_is_back(
+    chain: DicomSystem,
+) -> None:
+    chain.pacs.stop()
+    try:
+        uid = generate_uid()
+        r = _stow(chain, [films.chest_dicom(films.chest_films()[3], uid, "DN1")])
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 120
+        exports: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            exports = _exports_of(chain, uid)
+            if len(exports) == 2 and all(e["attempts"] >= 2 for e in exports):
+                break
+            time.sleep(0.5)
+        assert sorted(e["kind"] for e in exports) == ["sc", "sr"]
+        for e in exports:  # retried with backoff, still pending, the reason recorded
+            assert e["status"] == "pending" and e["attempts"] >= 2, e
+            assert "association" in e["last_error"]
+    finally:
+        chain.start_pacs()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        exports = _exports_of(chain, uid)
+        if {e["status"] for e in exports} == {"sent"}:
+            break
+        time.sleep(0.5)
+    assert {e["status"] for e in exports} == {"sent"}
+    assert all(e["last_error"] is None for e in exports)
+    with chain.pacs.client() as pacs:
+        found = pacs.post("/tools/lookup", content=uid).json()
+        study = next(f["ID"] for f in found if f["Type"] == "Study")
+        got = chain.results_in_pacs(pacs, study)
+    assert len(got["SR"]) == 1 and len(got["SC"]) == 1

@@ -4,6 +4,7 @@ the answers the DICOM node gives its callers (dicom_node/forward.py), on synthet
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import cv2
 import httpx
@@ -176,3 +177,14 @@ def test_node_turns_gateway_answers_into_c_store_statuses(
     status: int, body: object, dimse: int
 ) -> None:
     assert status_of(httpx.Response(status, json=body)) == dimse
+
+
+def test_export_backoff_doubles_up_to_its_cap() -> None:
+    from types import SimpleNamespace
+
+    from gateway.dicom_export import backoff_s
+
+    state: Any = SimpleNamespace(
+        settings=DicomSettings(dicom_export_backoff_s=2, dicom_export_backoff_max_s=10)
+    )
+    assert [backoff_s(state, n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
