@@ -54,8 +54,8 @@ def c_store(settings: DicomSettings, data: bytes) -> None:
         settings.dicom_dest_host, settings.dicom_dest_port, ae_title=settings.dicom_dest_ae_title
     )
     if not assoc.is_established:
-        why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no answer"
-        raise SendFailed(f"association {why} by {destination(settings)}")
+        why = "rejected by" if assoc.is_rejected else "not established with"
+        raise SendFailed(f"association {why} {destination(settings)} (refused, down or no answer)")
     try:
         status = assoc.send_c_store(ds)
     finally:

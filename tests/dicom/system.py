@@ -39,8 +39,8 @@ class DicomSystem:
         self.bc = spawn("bc_service", bc_env(IRMI_BC_LOG_LEVEL="WARNING"), log_dir=tmp)
         wait_ready(self.tb, 240)
         wait_ready(self.bc, 240)
-        self.gw = self._gateway()
-        self.node = self._node()
+        self.gw = self.start_gateway()
+        self.node = self.start_node()
         self.pacs = orthanc.start(
             tmp / "orthanc",
             (NODE_AET, self.node_dicom_port),
@@ -71,7 +71,7 @@ class DicomSystem:
         assert out.returncode == 0, out.stderr
         return out.stdout.strip().rsplit(" ", 1)[-1]
 
-    def _gateway(self) -> Service:
+    def start_gateway(self) -> Service:
         env = gateway_env(
             self.tmp,
             self.database_url,
@@ -98,7 +98,7 @@ class DicomSystem:
         wait_ready(svc, 120)
         return svc
 
-    def _node(self) -> Service:
+    def start_node(self) -> Service:
         env = {
             "IRMI_DICOM_GATEWAY_URL": f"http://127.0.0.1:{self.gw_port}",
             "IRMI_DICOM_API_KEY": self.key,
@@ -120,8 +120,8 @@ class DicomSystem:
             svc.proc.wait()
 
     def start_irmi(self) -> None:
-        self.gw = self._gateway()
-        self.node = self._node()
+        self.gw = self.start_gateway()
+        self.node = self.start_node()
 
     def start_pacs(self) -> None:
         """Orthanc again, same storage and ports (after ``self.pacs.stop()``)."""

@@ -310,3 +310,28 @@ def test_results_wait_for_a_pacs_that_is_down_and_arrive_once_it_is_back(
         study = next(f["ID"] for f in found if f["Type"] == "Study")
         got = chain.results_in_pacs(pacs, study)
     assert len(got["SR"]) == 1 and len(got["SC"]) == 1
+
+
+def test_c_store_is_not_acknowledged_while_the_gateway_cannot_store(chain: DicomSystem) -> None:
+    """Run last: it stops the chain's gateway. No success before the instance is stored."""
+    from pynetdicom import AE
+
+    data = films.chest_dicom(films.chest_films()[4], generate_uid(), "GW1")
+    ds = pydicom.dcmread(io.BytesIO(data))
+
+    def c_store() -> int:
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", chain.node_dicom_port, ae_title="IRMI")
+        assert assoc.is_established
+        try:
+            return int(assoc.send_c_store(ds).Status)
+        finally:
+            assoc.release()
+
+    chain.gw.proc.kill()
+    chain.gw.proc.wait()
+    assert c_store() == 0xA700  # Out of Resources: the sender keeps it and retries
+    chain.gw = chain.start_gateway()
+    assert c_store() == 0x0000
+    _received(chain, str(ds.StudyInstanceUID), "done")
