@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.api_key.get_secret_value() if settings.api_key else "",
             settings.gateway_timeout_s,
         )
-        listener = Listener(settings, forwarder)
+        listener = Listener(settings, forwarder, ctx.metrics.registry)
         await asyncio.to_thread(listener.start)
 
         async def watch() -> None:

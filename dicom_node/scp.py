@@ -6,9 +6,9 @@ address (``allowed_hosts``: others are aborted on connection)."""
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -21,11 +21,17 @@ log = logging.getLogger("irmi.dicom_node")
 class Listener:
     """The SCP server, started in its own threads and stopped with the service."""
 
-    def __init__(self, settings: Settings, forwarder: Forwarder) -> None:
+    def __init__(
+        self, settings: Settings, forwarder: Forwarder, registry: CollectorRegistry | None = None
+    ) -> None:
         self.settings, self.forwarder = settings, forwarder
         self.server: Any = None
-        self.counts = {"stored": 0, "refused": 0}
-        self._lock = threading.Lock()
+        self.instances = Counter(
+            "irmi_dicom_instances_total",
+            "C-STORE requests answered, by outcome (stored: success; else the status in hex).",
+            ["outcome"],
+            registry=registry,
+        )
 
     def _ae(self) -> AE:
         s = self.settings
@@ -53,8 +59,7 @@ class Listener:
         calling = str(event.assoc.requestor.ae_title).strip()
         data = event.encoded_dataset(include_meta=True)
         status = self.forwarder.store(bytes(data), calling)
-        with self._lock:
-            self.counts["stored" if status == 0 else "refused"] += 1
+        self.instances.labels("stored" if status == 0 else f"0x{status:04X}").inc()
         return status
 
     def start(self) -> None:

@@ -110,7 +110,7 @@ async def analyse(state: GatewayState, dicom_study_id: str) -> None:
         await end(state, dicom_study_id, "failed", exc)
 
 
-def _link(row: DicomStudy, study_id: str, plan: Route) -> dict[str, Any]:
+def _link(study_id: str, plan: Route) -> dict[str, Any]:
     notes: dict[str, Any] = {"excluded": plan.excluded} if plan.excluded else {}
     return {"study_id": study_id, "kind": plan.kind, "reason": notes or None}
 
@@ -135,7 +135,7 @@ async def _start(
             mine = await session.get(DicomStudy, row.id)
             if mine is None or mine.study_id is not None:
                 return  # deleted, or another replica got there first
-            for key, value in _link(mine, study_id, plan).items():
+            for key, value in _link(study_id, plan).items():
                 setattr(mine, key, value)
             await share_received(session, state.settings, account, study_id, plan.kind, mine.source)
             if prediction is not None:

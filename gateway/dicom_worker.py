@@ -25,7 +25,6 @@ from gateway.dicom_tables import DicomStudy
 from gateway.models import Study
 from gateway.state import GatewayState
 from shared.clock import now
-from shared.errors import IRMIError
 
 log = logging.getLogger("irmi.gateway.dicom")
 BATCH = 8
@@ -129,5 +128,5 @@ async def worker(state: GatewayState) -> None:
         await asyncio.sleep(state.settings.dicom_poll_s)
         try:
             await tick(state)
-        except (IRMIError, Exception):
+        except Exception:
             log.warning("dicom worker pass failed", exc_info=True)

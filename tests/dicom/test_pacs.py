@@ -312,6 +312,23 @@ def test_results_wait_for_a_pacs_that_is_down_and_arrive_once_it_is_back(
     assert len(got["SR"]) == 1 and len(got["SC"]) == 1
 
 
+def test_results_can_go_back_by_stow_rs(chain: DicomSystem) -> None:
+    """The STOW-RS destination (IRMI_GATEWAY_DICOM_DEST=stow) against Orthanc's DICOMweb."""
+    from gateway.dicom_send import SendFailed, stow
+    from gateway.dicom_settings import DicomSettings
+
+    data = films.chest_dicom(films.chest_films()[5], generate_uid(), "SW1")
+    sop = str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID)
+    good = DicomSettings(dicom_dest="stow", dicom_dest_url=chain.pacs.url + "/dicom-web")
+    stow(good, data)
+    with chain.pacs.client() as pacs:
+        found = pacs.post("/tools/lookup", content=sop).json()
+    assert [f["Type"] for f in found] == ["Instance"]
+    wrong = DicomSettings(dicom_dest="stow", dicom_dest_url=chain.pacs.url + "/no-dicom-web")
+    with pytest.raises(SendFailed, match="STOW-RS answered 404"):
+        stow(wrong, data)
+
+
 def test_c_store_is_not_acknowledged_while_the_gateway_cannot_store(chain: DicomSystem) -> None:
     """Run last: it stops the chain's gateway. No success before the instance is stored."""
     from pynetdicom import AE
@@ -334,4 +351,6 @@ def test_c_store_is_not_acknowledged_while_the_gateway_cannot_store(chain: Dicom
     assert c_store() == 0xA700  # Out of Resources: the sender keeps it and retries
     chain.gw = chain.start_gateway()
     assert c_store() == 0x0000
+    metrics = httpx.get(chain.node.url + "/metrics", timeout=10).text
+    assert 'irmi_dicom_instances_total{outcome="0xA700"} 1.0' in metrics
     _received(chain, str(ds.StudyInstanceUID), "done")
