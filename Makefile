@@ -14,7 +14,8 @@ TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search \
         train-lung-seg train-chest-orientation chest-invariance train-mammo \
-        train-chest-pretrain-probe bench bench-readme load fault openapi client-tools docs-assets clean
+        train-chest-pretrain-probe bench bench-readme load fault dicom-soak openapi client-tools \
+        docs-assets clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
@@ -32,6 +33,7 @@ help:
 	@echo "make load   - 200 concurrent uploads against the running system (loopback)"
 	@echo "make fault  - long fault tests (bc_service down 60 s mid-exam: no exam lost)"
 	@echo "             IRMI_LOAD_MODE=streams make load: /v1/users/me p50/p95 idle vs 300 held streams"
+	@echo "make dicom-soak - 50 studies Orthanc -> IRMI -> Orthanc, IRMI killed mid-way: none lost"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -55,7 +57,7 @@ lint: venv-test
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv-test
-	$(VENV)/bin/mypy shared gateway tb_service bc_service
+	$(VENV)/bin/mypy shared gateway tb_service bc_service dicom_node
 
 # The client-generation tools (tests/clients): openapi-python-client in its own hash-pinned
 # venv (.tools/clientgen) and `npm ci` of package-lock.json; each only when missing or re-pinned.
@@ -72,6 +74,11 @@ test: lint typecheck pytest
 # Fault tests too long for `make test` (opted in by IRMI_TEST_LONG_FAULTS; loopback only).
 fault: venv-test
 	IRMI_TEST_LONG_FAULTS=1 $(PY) -m pytest -q -m slow tests/stress/test_faults.py
+
+# 50 studies through a real Orthanc with IRMI killed and restarted mid-way (`make test` runs
+# the same test with 12); loopback only, bounded (25 min).
+dicom-soak: venv-test
+	IRMI_TEST_LONG_FAULTS=1 IRMI_TEST_DICOM_STUDIES=50 $(PY) -m pytest -q -s tests/dicom/test_restart.py
 
 # The robust screen (issue 13): the search chooses a recipe by leave-one-source-out val and
 # commits its table; train-chest retrains only the chosen variant and publishes

@@ -5,6 +5,8 @@
   only way one is made: sign-up never creates admins). The password comes from one line on
   standard input with ``--password-stdin``, else from ``IRMI_ADMIN_PASSWORD``, else from a
   prompt (asked twice); never from the command line, where ``ps`` and shell history see it.
+- ``create-integration --email E [--name N]``: the integration account of a PACS (studies
+  received over DICOM belong to it; see :mod:`gateway.integration`); prints its API key once.
 - ``purge-records [--dry-run]``: delete the consultations of studies deleted more than
   ``record_retention_days`` ago and the audit rows older than that.
 """
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    integ = sub.add_parser("create-integration", help="create a PACS integration account")
+    integ.add_argument("--email", required=True)
+    integ.add_argument("--name", default="PACS")
     purge = sub.add_parser("purge-records", help="apply the retention period")
     purge.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
@@ -117,12 +122,27 @@ def main(argv: list[str] | None = None) -> int:
         user_id = asyncio.run(create_admin(settings, email, args.full_name.strip(), password))
         print(f"admin account created: {email} (id {user_id})")
         return 0
+    if args.command == "create-integration":
+        return _create_integration(settings, args.email, args.name.strip())
     consultations, audit_rows = asyncio.run(purge_records(settings, args.dry_run))
     verb = "would delete" if args.dry_run else "deleted"
     print(
         f"{verb} {consultations} consultations of deleted studies and {audit_rows} audit rows "
         f"older than {settings.record_retention_days} days"
     )
+    return 0
+
+
+def _create_integration(settings: Settings, email: str, name: str) -> int:
+    from gateway.integration import create_integration
+
+    try:
+        email = LoginRequest(email=email, password="-").email  # noqa: S106
+    except ValueError:
+        raise SystemExit(f"not an e-mail address: {email!r}") from None
+    user_id, key = asyncio.run(create_integration(settings, email, name or "PACS"))
+    print(f"integration account created: {email} (id {user_id})")
+    print(f"API key (shown once; IRMI_DICOM_API_KEY of the DICOM node): {key}")
     return 0
 
 

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__, security
 from gateway.db import create_engine, migrate, ping, session_factory
+from gateway.dicom_worker import worker as dicom_worker
 from gateway.docs_routes import include_docs
 from gateway.keycache import ApiKeyCache, RevocationListener
 from gateway.middleware import SecurityHeadersMiddleware
@@ -23,6 +24,8 @@ from gateway.routes import (
     admin,
     auth,
     care,
+    dicom_admin,
+    dicomweb,
     models,
     predict,
     reset,
@@ -58,6 +61,7 @@ TAGS: list[dict[str, Any]] = [
         "description": "Administrators: validation runs on the site's own labelled films, "
         "their reports, and the site operating points adopted from them.",
     },
+    {"name": "dicomweb", "description": "DICOMweb STOW-RS for the PACS integration account."},
     {"name": "operations", "description": "Health and readiness."},
 ]
 
@@ -113,13 +117,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         monitor["task"] = asyncio.create_task(watch())
         monitor["sweeper"] = asyncio.create_task(sweeper(state))
         monitor["validation"] = asyncio.create_task(validation_runner.run_forever(state))
+        monitor["dicom"] = asyncio.create_task(dicom_worker(state))
 
     async def shutdown(_: ServiceContext) -> None:
         await validation_runner.stop(monitor.pop("validation", None))
         listener = listeners.pop("revocations", None)
         if listener is not None:
             await listener.stop()
-        for task in (monitor.pop("task", None), monitor.pop("sweeper", None)):
+        tasks = [monitor.pop(n, None) for n in ("task", "sweeper", "dicom")]
+        for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -159,6 +165,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         validation.runs,
         point_routes.from_runs,
         point_routes.points,
+        dicom_admin.router,
+        dicomweb.router,
     ]
     for router in routers:
         app.include_router(router)
@@ -170,7 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads=settings.max_request_bytes,
         other=settings.max_json_bytes,
     )
-    app.add_middleware(BodyLimitMiddleware, limit_for=limits)
+    app.add_middleware(BodyLimitMiddleware, limit_for=dicomweb.with_stow_limit(limits, settings))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -229,4 +229,7 @@ class AuditEvent(Base):
 
 # Site validation tables live with their feature; imported here so the metadata (migrations,
 # compare_metadata) holds them.
+# The DICOM integration's tables live in their own module, on this Base (imported here so that
+# every user of the metadata, Alembic included, sees them).
+from gateway import dicom_tables as _dicom_tables  # noqa: E402, F401
 from gateway.validation import tables as _validation_tables  # noqa: E402,F401

@@ -14,7 +14,7 @@ from shared.contracts.mammo import BreastResult, ExamResult, ProgressEvent, View
 from shared.contracts.screening import Category, OperatingPoint
 from shared.errors import ErrorBody
 
-Role = Literal["patient", "doctor", "admin"]
+Role = Literal["patient", "doctor", "admin", "integration"]  # integration: a PACS (DICOM)
 SignupRole = Literal["patient", "doctor"]  # admins are created by `python -m gateway.admin`
 DoctorStatus = Literal["pending", "verified", "rejected", "suspended"]
 Specialty = Literal["radiology", "pulmonology", "oncology", "breast_surgery", "general_practice"]

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from gateway.dicom_settings import DicomSettings
 from shared.settings import REPO_ROOT, ServiceSettings
 
 VAR_DIR = REPO_ROOT / "var"
@@ -19,7 +20,7 @@ MISSING_STORE_KEY = (
 )
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, DicomSettings):
     model_config = SettingsConfigDict(env_prefix="IRMI_GATEWAY_", extra="ignore")
 
     port: int = 8000

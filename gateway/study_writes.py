@@ -216,10 +216,12 @@ async def create_chest(
     principal: Principal,
     image: Image,
     prediction: ChestPrediction,
+    study_id: str | None = None,
 ) -> tuple[Study, list[StudyFile]]:
     """A chest study, finished at once with tb_service's prediction and the reading at the
-    effective operating point (its overlay rendered and stored)."""
-    study_id = new_id()
+    effective operating point (its overlay rendered and stored). ``study_id``: an id chosen
+    by the caller (who adds its own rows to ``session``, committed with the study)."""
+    study_id = study_id or new_id()
     files = await put_originals(state, study_id, [image])
     reading = await effective_reading(state, prediction)
     heatmap: FileRef | None = None
@@ -243,10 +245,15 @@ async def create_chest(
 
 
 async def create_mammography(
-    state: GatewayState, session: AsyncSession, principal: Principal, images: list[Image]
+    state: GatewayState,
+    session: AsyncSession,
+    principal: Principal,
+    images: list[Image],
+    study_id: str | None = None,
 ) -> Study:
-    """A queued mammography study with its stored views (the relay takes it from here)."""
-    study_id = new_id()
+    """A queued mammography study with its stored views (the relay takes it from here);
+    ``study_id`` as for :func:`create_chest`."""
+    study_id = study_id or new_id()
     files = await put_originals(state, study_id, images)
     study = await _add_study(session, principal, study_id, "mammography", files)
     audit(session, principal, "create", study_id)

@@ -11,6 +11,10 @@
   ``service_unavailable`` for what needs a missing inference service, and the web UI stays.
 - A service that cannot become ready at start-up stops everything (exit status 1): a broken
   model or setting should be seen, not retried for ever. Ctrl-C (or SIGTERM) stops all three.
+- ``IRMI_RUN_DICOM=1`` also starts the DICOM node (``dicom_node``: health on
+  ``IRMI_DICOM_PORT``, default 8003; DICOM on ``IRMI_DICOM_DICOM_PORT``, default 11112), pointed
+  at the gateway. Off by default: it needs the integration account's key
+  (``IRMI_DICOM_API_KEY``) and ``IRMI_GATEWAY_DICOM_ACCOUNT`` (README "Connect your PACS").
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 SERVICES = ("tb_service", "bc_service", "gateway")  # start order; stopped in reverse
+DICOM_NODE = "dicom_node"  # started last, with IRMI_RUN_DICOM=1
+
+
+def services() -> tuple[str, ...]:
+    wanted = os.environ.get("IRMI_RUN_DICOM", "").lower() in {"1", "true", "yes"}
+    return (*SERVICES, DICOM_NODE) if wanted else SERVICES
+
+
 READY_TIMEOUT_S = 120.0
 BACKOFF_MIN_S, BACKOFF_MAX_S, STABLE_S = 1.0, 30.0, 60.0
 
@@ -205,12 +217,14 @@ def child_env(children: dict[str, Child]) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("IRMI_GATEWAY_TB_URL", children["tb_service"].url)
     env.setdefault("IRMI_GATEWAY_BC_URL", children["bc_service"].url)
+    env.setdefault("IRMI_DICOM_GATEWAY_URL", children["gateway"].url)
     return env
 
 
 def main() -> int:
-    children = {name: address(name) for name in SERVICES}
-    order = [children[name] for name in SERVICES]
+    names = services()
+    children = {name: address(name) for name in names}
+    order = [children[name] for name in names]
     problems = preflight(order)
     if problems:
         for problem in problems:
@@ -239,7 +253,9 @@ def main() -> int:
         gw, tb, bc = children["gateway"], children["tb_service"], children["bc_service"]
         print(
             f"\nIRMI is up: web UI and API on {gw.url} (tb_service :{tb.port}, "
-            f"bc_service :{bc.port}). Ctrl-C stops all.\n",
+            f"bc_service :{bc.port}"
+            + (f", DICOM node :{children[DICOM_NODE].port}" if DICOM_NODE in children else "")
+            + "). Ctrl-C stops all.\n",
             flush=True,
         )
     while not stopping[0]:

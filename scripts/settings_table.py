@@ -13,7 +13,12 @@ from typing import Any
 
 from pydantic_core import PydanticUndefined
 
-SERVICES = [("gateway", "IRMI_GATEWAY_"), ("tb_service", "IRMI_TB_"), ("bc_service", "IRMI_BC_")]
+SERVICES = [
+    ("gateway", "IRMI_GATEWAY_"),
+    ("tb_service", "IRMI_TB_"),
+    ("bc_service", "IRMI_BC_"),
+    ("dicom_node", "IRMI_DICOM_"),
+]
 REPO = Path(__file__).resolve().parent.parent
 
 MEANING = {
@@ -124,7 +129,7 @@ def markdown() -> str:
     ]
     for (_, default, meaning), names in grouped.items():
         who = services[(_, default, meaning)]
-        label = "all" if len(who) == 3 or who == ["all"] else ", ".join(who)
+        label = "all" if len(who) == len(SERVICES) or who == ["all"] else ", ".join(who)
         cell = ", ".join(f"`{n}`" for n in names)
         lines.append(f"| {cell} | {label} | {default} | {meaning} |")
     return "\n".join(lines)

@@ -118,6 +118,15 @@ class InvalidView(IRMIError):
     default_message = "Views must be tagged L-CC, R-CC, L-MLO or R-MLO."
 
 
+class UnsupportedDicom(IRMIError):
+    """A DICOM object or study IRMI does not analyse (``details.reason``: ``for_processing``,
+    ``tomosynthesis``, ``multiple_images_per_view``, ``modality``, ...)."""
+
+    code = "unsupported_dicom"
+    status_code = 422
+    default_message = "This DICOM study is not one IRMI analyses."
+
+
 class BadRequest(IRMIError):
     code = "bad_request"
     status_code = 400

@@ -14,12 +14,16 @@ the total over it, is answered 503 ``overloaded`` with Retry-After. The bytes st
 until the ``async with`` block that uses them ends (decode, inference), then are given back.
 
 Each service keeps its own documented error codes through :class:`UploadErrors`.
+
+:meth:`UploadReader.related` reads a ``multipart/related`` body (DICOMweb STOW-RS) the same
+way: every part is a file (no ``Content-Disposition`` needed), its field the part's
+``Content-ID`` (or ``""``), under the same limits and budget.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -131,18 +135,30 @@ class UploadReader:
         self.budget = budget
         self._read = metrics.upload_bytes.labels(metrics.service) if metrics else None
 
-    @asynccontextmanager
-    async def multipart(
+    def multipart(
         self, request: Request, limits: UploadLimits, errors: UploadErrors | None = None
-    ) -> AsyncIterator[Upload]:
+    ) -> AbstractAsyncContextManager[Upload]:
         """The body's parts, held in memory (and in the budget) until the block ends."""
-        errors = errors or UploadErrors()
+        return self._read_body(request, limits, errors or UploadErrors(), related=False)
+
+    def related(
+        self, request: Request, limits: UploadLimits, errors: UploadErrors | None = None
+    ) -> AbstractAsyncContextManager[Upload]:
+        """A ``multipart/related`` body's parts (all files), held like :meth:`multipart`'s;
+        ``errors.not_multipart`` refuses any other content type."""
+        return self._read_body(request, limits, errors or UploadErrors(), related=True)
+
+    @asynccontextmanager
+    async def _read_body(
+        self, request: Request, limits: UploadLimits, errors: UploadErrors, related: bool
+    ) -> AsyncIterator[Upload]:
         ctype = request.headers.get("content-type", "")
         media, params = parse_options_header(ctype)
         boundary = params.get(b"boundary")
-        if media != b"multipart/form-data" or not boundary:
+        wanted = b"multipart/related" if related else b"multipart/form-data"
+        if media != wanted or not boundary:
             raise errors.not_multipart(ctype)
-        collector = _Collector(limits, errors, self.budget)
+        collector = _Collector(limits, errors, self.budget, related=related)
         try:
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit():
@@ -168,8 +184,15 @@ class UploadReader:
 class _Collector:
     """python-multipart callbacks that build the parts in memory under the limits."""
 
-    def __init__(self, limits: UploadLimits, errors: UploadErrors, budget: InFlightBudget):
+    def __init__(
+        self,
+        limits: UploadLimits,
+        errors: UploadErrors,
+        budget: InFlightBudget,
+        related: bool = False,
+    ) -> None:
         self.limits, self.errors, self.budget = limits, errors, budget
+        self.related = related
         self.items: list[tuple[str, FilePart | str]] = []
         self.ended = False
         self.held = 0  # bytes of the budget this request holds
@@ -218,6 +241,9 @@ class _Collector:
         self._header_name = self._header_value = b""
 
     def _headers_finished(self) -> None:
+        if self.related:
+            self._related_part()
+            return
         _, options = parse_options_header(self._headers.get(b"content-disposition"))
         if b"name" not in options:
             raise BadRequest('Every multipart part needs a Content-Disposition "name".')
@@ -234,6 +260,20 @@ class _Collector:
         self._file = FilePart(
             field=self._name,
             filename=options[b"filename"].decode("utf-8", "replace"),
+            content_type=ctype.decode("latin-1") if ctype is not None else None,
+            data=b"",
+        )
+
+    def _related_part(self) -> None:
+        """A part of a multipart/related body: a file, named by its Content-ID."""
+        self._name = self._headers.get(b"content-id", b"").decode("latin-1").strip("<> ")
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise self.errors.too_many_files(self.files, self.limits.max_files)
+        ctype = self._headers.get(b"content-type")
+        self._file = FilePart(
+            field=self._name,
+            filename=None,
             content_type=ctype.decode("latin-1") if ctype is not None else None,
             data=b"",
         )

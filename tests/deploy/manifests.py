@@ -32,8 +32,17 @@ K8S = DEPLOY / "k8s"
 DOCKER = DEPLOY / "docker"
 OVERLAYS = ("dev", "gpu")
 # Kubernetes name -> Python package of the service (python -m <package>).
-SERVICES = {"gateway": "gateway", "tb-service": "tb_service", "bc-service": "bc_service"}
+SERVICES = {
+    "gateway": "gateway",
+    "tb-service": "tb_service",
+    "bc-service": "bc_service",
+    "dicom-node": "dicom_node",
+}
 INFERENCE = ("tb-service", "bc-service")
+# The DICOM node is the one other pod reached from outside: by the clinic's PACS, on its DICOM
+# port only, from an address block (never a namespace or every pod).
+DICOM_NODE = "dicom-node"
+DICOM_PORT = 11112
 LIVE = "/v2/health/live"
 READY = "/v2/health/ready"
 NON_ROOT_UID = 10001
@@ -255,7 +264,10 @@ def exposure_problems(docs: list[Doc]) -> list[str]:
                 if not peers:
                     out.append(f"{pol['metadata']['name']}: {pod} open to everyone")
                     continue
+                ports = {p.get("port") for p in rule.get("ports", [])}
                 for peer in peers:
+                    if pod == DICOM_NODE and set(peer) == {"ipBlock"} and ports == {DICOM_PORT}:
+                        continue  # the PACS, on the DICOM port alone
                     outside = "namespaceSelector" in peer or "ipBlock" in peer
                     if pod != "gateway" and (
                         outside or not _selects(peer.get("podSelector", {}), gateway)
@@ -310,7 +322,12 @@ def iter_env_keys(docs: list[Doc]) -> Iterator[str]:
 # Gateway settings the manifests may use before gateway/settings.py declares them (when the
 # gateway is built on another branch); test_settings_exist reports any still only assumed.
 ASSUMED_GATEWAY_SETTINGS: set[str] = set()
-PREFIXES = {"IRMI_GATEWAY_": "gateway", "IRMI_TB_": "tb_service", "IRMI_BC_": "bc_service"}
+PREFIXES = {
+    "IRMI_GATEWAY_": "gateway",
+    "IRMI_TB_": "tb_service",
+    "IRMI_BC_": "bc_service",
+    "IRMI_DICOM_": "dicom_node",
+}
 GLOBAL_SETTINGS = {"IRMI_DEV_MODE", "IRMI_DATA_DIR"}
 
 
@@ -345,6 +362,7 @@ DOCKERFILES = {
     "bc_service.Dockerfile": ("bc_service", "bc"),
     "tb_service.gpu.Dockerfile": ("tb_service", "gpu"),
     "bc_service.gpu.Dockerfile": ("bc_service", "gpu"),
+    "dicom_node.Dockerfile": ("dicom_node", "gateway"),
 }
 
 
