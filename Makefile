@@ -13,7 +13,7 @@ RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search \
-        train-lung-seg train-chest-orientation chest-invariance train-mammo \
+        train-lung-seg train-chest-orientation chest-invariance train-mammo train-mammo-density train-mammo-v1 \
         train-chest-pretrain-probe bench load fault openapi clean
 
 help:
@@ -81,8 +81,17 @@ train-chest: venv-train
 train-lung-seg: venv-train
 	nice -n 10 $(PY) -m tb_service.train lung-seg
 
+# mammo-view/2 (the per-breast screen, patient-level 5-fold CV; ~6 min on 2 CPU threads).
 train-mammo: venv-train
-	$(PY) -m bc_service.train all
+	OMP_NUM_THREADS=2 TF_NUM_INTRAOP_THREADS=2 TF_NUM_INTEROP_THREADS=1 nice -n 10 $(PY) -m bc_service.train screen
+
+# mammo-density/1 (mini-MIAS background tissue, same folds; ~1 min).
+train-mammo-density: venv-train
+	OMP_NUM_THREADS=2 TF_NUM_INTRAOP_THREADS=2 TF_NUM_INTEROP_THREADS=1 nice -n 10 $(PY) -m bc_service.train density
+
+# Model 1's gate, patch and view models (mammo-*/1; an hour on 2 CPU threads).
+train-mammo-v1: venv-train
+	nice -n 10 $(PY) -m bc_service.train all
 
 # The chest-orientation model (rotation / mirror of a film; tb_service/models/chest-orientation).
 train-chest-orientation: venv-train

@@ -1,4 +1,6 @@
-"""``python -m bc_service.train {all,gate,activations,patch,oof,view} [--epochs-scale F]``"""
+"""``python -m bc_service.train {v2,screen,density,all,gate,activations,patch,oof,view}
+[--epochs-scale F]``: ``v2`` trains mammo-view/2 and mammo-density/1 (minutes); ``all``
+retrains model 1's gate, patch and view models (an hour on 2 CPU threads)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,20 @@ import os
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bc_service.train")
-    parser.add_argument("step", choices=["all", "patch", "gate", "oof", "view", "activations"])
+    parser.add_argument(
+        "step",
+        choices=[
+            "v2",
+            "screen",
+            "density",
+            "all",
+            "patch",
+            "gate",
+            "oof",
+            "view",
+            "activations",
+        ],
+    )
     parser.add_argument("--epochs-scale", type=float, default=1.0)
     parser.add_argument(
         "--smoke", action="store_true", help="tiny data and 1 epoch: checks the code paths only"
