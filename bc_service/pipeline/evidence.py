@@ -65,6 +65,7 @@ class BreastMaps:
     smooth: NDArray[np.float32]  # mask-normalised brightness at CONTRA_SIGMA
     intensities: NDArray[np.float32]  # the breast's pixel values in [0, 1]
     clahe: NDArray[np.float32]  # the same pixels after CLAHE (``MammoState.enhanced``)
+    own: NDArray[np.float32] | None = None  # own_features, once computed (combine reuses it)
 
 
 def _blur(x: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
@@ -115,7 +116,13 @@ def _dense_frac(values: NDArray[np.float32]) -> float:
 
 def own_features(maps: BreastMaps) -> NDArray[np.float32]:
     """(len(OWN_FEATURES),): percentiles of every channel inside the breast, its brightness
-    percentiles and dense share."""
+    percentiles and dense share (computed once per maps)."""
+    if maps.own is None:
+        maps.own = _own_features(maps)
+    return maps.own
+
+
+def _own_features(maps: BreastMaps) -> NDArray[np.float32]:
     feats: list[float] = []
     for j in range(len(CHANNELS)):
         values = maps.channels[..., j][maps.inner]

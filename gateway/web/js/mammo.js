@@ -72,8 +72,20 @@ function mammoPoint(r) {
   return box;
 }
 
+/** The doctor's reading of a breast in one cell: the score, how it was read and, only for a
+ * flagged breast while the evidence allows one, the secondary malignancy estimate. */
+function doctorCell(b) {
+  const parts = [resultBadge(b.label, b.category)];
+  if (b.score !== null && b.score !== undefined) parts.push(h("span", { class: "small" }, ` ${score100(b.score)}`));
+  if (b.comparison) parts.push(h("div", { class: "small muted" }, `read ${COMPARISON_WORDS[b.comparison]}`));
+  if (b.malignancy !== null && b.malignancy !== undefined) {
+    parts.push(h("div", { class: "small", "data-testid": "breast-malignancy" }, `malignant vs benign: ${percent(b.malignancy)} (secondary estimate, not a category)`));
+  }
+  return parts;
+}
+
 function breastTable(r, patient) {
-  const cols = patient ? ["Breast", "Screening aid", "Breast tissue"] : ["Breast", "Screening aid", "Suspicion score", "Read", "Breast tissue", "Malignancy estimate"];
+  const cols = ["Breast", "Screening aid", "Breast tissue"];
   const order = [...(r.breasts || [])].sort((a, b) => (a.laterality === "R" ? -1 : 1) - (b.laterality === "R" ? -1 : 1));
   return h(
     "table",
@@ -88,11 +100,8 @@ function breastTable(r, patient) {
           "tr",
           {},
           h("th", { scope: "row" }, b.laterality === "L" ? "Left" : "Right"),
-          h("td", {}, resultBadge(b.label, b.category)),
-          patient ? null : h("td", {}, b.score === null || b.score === undefined ? "—" : score100(b.score)),
-          patient ? null : h("td", {}, COMPARISON_WORDS[b.comparison] || "—"),
+          h("td", {}, patient ? resultBadge(b.label, b.category) : doctorCell(b)),
           h("td", { "data-testid": "breast-density" }, densityText(b, patient)),
-          patient ? null : h("td", {}, b.malignancy === null || b.malignancy === undefined ? "—" : `${percent(b.malignancy)} (secondary, not a category)`),
         ),
       ),
     ),
