@@ -8,6 +8,7 @@ from typing import Any
 
 from bc_service.train.cohort import load_cohort
 from bc_service.train.density import density_search
+from bc_service.train.detector import detector_search
 from bc_service.train.publish_screen import (
     export_density,
     export_screen,
@@ -21,7 +22,9 @@ log = logging.getLogger("irmi.bc.train")
 
 
 def step_screen(cfg: Config) -> dict[str, Any]:
-    res = screen_search(load_cohort(cfg.data_dir), cfg.data_dir)
+    cohort = load_cohort(cfg.data_dir)
+    res = screen_search(cohort, cfg.data_dir)
+    res["detector_search"] = detector_search(cohort, res["C"]["bilateral"])
     save_json(WORK / "screen.json", res)
     folder = MODELS / "mammo-view" / "2"
     parity = export_screen(res, folder)
