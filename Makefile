@@ -13,9 +13,9 @@ RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
 .PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search \
-        train-lung-seg train-chest-orientation chest-invariance train-mammo \
-        train-chest-pretrain-probe bench bench-readme load fault dicom-soak openapi client-tools \
-        docs-assets clean
+        train-lung-seg train-chest-orientation chest-invariance train-mammo train-mammo-density \
+        train-mammo-v1 train-chest-pretrain-probe bench bench-readme load fault dicom-soak openapi \
+        client-tools docs-assets clean
 
 help:
 	@echo "make run    - install what is missing, start gateway :8000, tb :8001, bc :8002"
@@ -96,11 +96,25 @@ train-chest: venv-train
 train-lung-seg: venv-train
 	nice -n 10 $(PY) -m tb_service.train lung-seg
 
+# mammo-view/2 (the per-breast screen, patient-level 5-fold CV; ~6 min on 2 CPU threads).
 # Your own data: MAMMO_SOURCE=cbis-ddsm or inbreast and MAMMO_DATA=<the dataset folder> train and
 # evaluate on that set (results in var/mammo-train/<source>/; the committed models stay).
 MAMMO_SOURCE ?= mini-mias
+MAMMO_TF := OMP_NUM_THREADS=2 TF_NUM_INTRAOP_THREADS=2 TF_NUM_INTEROP_THREADS=1 nice -n 10
 train-mammo: venv-train
-	nice -n 10 $(PY) -m bc_service.train all --source $(MAMMO_SOURCE) $(if $(MAMMO_DATA),--data $(MAMMO_DATA))
+ifeq ($(MAMMO_SOURCE),mini-mias)
+	$(MAMMO_TF) $(PY) -m bc_service.train screen $(if $(MAMMO_DATA),--data $(MAMMO_DATA))
+else
+	$(MAMMO_TF) $(PY) -m bc_service.train all --source $(MAMMO_SOURCE) $(if $(MAMMO_DATA),--data $(MAMMO_DATA))
+endif
+
+# mammo-density/1 (mini-MIAS background tissue, same folds; ~1 min).
+train-mammo-density: venv-train
+	$(MAMMO_TF) $(PY) -m bc_service.train density
+
+# Model 1's gate, patch and view models (mammo-*/1; an hour on 2 CPU threads).
+train-mammo-v1: venv-train
+	nice -n 10 $(PY) -m bc_service.train all
 
 # The chest-orientation model (rotation / mirror of a film; tb_service/models/chest-orientation).
 train-chest-orientation: venv-train

@@ -407,6 +407,8 @@ FigureMetric = Literal[
     "accuracy_8way",
     "mirror_detected",
     "mirror_false_flag",
+    "accuracy",
+    "quadratic_kappa",
 ]
 
 

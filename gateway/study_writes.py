@@ -324,12 +324,15 @@ async def record_retry(state: GatewayState, study_id: str, data: dict[str, Any])
 async def put_view_overlay(
     state: GatewayState, study_id: str, view: ViewResult, exam: ExamResult, position: int
 ) -> tuple[StudyFile, FileRef] | None:
-    """A view's score map at the exam's threshold, stored as the ``{view_id}-score_map``
-    heatmap."""
+    """A view's score map at the threshold the view was read at (a view read from its own
+    breast alone has the unilateral point), stored as the ``{view_id}-score_map`` heatmap."""
+    alone = view.comparison == "unilateral" and exam.unilateral_operating_point is not None
     reading = EffectiveReading(
         category=view.category,
-        score_threshold=exam.score_threshold,
-        operating_point=exam.operating_point,
+        score_threshold=view.score_threshold
+        if view.score_threshold is not None
+        else exam.score_threshold,
+        operating_point=exam.unilateral_operating_point if alone else exam.operating_point,
     )
     name = f"{view.view_id}-{OVERLAY}"
     return await put_overlay(

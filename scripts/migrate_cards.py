@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bc_service.pipeline.cards import mammo_steps, served_preprocessing
+from bc_service.pipeline.cards import SUPERSEDED, mammo_steps, served_preprocessing
 from bc_service.pipeline.stages import preprocess_stages
 from shared.model import ModelCard
 from shared.train.card_writer import operating_point_section, typed_metrics, typed_thresholds
@@ -141,7 +141,7 @@ def migrate(path: Path) -> tuple[dict[str, Any], list[str]]:
     if card["name"] in CHEST:
         chest_preprocessing(card, problems)
         chest_operating_point(card, problems)
-    else:
+    elif (card["name"], str(card["version"])) not in SUPERSEDED:
         mammo_preprocessing(card, problems)
     ModelCard.model_validate(card)
     return card, problems

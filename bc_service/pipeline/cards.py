@@ -13,6 +13,14 @@ from bc_service.pipeline.stages import MammoState
 from shared.model import ModelRepository
 from shared.transforms import Compose
 
+# Versions the served stages no longer make the input of: their cards record the stages they
+# were trained and served with, and are kept as they are (the model's figures stay on record
+# beside its successor's; the repository serves the highest version).
+SUPERSEDED: dict[tuple[str, str], str] = {
+    ("mammo-view", "1"): "model 1 read 12 patch-heatmap statistics; the classify stage now "
+    "makes mammo-view/2's evidence features",
+}
+
 
 def mammo_steps(name: str) -> Compose[MammoState]:
     """The served stages up to the one that runs model ``name``."""

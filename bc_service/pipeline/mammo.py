@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from bc_service.pipeline.combine import combine_exam
+from bc_service.pipeline.evidence import view_inputs
 from bc_service.pipeline.overlay import heatmap_png
 from bc_service.pipeline.score_map import score_map
 from bc_service.pipeline.stages import (
@@ -41,20 +43,11 @@ from bc_service.pipeline.stages import (
     Predictor,
 )
 from shared.contracts.common import CropBox, PngImage
-from shared.contracts.mammo import (
-    STAGES,
-    BreastResult,
-    ExamResult,
-    MammoLabel,
-    Probabilities,
-    ViewResult,
-    ViewTag,
-)
+from shared.contracts.mammo import STAGES, ExamResult, ViewResult, ViewTag
 from shared.contracts.screening import Category, OperatingPoint, category_at
 from shared.imaging import DecodedImage, ImageLimits
 from shared.inference import ImageModel
-from shared.inference import probability as _prob
-from shared.model import ModelRepository, OnnxModel
+from shared.model import CardOperatingPoint, ModelRepository, OnnxModel
 from shared.transforms import Compose, StageTimings, Transform
 
 log = logging.getLogger("irmi.bc.pipeline")
@@ -72,7 +65,7 @@ STAGE_WEIGHTS: dict[str, float] = {
     "classify": 1.0,
 }
 
-DEFAULT_THRESHOLDS = {"benign": 0.5, "malignant": 0.5}
+FALLBACK_THRESHOLD = 50.0  # the untrained fallback's 0-100 threshold (no operating point)
 
 SCREEN_STAGES = STAGES.index("crop") + 1  # decode, orientation, crop: run at submission
 
@@ -81,6 +74,7 @@ MODEL_STAGES: dict[str, str] = {
     "mammo-gate": "decode",
     "mammo-patch": "heatmaps",
     "mammo-view": "classify",
+    "mammo-density": "classify",
 }
 
 
@@ -124,7 +118,12 @@ class ViewRun:
 class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
     """Runs the stages for one view at a time; thread-safe (no per-call state on self)."""
 
-    required_models: ClassVar[list[str]] = ["mammo-gate", "mammo-patch", "mammo-view"]
+    required_models: ClassVar[list[str]] = [
+        "mammo-gate",
+        "mammo-patch",
+        "mammo-view",
+        "mammo-density",
+    ]
     warmup_modality = "MG"
 
     def __init__(
@@ -147,22 +146,30 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         for name in self.required_models:
             if name not in found:
                 log.warning("model %s not loaded: its stage uses an untrained heuristic", name)
+        density = found.get("mammo-density")
         self.gate_threshold = gate_model.card.threshold_for("mammogram") if gate_model else 0.5
-        self.thresholds = {
-            k: view.card.threshold_for(k) if view else v for k, v in DEFAULT_THRESHOLDS.items()
-        }
-        # Every score of an exam is read at the mammo-view card's operating point; without
-        # one (the heuristic fallback, or an old card) at its malignant threshold x 100.
+        # Views read with the other breast at the card's operating point, views without it at
+        # its unilateral point; the untrained fallback at a bare threshold (no point).
         self.operating_point: OperatingPoint | None = (
             view.card.card_point() if view and view.card.operating_point else None
         )
+        self.unilateral_point = _unilateral_point(view) if view else None
         if view is not None and self.operating_point is None:
-            log.warning("mammo-view card has no operating_point: read at its threshold")
+            log.warning("mammo-view card has no operating_point: read at a bare threshold")
         self.score_threshold = (
-            self.operating_point.score_threshold
-            if self.operating_point
-            else round(100.0 * self.thresholds["malignant"], 4)
+            self.operating_point.score_threshold if self.operating_point else FALLBACK_THRESHOLD
         )
+        self.unilateral_threshold = (
+            self.unilateral_point.score_threshold if self.unilateral_point else self.score_threshold
+        )
+        estimate = (view.card.model_extra or {}).get("malignancy_estimate", {}) if view else {}
+        self.malignancy_shown = bool(estimate.get("shown", False))
+        self.malignancy_note: str | None = (
+            None
+            if self.malignancy_shown
+            else (estimate.get("why_not") or "No benign-vs-malignant estimate is given.")
+        )
+        self._view_model = _predictor(view) if view else None
         self.stride = stride
         self.stages: list[Transform] = [
             Decode(_predictor(gate_model) if gate_model else None, self.gate_threshold),
@@ -171,13 +178,14 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
             Enhance(),
             Centers(stride=stride),
             Heatmaps(_predictor(patch) if patch else None, stride, patch_batch_size),
-            Classify(_predictor(view) if view else None),
+            Classify(self._view_model, _predictor(density) if density else None),
         ]
         assert [s.stage_name for s in self.stages] == STAGES
         for name, model in (
             ("mammo-gate", gate_model),
             ("mammo-patch", patch),
             ("mammo-view", view),
+            ("mammo-density", density),
         ):
             if model is not None:
                 self.bind(name, self.model_pipeline(name))
@@ -192,17 +200,10 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         last = STAGES.index(MODEL_STAGES[name])
         return Compose[MammoState](self.stages[: last + 1])
 
-    def category(self, score: float) -> Category:
-        """The one rule for view, breast and exam alike (shared ``category_at``, the rule of
-        ``categorize``), so that maxima of flagged scores stay flagged."""
-        return category_at(score, self.score_threshold)
-
-    def label(self, benign: float, malignant: float) -> MammoLabel:
-        if malignant >= self.thresholds["malignant"]:
-            return "malignant"
-        if benign >= self.thresholds["benign"]:
-            return "benign"
-        return "normal"
+    def category(self, score: float, threshold: float | None = None) -> Category:
+        """The one rule for every view (shared ``category_at``, the rule of ``categorize``),
+        at ``threshold`` (the contralateral point's by default)."""
+        return category_at(score, self.score_threshold if threshold is None else threshold)
 
     # ------------------------------------------------------------------ the served path
 
@@ -251,7 +252,6 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
             )
             conflict = f"{conflict} {extra}" if conflict else extra
         lat, kind = used.split("-")
-        benign, malignant = s.probabilities
         heatmaps: dict[Literal["benign", "malignant"], PngImage] = {}
         if self.heatmaps:
             heatmaps["benign"] = heatmap_png(s.map_to_original(s.heatmaps["benign"]), (0, 200, 0))
@@ -262,8 +262,8 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         grid = score_map(s, self.stride)
         # Score map (and the deprecated overlay PNGs): reported apart from the patch stage.
         timings.add("heatmap_png", (time.perf_counter() - t0) * 1000)
-        score = suspicion(malignant)
-        return ViewResult(
+        score = suspicion(s.p_abnormal)
+        result = ViewResult(
             view_id=view.view_id,
             given_tag=view.tag,
             tag=used,
@@ -276,13 +276,18 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
             flipped=s.flipped,
             crop_box=CropBox(x0=x0, y0=y0, x1=x1, y1=y1),
             score=score,
-            category=self.category(score),
+            comparison="unilateral",
+            score_threshold=self.unilateral_threshold,
+            category=self.category(score, self.unilateral_threshold),
             score_map=grid,
-            probabilities=Probabilities(benign=_prob(benign), malignant=_prob(malignant)),
-            label=self.label(benign, malignant),
             heatmaps=heatmaps,
             timings_ms={k: round(v, 2) for k, v in timings.ms.items()},
         )
+        # For the exam's combine: read again with the other breast when it is there.
+        result._evidence = s.maps
+        result._malignancy = s.p_malignancy
+        result._density = s.density
+        return result
 
     def screen(self, view: ViewInput) -> None:
         """The refusals that need no patch model, run at submission so that a file that is
@@ -323,50 +328,33 @@ class MammoPipeline(ImageModel[ViewInput, ViewRun, ViewRun, ViewResult]):
         self.postprocess(run, run, StageTimings())
 
     def combine(self, views: list[ViewResult]) -> ExamResult:
-        """Per breast: the mean of its views (NYU averages CC and MLO); exam: the worse breast."""
-        breasts: list[BreastResult] = []
-        for lat in ("L", "R"):
-            mine = [v for v in views if v.laterality == lat]
-            if not mine:
-                continue
-            b = float(np.mean([v.probabilities.benign for v in mine]))
-            m = float(np.mean([v.probabilities.malignant for v in mine]))
-            score = max(v.score for v in mine)
-            breasts.append(
-                BreastResult(
-                    laterality=lat,
-                    views=[v.view_id for v in mine],
-                    score=score,
-                    category=self.category(score),
-                    probabilities=Probabilities(benign=_prob(b), malignant=_prob(m)),
-                    label=self.label(b, m),
-                )
-            )
-        eb = max((x.probabilities.benign for x in breasts), default=0.0)
-        em = max((x.probabilities.malignant for x in breasts), default=0.0)
-        score = max((x.score for x in breasts), default=0.0)
-        timings: dict[str, float] = {}
-        for v in views:
-            for k, ms in v.timings_ms.items():
-                timings[k] = round(timings.get(k, 0.0) + ms, 2)
-        return ExamResult(
-            views=views,
-            breasts=breasts,
-            score=score,
-            category=self.category(score),
-            operating_point=self.operating_point,
-            score_threshold=self.score_threshold,
-            probabilities=Probabilities(benign=_prob(eb), malignant=_prob(em)),
-            label=self.label(eb, em),
-            models=self.model_refs(),
-            timings_ms=timings,
-        )
+        """Views read with the other breast where it is there, then per breast and per exam
+        (:func:`bc_service.pipeline.combine.combine_exam`)."""
+        return combine_exam(self, views)
+
+    def bilateral_probability(self, view: ViewResult, other: ViewResult) -> float | None:
+        """P(abnormal) of ``view`` read with ``other`` (the other breast, same view kind);
+        None without a view model or evidence."""
+        if self._view_model is None or view._evidence is None or other._evidence is None:
+            return None
+        x = view_inputs(view._evidence, other._evidence)[None, :]
+        return float(self._view_model(x).reshape(-1)[0])
 
 
-def suspicion(p_malignant: float) -> float:
-    """Model 1's suspicion score: 100 x P(malignant) (its strongest image-level output), 0-100,
-    two places. A relative score, never a risk; the calibrated score replaces it."""
-    return round(100.0 * float(np.clip(p_malignant, 0.0, 1.0)), 2)
+def _unilateral_point(view: OnnxModel) -> OperatingPoint | None:
+    """The card's ``operating_point_unilateral`` as the contract's point (None on a card
+    without one: model 1's)."""
+    raw = (view.card.model_extra or {}).get("operating_point_unilateral")
+    if raw is None:
+        return None
+    section = CardOperatingPoint.model_validate(raw)
+    return OperatingPoint(source="card", model=view.card.ref(), **section.model_dump())
+
+
+def suspicion(p_abnormal: float) -> float:
+    """The suspicion score: 100 x mammo-view/2's calibrated P(abnormal), 0-100, two places.
+    A relative score at mini-MIAS's prevalence, never a risk."""
+    return round(100.0 * float(np.clip(p_abnormal, 0.0, 1.0)), 2)
 
 
 SIDE_WORDS = {"L": "left", "R": "right"}

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from bc_service.pipeline import geometry
+from bc_service.pipeline import evidence, geometry
 from bc_service.pipeline.features import (
     GATE_SIZE,
     PATCH_SIZE,
@@ -70,6 +70,10 @@ class MammoState:
     patch_probs: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 3), np.float32))
     heatmaps: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # working resolution
     probabilities: tuple[float, float] = (0.0, 0.0)  # benign, malignant
+    maps: evidence.BreastMaps | None = None  # mammo-view/2's evidence (combine pairs breasts)
+    p_abnormal: float = 0.0  # from this breast alone (mammo-view/2's unilateral head)
+    p_malignancy: float | None = None  # P(malignant | a lesion), mammo-view/2's third head
+    density: tuple[float, float, float] | None = None  # P(F), P(G), P(D) (mammo-density)
     notes: list[str] = field(default_factory=list)
 
     # ---- coordinate maps between the original image and the working image
@@ -368,24 +372,34 @@ def _heuristic_patch_probs(img: NDArray[np.uint8], centres: NDArray[np.int64]) -
 
 
 class Classify(Transform):
-    """Per view: summary statistics of the patch probabilities inside the classifier window →
-    ``mammo-view`` (calibrated logistic model) → benign and malignant probabilities."""
+    """Per view: the breast's evidence maps (:mod:`bc_service.pipeline.evidence`), then
+    ``mammo-view`` read from this breast alone (the exam's ``combine`` reads it again with
+    the other breast of the same view) and ``mammo-density``."""
 
     name = "classify"
 
-    def __init__(self, view_model: Predictor | None) -> None:
+    def __init__(
+        self, view_model: Predictor | None, density_model: Predictor | None = None
+    ) -> None:
         self._model = view_model
-        self.features = list(VIEW_FEATURES)  # the view model's inputs, in order
+        self._density = density_model
+        self.features = list(evidence.VIEW_FEATURES_V2)  # the view model's inputs, in order
+        self.density_features = list(evidence.DENSITY_FEATURES)
+        self.evidence_scale = evidence.HALF
 
     def __call__(self, s: MammoState) -> MammoState:
-        feats = classifier_features(s)
+        assert s.work is not None and s.work_mask is not None and s.enhanced is not None
+        s.maps = evidence.breast_maps(s.work, s.work_mask, s.enhanced)
         if self._model is None:
-            # UNTRAINED FALLBACK (no mammo-view model loaded): the top-3 patch mean.
+            # UNTRAINED FALLBACK (no mammo-view model loaded): the patch model's lesion map.
             s.notes.append("classify: heuristic fallback, no view model")
-            s.probabilities = (float(feats[1]), float(feats[5]))
+            s.p_abnormal = float(classifier_features(s)[VIEW_FEATURES.index("lesion_top3_mean")])
         else:
-            out = self._model(feats[None, :]).reshape(-1)
-            s.probabilities = (float(out[0]), float(out[1]))
+            out = self._model(evidence.view_inputs(s.maps, None)[None, :]).reshape(-1)
+            s.p_abnormal, s.p_malignancy = float(out[1]), float(out[2])
+        if self._density is not None:
+            d = self._density(evidence.density_inputs(s.maps)[None, :]).reshape(-1)
+            s.density = (float(d[0]), float(d[1]), float(d[2]))
         return s
 
 

@@ -1,4 +1,6 @@
-"""``python -m bc_service.train [{all,gate,activations,patch,oof,view}] [--epochs-scale F]``
+"""``python -m bc_service.train [{v2,screen,density,all,gate,activations,patch,oof,view}]
+[--epochs-scale F]``: ``v2`` trains mammo-view/2 and mammo-density/1 (minutes); ``all``
+retrains model 1's gate, patch and view models (an hour on 2 CPU threads).
 
 With ``--source cbis-ddsm`` or ``--source inbreast`` and ``--data DIR``: train and evaluate
 the patch and view models on that dataset (:mod:`bc_service.train.byod`); the results go to
@@ -20,7 +22,7 @@ def main() -> None:
         "step",
         nargs="?",
         default="all",
-        choices=["all", "patch", "gate", "oof", "view", "activations"],
+        choices=["v2", "screen", "density", "all", "patch", "gate", "oof", "view", "activations"],
     )
     parser.add_argument("--epochs-scale", type=float, default=1.0)
     parser.add_argument(

@@ -65,6 +65,16 @@ def linear_sigmoid(weights: np.ndarray, bias: np.ndarray) -> keras.Model:
     return model
 
 
+def linear_softmax(weights: np.ndarray, bias: np.ndarray) -> keras.Model:
+    """features (N, F) → softmax(features @ W + b): the density model."""
+    inp = keras.Input((weights.shape[0],), name="features")
+    dense = keras.layers.Dense(weights.shape[1], activation="softmax", name="probs")
+    out = dense(inp)
+    model = keras.Model(inp, out)
+    dense.set_weights([weights.astype(np.float32), bias.astype(np.float32)])
+    return model
+
+
 def export_onnx(model: keras.Model, path: Path, input_name: str, output_name: str) -> float:
     """tf2onnx export through a tf.function; returns the max |keras - onnx| on random inputs."""
     import onnxruntime as ort

@@ -43,7 +43,32 @@ def card_figures(card: dict[str, Any]) -> list[Figure]:
     if isinstance(at, dict):
         found += [_figure(m, at.get(m), "malignant") for m in ("sensitivity", "specificity")]
     found.append(_figure("auc", test.get("auc_malignant_vs_rest"), "malignant"))
+    found += oof_figures(card)
     return [f for f in found if f is not None]
+
+
+OOF_SPLIT = "out-of-fold"
+# A card measured by cross-validation (mammo-view/2, mammo-density/1): its headline figures.
+OOF_FIGURES = (
+    ("auc", "auc_normal_vs_abnormal", "abnormal vs normal breasts"),
+    ("auc", "auc_benign_vs_malignant", "malignant vs benign lesions"),
+    ("accuracy", "accuracy", "breast density F/G/D"),
+    ("quadratic_kappa", "quadratic_kappa", "breast density F/G/D"),
+)
+
+
+def oof_figures(card: dict[str, Any]) -> list[Figure | None]:
+    """The out-of-fold figures of a cross-validated card and its operating point's rates."""
+    oof = (card.get("metrics") or {}).get("oof")
+    if not isinstance(oof, dict):
+        return []
+    found = [_figure(m, oof.get(key), label) for m, key, label in OOF_FIGURES]
+    point = card.get("operating_point")
+    if isinstance(point, dict):
+        found += [
+            _figure(m, point.get(m), "abnormal breasts") for m in ("sensitivity", "specificity")
+        ]
+    return [f.model_copy(update={"split": OOF_SPLIT}) if f else None for f in found]
 
 
 @router.get(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from shared.contracts.common import CropBox, ModelRef, PngImage
 from shared.contracts.screening import Category, OperatingPoint, ScoreMap
@@ -14,6 +14,24 @@ Laterality = Literal["L", "R"]
 ViewKind = Literal["CC", "MLO"]
 MammoLabel = Literal["normal", "benign", "malignant"]
 ExamStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+Comparison = Literal["contralateral", "unilateral"]
+DensityClass = Literal["fatty", "fatty_glandular", "dense_glandular"]
+
+COMPARISON_DOC = (
+    "`contralateral`: read with the other breast's view of the same kind (model 2's bilateral "
+    "head, the exam's `operating_point`); `unilateral`: that view is missing, read from this "
+    "breast alone (the weaker fallback, the exam's `unilateral_operating_point`)."
+)
+DENSE_NOTE = (
+    "Dense breast tissue can hide a finding: a screen that flags nothing is worth less in a "
+    "dense breast."
+)
+SCORE_SCALE = (
+    "Suspicion 0-100 of an abnormality needing work-up, calibrated on pooled out-of-fold "
+    "predictions of mini-MIAS, where 36% of breasts are abnormal: a relative score, never a "
+    "risk (screening populations have well under 1% cancer)."
+)
 
 STAGES = ["decode", "orientation", "crop", "enhance", "centers", "heatmaps", "classify"]
 
@@ -40,8 +58,15 @@ class ViewResult(BaseModel):
     score: float = Field(
         ge=0,
         le=100,
-        description="Suspicion score 0-100 of the view (a relative score, never a risk): "
-        "model 1's is 100 x P(malignant), read at the exam's `operating_point`.",
+        description="Suspicion score 0-100 of the view (a relative score, never a risk; "
+        "see the exam's `score_scale`), read at `score_threshold`.",
+    )
+    comparison: Comparison = Field(default="unilateral", description=COMPARISON_DOC)
+    score_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="The threshold this view's score was read at (its `comparison`'s point).",
     )
     category: Category = Field(
         description="shared categorize(score, operating_point): what the view says."
@@ -52,28 +77,63 @@ class ViewResult(BaseModel):
         "breast, over `crop_box`, zero outside the breast; render it at display size, scaled "
         "to `score` (the gateway does). None when the breast holds no patch.",
     )
-    probabilities: Probabilities = Field(
-        description="For doctors: model 1's independent benign and malignant estimates "
-        "(they do not sum to 1). Never a headline; the category is `category`."
+    probabilities: Probabilities | None = Field(
+        default=None,
+        description="Deprecated: model 1's independent benign and malignant estimates (they "
+        "did not sum to 1). None from model 2; the category is `category`.",
     )
-    label: MammoLabel = Field(description="Deprecated: the old three-way label.")
+    label: MammoLabel | None = Field(
+        default=None, description="Deprecated: model 1's three-way label; None from model 2."
+    )
     heatmaps: dict[Literal["benign", "malignant"], PngImage] = Field(
         default_factory=dict,
         description="Deprecated: full-size inline overlays, only when bc_service runs with "
         "IRMI_BC_HEATMAPS=true. Use `score_map`.",
     )
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    # What the exam's combine needs of this view (never serialised): the evidence maps,
+    # P(malignant | lesion) and the density probabilities.
+    _evidence: Any = PrivateAttr(default=None)
+    _malignancy: float | None = PrivateAttr(default=None)
+    _density: tuple[float, float, float] | None = PrivateAttr(default=None)
+
+
+class Density(BaseModel):
+    """A breast's background tissue (mammo-density: mini-MIAS's three classes)."""
+
+    category: DensityClass
+    probabilities: dict[DensityClass, float] = Field(
+        description="Mean over the breast's views of the density model's probabilities."
+    )
+    note: str = Field(
+        default="", description="What it means for this result (set for dense breasts)."
+    )
 
 
 class BreastResult(BaseModel):
     laterality: Laterality
     views: list[str] = Field(description="view_ids combined for this breast")
-    score: float = Field(
-        ge=0, le=100, description="The highest score of its views: flagged iff a view is."
+    score: float = Field(ge=0, le=100, description="The highest score of its views.")
+    category: Category = Field(description="Review recommended iff any of its views is.")
+    comparison: Comparison = Field(
+        default="unilateral",
+        description="`contralateral` when every view of it was read with the other breast.",
     )
-    category: Category
-    probabilities: Probabilities = Field(description="For doctors: the mean of its views.")
-    label: MammoLabel = Field(description="Deprecated: the old three-way label.")
+    density: Density | None = Field(default=None, description="None without a density model.")
+    malignancy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="For doctors only, a secondary estimate: P(malignant | a lesion) of a "
+        "flagged breast, given only while the model's benign-vs-malignant AUC clears its bar "
+        "(the exam's `malignancy_note` says why it is absent). Never a headline.",
+    )
+    probabilities: Probabilities | None = Field(
+        default=None, description="Deprecated: model 1's mean of its views; None from model 2."
+    )
+    label: MammoLabel | None = Field(
+        default=None, description="Deprecated: model 1's three-way label; None from model 2."
+    )
 
 
 class ExamResult(BaseModel):
@@ -82,18 +142,37 @@ class ExamResult(BaseModel):
     score: float = Field(ge=0, le=100, description="The highest score of its breasts.")
     category: Category = Field(
         description="Review recommended when any breast (so any view) is flagged: view, "
-        "breast and exam categories agree by construction (scores are maxima, one point)."
+        "breast and exam categories agree by construction."
     )
+    score_scale: str = Field(default=SCORE_SCALE, description="What the 0-100 scores mean.")
     score_threshold: float = Field(
         ge=0, le=100, description="The 0-100 threshold every score of this exam is read at."
     )
     operating_point: OperatingPoint | None = Field(
         default=None,
         description="That threshold's operating point, with its measured sensitivity and "
-        "specificity (the mammo-view card's); None only on the untrained fallback.",
+        "specificity (the mammo-view card's), for views read `contralateral`; None only on "
+        "the untrained fallback.",
     )
-    probabilities: Probabilities = Field(description="Exam level: the worse breast.")
-    label: MammoLabel = Field(description="Deprecated: the old three-way label.")
+    unilateral_operating_point: OperatingPoint | None = Field(
+        default=None,
+        description="The point views read `unilateral` (no other breast) are read at.",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Sentences on how this exam was read (a breast without the other one to "
+        "compare with, dense tissue).",
+    )
+    malignancy_note: str | None = Field(
+        default=None,
+        description="For doctors: why breasts carry no benign-vs-malignant estimate.",
+    )
+    probabilities: Probabilities | None = Field(
+        default=None, description="Deprecated: model 1's worse breast; None from model 2."
+    )
+    label: MammoLabel | None = Field(
+        default=None, description="Deprecated: model 1's three-way label; None from model 2."
+    )
     models: list[ModelRef] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     disclaimer: str = "Screening aid, not a diagnosis: a radiologist must review these images."

@@ -47,9 +47,12 @@ def test_exam_accepted_then_succeeds(client: httpx.Client) -> None:
     assert set(views) == {"view-0", "view-1"}
     assert views["view-0"]["given_tag"] == "L-MLO" and views["view-1"]["given_tag"] is None
     for view in views.values():
-        assert 0 <= view["probabilities"]["malignant"] <= 1
+        assert 0 <= view["score"] <= 100 and view["score_threshold"] is not None
+        assert view["probabilities"] is None and view["label"] is None  # model 1's, deprecated
         assert "decode" in view["timings_ms"] and len(view["timings_ms"]) > 2
-    assert result["breasts"] and result["label"] in {"normal", "benign", "malignant"}
+    # A left and a right MLO: each read with the other breast.
+    assert [v["comparison"] for v in views.values()] == ["contralateral", "contralateral"]
+    assert result["breasts"] and result["category"] in {"review_recommended", "no_finding_flagged"}
     assert {"combine", "queue_wait", "total"} <= set(result["timings_ms"])
     # the same exam, the same answer; the events end with that very model
     assert client.get(body["status_url"]).json() == exam
@@ -112,7 +115,8 @@ def test_predict_one_view(client: httpx.Client) -> None:
     )
     assert r.status_code == 200, r.text[:500]
     view = r.json()
-    assert view["given_tag"] == "L-MLO" and view["label"] in {"normal", "benign", "malignant"}
+    assert view["given_tag"] == "L-MLO" and view["comparison"] == "unilateral"
+    assert view["category"] in {"review_recommended", "no_finding_flagged"}
     assert "decode" in view["timings_ms"]
     assert view["heatmaps"] == {}  # the full-size inline PNGs only when asked for
     grid = view["score_map"]

@@ -37,12 +37,16 @@ def pipeline(repo: ModelRepository) -> MammoPipeline:
     return MammoPipeline(repo)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_card_matches_file_and_is_complete(name: str) -> None:
-    folder = MODELS / name / "1"
+def _versions() -> list[tuple[str, str]]:
+    return [(n, v.name) for n in NAMES for v in sorted((MODELS / n).iterdir()) if v.is_dir()]
+
+
+@pytest.mark.parametrize(("name", "version"), _versions())
+def test_card_matches_file_and_is_complete(name: str, version: str) -> None:
+    folder = MODELS / name / version
     card = read_card(folder)
     assert card.sha256 == file_sha256(folder / "model.onnx")
-    assert card.name == name and card.version == "1"
+    assert card.name == name and card.version == version
     assert card.training_data and card.metrics and card.intended_use and card.limitations
     assert any("CC" in lim for lim in card.limitations)
     assert (folder / "report.md").exists()
@@ -85,13 +89,14 @@ def test_real_mammograms_run(pipeline: MammoPipeline, name: str) -> None:
     )
     assert seen == STAGES
     assert res.view == "MLO"
-    assert 0 <= res.probabilities.malignant <= 1 and 0 <= res.probabilities.benign <= 1
+    assert res.probabilities is None and res.label is None  # model 1's, deprecated
     assert res.score_map is not None and res.score_map.image_width == 1024
     exam = pipeline.combine([res])
     # Read at the mammo-view card's operating point (its measured rates travel with it).
     assert exam.operating_point is not None and exam.operating_point.model.name == "mammo-view"
     assert exam.score_threshold == exam.operating_point.score_threshold
-    assert abs(res.score - 100 * res.probabilities.malignant) <= 0.01
+    assert exam.unilateral_operating_point is not None
+    assert res.score_threshold == exam.unilateral_operating_point.score_threshold  # one view
     assert {m.name for m in exam.models} == set(NAMES)
 
 
@@ -125,4 +130,5 @@ def test_phantom_through_trained_models_without_gate(repo: ModelRepository) -> N
     )
     assert res.tag == "R-CC" and res.detected_laterality == "R" and res.flipped
     assert res.tag_conflict is None
-    assert {m.name for m in pipe.combine([res]).models} == {"mammo-patch", "mammo-view"}
+    models = {m.name for m in pipe.combine([res]).models}
+    assert models == {"mammo-patch", "mammo-view", "mammo-density"}

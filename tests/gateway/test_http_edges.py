@@ -224,3 +224,28 @@ def test_card_figures_of_the_committed_segmentation_and_orientation_cards() -> N
         figures = card_figures(card)
         assert {f.metric for f in figures} == metrics, name
         assert all(f.ci95 is not None and f.ci95[0] <= f.value <= f.ci95[1] for f in figures)
+
+
+def test_card_figures_of_the_cross_validated_mammography_cards() -> None:
+    """mammo-view/2 and mammo-density/1 were measured out-of-fold: a doctor reads those
+    figures (and the screen's operating point), not 'no measured figures'."""
+    import json
+
+    from bc_service.settings import MODELS_DIR
+    from gateway.routes.models import card_figures
+
+    for folder, metrics in (
+        ("mammo-view/2", {"auc", "sensitivity", "specificity"}),
+        ("mammo-density/1", {"accuracy", "quadratic_kappa"}),
+    ):
+        card = json.loads((MODELS_DIR / folder / "card.json").read_text())
+        figures = card_figures(card)
+        oof = [f for f in figures if f.split == "out-of-fold"]
+        assert {f.metric for f in oof} == metrics, folder
+        assert {f.split for f in figures} <= {"out-of-fold", "test"}  # the fixed test split too
+        assert all(f.ci95 is not None and f.ci95[0] <= f.value <= f.ci95[1] for f in figures)
+    view = card_figures(json.loads((MODELS_DIR / "mammo-view/2/card.json").read_text()))
+    assert {f.label for f in view if f.metric == "auc"} == {
+        "abnormal vs normal breasts",
+        "malignant vs benign lesions",
+    }

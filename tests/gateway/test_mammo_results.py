@@ -71,6 +71,14 @@ def _legacy(result: dict[str, Any], study_id: str) -> dict[str, Any]:
         for view in result["views"]
     ]
     old["breasts"] = [{k: v for k, v in b.items() if k not in drop} for b in result["breasts"]]
+    # Model 1 stored a three-way label everywhere (model 2 stores none).
+    parts = zip(
+        (old, *old["views"], *old["breasts"]),
+        (result, *result["views"], *result["breasts"]),
+        strict=True,
+    )
+    for part, now in parts:
+        part["label"] = "normal" if now["category"] == "no_finding_flagged" else "malignant"
     return old
 
 
@@ -97,18 +105,26 @@ def test_four_big_views_give_a_small_result_and_served_overlays(
         assert len(data.encode()) <= MAX_EVENT_BYTES, len(data.encode())
         result = json.loads(data)["mammography_result"]
 
-        # One threshold for every score; maxima make the categories agree by construction.
+        # Four views: each read with the other breast's view of the same kind, at the card's
+        # point; a breast is flagged iff a view is, the exam iff a breast is.
         thr = result["score_threshold"]
         assert result["operating_point"]["score_threshold"] == thr
+        assert result["unilateral_operating_point"]["score_threshold"] is not None
+        assert "never a risk" in result["score_scale"]
         views = {v["view_id"]: v for v in result["views"]}
+        flagged = "review_recommended"
         for breast in result["breasts"]:
             mine = [views[i] for i in breast["views"]]
             assert breast["score"] == max(v["score"] for v in mine)
-            assert breast["category"] == _category(breast["score"], thr)
+            assert (breast["category"] == flagged) == any(v["category"] == flagged for v in mine)
+            assert breast["comparison"] == "contralateral"
+            assert breast["density"]["category"] in ("fatty", "fatty_glandular", "dense_glandular")
         assert result["score"] == max(b["score"] for b in result["breasts"])
-        assert result["category"] == _category(result["score"], thr)
+        any_breast = any(b["category"] == flagged for b in result["breasts"])
+        assert (result["category"] == flagged) == any_breast
 
         for view in result["views"]:
+            assert view["comparison"] == "contralateral" and view["score_threshold"] == thr
             assert view["category"] == _category(view["score"], thr)
             ref = view["heatmaps"]["score_map"]
             assert set(view["heatmaps"]) == {"score_map"}
@@ -141,7 +157,7 @@ def test_four_big_views_give_a_small_result_and_served_overlays(
                 (json.dumps(_legacy(result, study_id)), study_id),
             )
         old = p.get(f"/v1/studies/{study_id}").json()["mammography_result"]
-        was = "no_finding_flagged" if result["label"] == "normal" else "review_recommended"
+        was = result["category"]
         assert old["basis"] == "legacy_label" and old["category"] == was
         assert old["score"] is None and old["score_threshold"] is None
         assert set(old["views"][0]["heatmaps"]) == {"benign", "malignant"}

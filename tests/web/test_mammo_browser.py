@@ -79,6 +79,13 @@ def test_four_views_hang_and_patient_reads_words(stack: Stack, pages: Pages) -> 
     for sentence in conflicts:
         assert re.fullmatch(r"The [^;]+\.", sentence.strip()), sentence
     assert any("says this is a CC view, but" in c for c in conflicts), conflicts
+    # Each breast's tissue in words (mammo-density), never as a probability.
+    tissue = pat.get_by_test_id("breast-density").all_inner_texts()
+    assert len(tissue) == 2 and all(
+        t in ("Mostly fatty", "Fatty and glandular", "Dense") for t in tissue
+    ), tissue
+    if "Dense" in tissue:
+        assert "can hide a finding" in pat.get_by_test_id("density-note").inner_text()
     # One overlay per view, the rendering of its score map (none named for a diagnosis).
     assert pat.locator("select").filter(has_text="evidence").count() == 0
     screenshot(pat, "40-patient-mammogram-hanging")
@@ -99,8 +106,12 @@ def test_four_views_hang_and_patient_reads_words(stack: Stack, pages: Pages) -> 
     main = doc.locator("main").inner_text()
     assert "sha256" in main
     assert re.search(r"Suspicion score\s+[\d.]+ / 100", main), main
-    point = doc.get_by_test_id("operating-point").inner_text()
-    assert re.search(r"n = \d+ malignant views\)", point), point
+    point = doc.get_by_test_id("operating-point").first.inner_text()
+    assert re.search(r"n = \d+ abnormal breasts\)", point), point
+    # The scale says what the score is, and why there is no benign-vs-malignant estimate.
+    assert "never a risk" in doc.get_by_test_id("score-scale").inner_text()
+    assert "0.70" in doc.get_by_test_id("malignancy-note").inner_text()
+    assert "read with the other breast" in main
     assert "Where the model looked, not a lesion outline" in main
     assert set(_places(doc)) == set(HANGING)
     screenshot(doc, "41-doctor-mammogram-hanging")

@@ -1,7 +1,9 @@
 // A mammography result. Patients read the category in words for the exam and each breast
-// (shared Category, wording.js), never "Malignant"/"Benign"/"Normal" nor a probability;
-// doctors read the suspicion scores, the operating point they were read at and model 1's
-// benign/malignant estimates beside them. The four views hang as radiologists hang them:
+// (shared Category, wording.js) and each breast's tissue density in words, never
+// "Malignant"/"Benign"/"Normal" nor a probability; doctors read the suspicion scores (a
+// relative score, calibrated at mini-MIAS's prevalence), the operating point each view was
+// read at (with the other breast, or alone), the density estimates and, only for flagged
+// breasts and only while the model's evidence allows it, a benign-vs-malignant estimate. The four views hang as radiologists hang them:
 // RCC and LCC over RMLO and LMLO (the right breast on the viewer's left).
 
 import { h, newId, percent } from "./dom.js";
@@ -16,7 +18,15 @@ export const HANGING = { "R-CC": [1, 1], "L-CC": [1, 2], "R-MLO": [2, 1], "L-MLO
 const score100 = (v) => `${Number(v).toFixed(1)} / 100`;
 
 /** The reading of one view (or breast) in the shape reading.js draws. */
-const readingOf = (r, x) => ({ score: x.score, effective: { category: x.category, score_threshold: r.score_threshold, basis: r.basis, operating_point: r.operating_point } });
+const readingOf = (r, x) => {
+  const alone = x.comparison === "unilateral" && r.unilateral_operating_point;
+  const threshold = x.score_threshold ?? r.score_threshold;
+  return { score: x.score, effective: { category: x.category, score_threshold: threshold, basis: r.basis, operating_point: alone ? r.unilateral_operating_point : r.operating_point } };
+};
+
+/** Breast tissue in words (mini-MIAS's three classes). */
+export const DENSITY_WORDS = { fatty: "Mostly fatty", fatty_glandular: "Fatty and glandular", dense_glandular: "Dense" };
+const COMPARISON_WORDS = { contralateral: "with the other breast", unilateral: "alone (no other-breast view)" };
 
 const DOCTOR_SUMMARY = WORDS.DOCTOR_SUMMARY.mammography;
 
@@ -24,23 +34,56 @@ function scoreFacts(r) {
   if (r.basis === "legacy_label" || r.score === null || r.score === undefined) {
     return h("p", { class: "small muted", "data-testid": "legacy-result" }, "Stored before suspicion scores: the category is the one its label was shown with (benign or malignant: review recommended). No operating point was recorded with it.");
   }
+  const estimates = r.probabilities
+    ? [h("dt", {}, "Model 1 estimates"), h("dd", {}, `benign ${percent(r.probabilities.benign)}, malignant ${percent(r.probabilities.malignant)} (independent estimates, not a split of 100%; not a category)`)]
+    : [h("dt", {}, "Benign vs malignant"), h("dd", { "data-testid": "malignancy-note" }, r.malignancy_note || "Given per flagged breast below (a secondary estimate, not a category).")];
   return h(
     "dl",
     { class: "facts" },
     h("dt", {}, "Suspicion score"),
-    h("dd", { "data-testid": "result-score" }, h("strong", {}, score100(r.score)), ` (the more suspicious breast; operating threshold ${Number(r.score_threshold).toFixed(1)})`),
-    h("dt", {}, "Model 1 estimates"),
-    h("dd", {}, `benign ${percent(r.probabilities.benign)}, malignant ${percent(r.probabilities.malignant)} (independent estimates, not a split of 100%; not a category)`),
+    h("dd", { "data-testid": "result-score" }, h("strong", {}, score100(r.score)), ` (the more suspicious breast; operating threshold ${Number(r.score_threshold).toFixed(1)} with the other breast)`),
+    r.score_scale ? [h("dt", {}, "Scale"), h("dd", { class: "small", "data-testid": "score-scale" }, r.score_scale)] : null,
+    estimates,
   );
+}
+
+function notes(r) {
+  if (!r.notes?.length) return null;
+  return h("ul", { class: "small", "data-testid": "exam-notes" }, r.notes.map((n) => h("li", {}, n)));
+}
+
+/** Patients: each breast's tissue in words, and what dense tissue means for a clear screen. */
+function patientDensity(r) {
+  const dense = (r.breasts || []).some((b) => b.density?.category === "dense_glandular");
+  if (!dense) return null;
+  return h("p", { class: "small", "data-testid": "density-note" }, "Dense breast tissue can hide a finding: when the screening aid flags nothing in a dense breast, that says less. Your doctor takes this into account.");
 }
 
 function mammoPoint(r) {
   if (!r.operating_point) return null;
-  return operatingPoint(readingOf(r, r), { positives: "malignant", negatives: "other", unit: "views" });
+  const opts = { positives: "abnormal", negatives: "normal", unit: "breasts" };
+  const box = [operatingPoint(readingOf(r, { ...r, comparison: "contralateral" }), opts)];
+  if (r.unilateral_operating_point && (r.views || []).some((v) => v.comparison === "unilateral")) {
+    box.push(h("p", { class: "small", "data-testid": "unilateral-point" }, "Views without the other breast's view of the same kind were read from their breast alone, at this point:"));
+    box.push(operatingPoint(readingOf(r, { ...r, comparison: "unilateral" }), opts));
+  }
+  return box;
+}
+
+/** The doctor's reading of a breast in one cell: the score, how it was read and, only for a
+ * flagged breast while the evidence allows one, the secondary malignancy estimate. */
+function doctorCell(b) {
+  const parts = [resultBadge(b.label, b.category)];
+  if (b.score !== null && b.score !== undefined) parts.push(h("span", { class: "small" }, ` ${score100(b.score)}`));
+  if (b.comparison) parts.push(h("div", { class: "small muted" }, `read ${COMPARISON_WORDS[b.comparison]}`));
+  if (b.malignancy !== null && b.malignancy !== undefined) {
+    parts.push(h("div", { class: "small", "data-testid": "breast-malignancy" }, `malignant vs benign: ${percent(b.malignancy)} (secondary estimate, not a category)`));
+  }
+  return parts;
 }
 
 function breastTable(r, patient) {
-  const cols = patient ? ["Breast", "Screening aid"] : ["Breast", "Screening aid", "Suspicion score"];
+  const cols = ["Breast", "Screening aid", "Breast tissue"];
   const order = [...(r.breasts || [])].sort((a, b) => (a.laterality === "R" ? -1 : 1) - (b.laterality === "R" ? -1 : 1));
   return h(
     "table",
@@ -55,12 +98,20 @@ function breastTable(r, patient) {
           "tr",
           {},
           h("th", { scope: "row" }, b.laterality === "L" ? "Left" : "Right"),
-          h("td", {}, resultBadge(b.label, b.category)),
-          patient ? null : h("td", {}, b.score === null || b.score === undefined ? "—" : score100(b.score)),
+          h("td", {}, patient ? resultBadge(b.label, b.category) : doctorCell(b)),
+          h("td", { "data-testid": "breast-density" }, densityText(b, patient)),
         ),
       ),
     ),
   );
+}
+
+function densityText(b, patient) {
+  if (!b.density) return "—";
+  const words = DENSITY_WORDS[b.density.category] || b.density.category;
+  if (patient) return words;
+  const p = b.density.probabilities?.[b.density.category];
+  return p === undefined ? words : `${words} (${percent(p, 0)})`;
 }
 
 function overlays(r, v, patient) {
@@ -86,7 +137,7 @@ function viewCard(study, r, v, patient, imageOf) {
   const card = h(
     "section",
     { class: "card view-card", "aria-labelledby": hid, "data-tag": v.tag },
-    h("h3", { id: hid }, v.tag, patient ? null : [" ", resultBadge(v.label, v.category), v.score === null || v.score === undefined ? "" : h("span", { class: "small muted" }, ` ${score100(v.score)}`)]),
+    h("h3", { id: hid }, v.tag, patient ? null : [" ", resultBadge(v.label, v.category), v.score === null || v.score === undefined ? "" : h("span", { class: "small muted" }, ` ${score100(v.score)}${v.comparison ? `, read ${COMPARISON_WORDS[v.comparison]}` : ""}`)]),
     v.given_tag ? null : h("p", { class: "small muted" }, `View detected automatically (${percent(v.detection_confidence, 0)} confidence).`),
     v.tag_conflict ? h("p", { class: "alert info small", "data-testid": "tag-conflict" }, v.tag_conflict) : null,
     viewer({ image: imageOf(study, v), heatmaps, cropBox: v.crop_box, imageSize: v.score_map ? { w: v.score_map.image_width, h: v.score_map.image_height } : null, alt: `Mammogram view ${v.tag}`, legend, toggleLabel: `Show ${looked(patient)}`, shown: !patient }),
@@ -116,6 +167,7 @@ export function mammoResult(study, { modelLine, imageOf }) {
         categoryHeadline(r.category),
         patient ? null : h("p", {}, DOCTOR_SUMMARY[r.category] || ""),
         patient ? null : scoreFacts(r),
+        patient ? patientDensity(r) : notes(r),
         patient ? null : mammoPoint(r),
         modelLine(r.models),
         patient ? null : modelFigures(study.id),

@@ -50,7 +50,7 @@ const pct = (v) => percent(v, 1);
 const num = (v) => Number(v).toFixed(3);
 
 function figureText(f) {
-  const fmt = ["auc", "dice", "iou"].includes(f.metric) ? num : pct;
+  const fmt = ["auc", "dice", "iou", "quadratic_kappa"].includes(f.metric) ? num : pct;
   const name = {
     sensitivity: "Sensitivity",
     specificity: "Specificity",
@@ -60,6 +60,8 @@ function figureText(f) {
     accuracy_8way: "Orientation accuracy (rotation and mirror)",
     mirror_detected: "Mirrored films detected",
     mirror_false_flag: "Upright films wrongly flagged as mirrored",
+    accuracy: "Accuracy",
+    quadratic_kappa: "Weighted kappa (quadratic)",
   }[f.metric] || f.metric;
   const about = f.label ? ` (${f.label})` : "";
   const ci = f.ci95 ? ` (95% CI ${fmt(f.ci95[0])}–${fmt(f.ci95[1])})` : " (no confidence interval on the card)";
