@@ -99,7 +99,9 @@ async def predict_chest(
     summary="Mammography exam, synchronous (stateless; API key scope `predict`)",
     description="Same parts as `POST /v1/studies/mammography`; waits for the result: per "
     "view, breast and exam a suspicion `score` and its `category` at `score_threshold`, and per "
-    "view its `score_map` over `crop_box` (render it yourself). A file that is not a "
+    "view its `score_map` over `crop_box` (render it yourself); read at the site's operating "
+    "point where an admin adopted one for this model and reading, as studies are. A file that "
+    "is not a "
     "mammogram is refused with 422 `not_a_mammogram` before any work is queued.",
     responses=error_responses(*_COMMON, InvalidView, NotAMammogram),
 )

@@ -215,6 +215,13 @@ def test_a_site_point_from_mammography_and_its_rollback(
     assert all(v["comparison"] == "unilateral" for v in res["views"])
     _consistent(res)
     assert any("this site's operating point v1" in n for n in res["notes"])
+    key = patient.post("/v1/api-keys", json={"name": "pacs", "scopes": ["predict"]}).json()
+    integrator = Api(world["gw"].url, key=key["key"])
+    data = (MIAS / positive).read_bytes()
+    r = integrator.post("/v1/predict/mammogram", files=[("files", (positive, data, "image/png"))])
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["unilateral_operating_point"] == point
+    assert r.json()["result"]["category"] == res["category"]
 
     # Both breasts of one woman: read with each other, so at the card's both-breast point.
     pair = _pair()
