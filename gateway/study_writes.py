@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import score_overlay
 from gateway.deidentify import for_inference, for_storage
 from gateway.deps import Principal, audit
+from gateway.mammo_point import effective_exam
 from gateway.models import Study, StudyEvent, StudyFile, new_id
 from gateway.operating_point import EffectiveReading, effective_reading
 from gateway.schemas import ChestResult, ExamResultPublic, FileRef
@@ -341,10 +342,13 @@ async def put_view_overlay(
 
 
 async def finish_mammography(state: GatewayState, study_id: str, exam: Exam) -> None:
-    """Store the overlays of bc_service's result (rendered from each view's score map; inline
+    """Store bc_service's result read at the effective points (the site's where one applies,
+    :mod:`gateway.mammo_point`), the overlays (rendered from each view's score map; inline
     PNGs, from a bc_service run with the deprecated ``heatmaps``, stored as they come) and
     mark the study succeeded. A study that another replica's relay already finished is left
     as it is."""
+    assert exam.result is not None
+    exam = exam.model_copy(update={"result": await effective_exam(state, exam.result)})
     assert exam.result is not None
     files: list[StudyFile] = []
     views: list[dict[str, Any]] = []

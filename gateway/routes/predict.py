@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
+from pydantic import Field
 
 from gateway.deps import PredictPrincipal, StateDep
+from gateway.mammo_point import effective_exam
+from gateway.operating_point import EffectiveReading, effective_reading
 from gateway.relay import error_of
 from gateway.routes.uploads import (
     UPLOAD_ERRORS,
@@ -18,9 +21,11 @@ from gateway.routes.uploads import (
     open_exam,
     predict_chest_upload,
 )
+from gateway.state import GatewayState
 from gateway.upstream import UpstreamError, iter_sse, status_for_code
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.mammo import Exam
+from shared.contracts.screening import Category
 from shared.errors import (
     InvalidView,
     NotAChestXray,
@@ -31,6 +36,36 @@ from shared.errors import (
     error_responses,
 )
 
+
+class IntegratorChestPrediction(ChestPrediction):
+    """A chest prediction read at the effective operating point (the site's, else the card's)."""
+
+    effective: EffectiveReading = Field(
+        description="The reading as studies store it: the point, its basis, the site's "
+        "recalibrated probability, and why a site point was not used (`site_note`)."
+    )
+
+
+async def integrator_reading(
+    state: GatewayState, prediction: ChestPrediction
+) -> IntegratorChestPrediction:
+    """``prediction`` read through :func:`gateway.operating_point.effective_reading`."""
+    reading = await effective_reading(state, prediction)
+    point = reading.operating_point or prediction.operating_point
+    reliability = reading.reliability or prediction.reliability
+    findings = prediction.findings if reading.category == Category.review_recommended else []
+    return IntegratorChestPrediction.model_validate(
+        {
+            **prediction.model_dump(),
+            "category": reading.category,
+            "operating_point": point.model_dump(),
+            "reliability": reliability.model_dump(),
+            "findings": [f.model_dump() for f in findings],
+            "effective": reading.model_dump(),
+        }
+    )
+
+
 router = APIRouter(prefix="/v1/predict", tags=["predict"])
 _COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFailed)
 
@@ -38,11 +73,14 @@ _COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFaile
 @router.post(
     "/chest",
     operation_id="predictChest",
-    response_model=ChestPrediction,
+    response_model=IntegratorChestPrediction,
     summary="Chest X-ray prediction (stateless; API key scope `predict`)",
-    description="tb_service's prediction as it returns it: `category` at the model card's "
-    "`operating_point` (studies store the reading at the effective point as well), "
-    "`reliability`, and `score_map` (where the model looked, over `crop_box`) to render.",
+    description="tb_service's prediction read at the effective operating point: the site's, "
+    "once an admin adopted one from a validation run for this very model, else the model "
+    "card's. `category`, `operating_point` and `reliability` are those it was read with "
+    "(`operating_point.source` says whose); `effective` carries the same reading as studies "
+    "store it (`calibrated_score`, `site_note`); `score_map` (where the model looked, over "
+    "`crop_box`) to render.",
     responses=error_responses(*_COMMON, NotAChestXray),
 )
 async def predict_chest(
@@ -50,8 +88,8 @@ async def predict_chest(
     state: StateDep,
     file: ChestFile,
 ) -> Any:
-    _image, body, _prediction = await predict_chest_upload(state, file)  # the contract holds...
-    return Response(body, media_type="application/json")  # ...and the bytes pass through
+    _image, _body, prediction = await predict_chest_upload(state, file)
+    return await integrator_reading(state, prediction)
 
 
 @router.post(
@@ -61,7 +99,9 @@ async def predict_chest(
     summary="Mammography exam, synchronous (stateless; API key scope `predict`)",
     description="Same parts as `POST /v1/studies/mammography`; waits for the result: per "
     "view, breast and exam a suspicion `score` and its `category` at `score_threshold`, and per "
-    "view its `score_map` over `crop_box` (render it yourself). A file that is not a "
+    "view its `score_map` over `crop_box` (render it yourself); read at the site's operating "
+    "point where an admin adopted one for this model and reading, as studies are. A file that "
+    "is not a "
     "mammogram is refused with 422 `not_a_mammogram` before any work is queued.",
     responses=error_responses(*_COMMON, InvalidView, NotAMammogram),
 )
@@ -78,7 +118,8 @@ async def predict_mammogram(
                 if exam.status != "succeeded":
                     code, message, details = error_of(exam.error or {})
                     raise UpstreamError(status_for_code(code), code, message, details)
-                return exam
+                assert exam.result is not None
+                return exam.model_copy(update={"result": await effective_exam(state, exam.result)})
             if ev.event == "error":
                 code, message, details = error_of(ev.json())
                 raise UpstreamError(status_for_code(code), code, message, details)

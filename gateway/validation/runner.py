@@ -129,17 +129,20 @@ async def current_point(
     modality: str,
     model: dict[str, Any] | None,
     returned: dict[str, Any] | None,
+    comparison: str | None = None,
 ) -> dict[str, Any] | None:
     """The point the run's films are read at now: the site's adopted point for this exact
-    model, else the one the service returned with them (its card's)."""
+    model (mammography: and for readings like the run's, ``comparison``), else the one the
+    service returned with them (its card's)."""
     if model is None:
         return returned
-    if modality == "chest":
-        async with state.sessions() as session:
-            adopted = await active(session, "chest")
-        if adopted is not None and applies(adopted, ModelRef.model_validate(model)):
-            return adopted.point
-    return returned
+    async with state.sessions() as session:
+        adopted = await active(session, modality)
+    if adopted is None or not applies(adopted, ModelRef.model_validate(model)):
+        return returned
+    if modality == "mammography" and (adopted.choice or {}).get("comparison") != comparison:
+        return returned
+    return adopted.point
 
 
 async def build_report(state: GatewayState, run: ValidationRun) -> dict[str, Any]:
@@ -154,7 +157,8 @@ async def build_report(state: GatewayState, run: ValidationRun) -> dict[str, Any
     models = [i.model for i in scored if i.model]
     model = models[0] if models else None
     returned = next((i.operating_point for i in scored if i.operating_point), None)
-    point = await current_point(state, run.modality, model, returned)
+    comparison = next((str((i.reliability or {}).get("comparison")) for i in scored), None)
+    point = await current_point(state, run.modality, model, returned, comparison)
     units = [
         rpt.Unit(
             label=i.label,

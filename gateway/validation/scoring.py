@@ -12,7 +12,9 @@ Chest: tb_service's ``/v1/predict``; the unit's figures are P(abnormal), the 0-1
 reliability and the model. Mammography: the unit's views as one exam on bc_service; the
 figure is whatever per-breast score the service returns (the highest breast score of the
 exam, which for the views of one breast is that breast's), read from the result as a dict so
-that a changed result contract with a per-breast ``score`` still works.
+that a changed result contract with a per-breast ``score`` still works; the unit keeps how that
+breast was read (``reliability.comparison``: with the other breast or alone) and the point it
+was read at, since a site point applies only to readings like those it was measured on.
 """
 
 from __future__ import annotations
@@ -102,14 +104,20 @@ def _breast_score(exam: dict[str, Any]) -> Scored:
     breasts = [b for b in result.get("breasts") or [] if b.get("score") is not None]
     if not breasts:
         return Scored(error_code=str((exam.get("error") or {}).get("code", "processing_failed")))
-    score = max(float(b["score"]) for b in breasts)
+    worst = max(breasts, key=lambda b: float(b["score"]))
+    score = float(worst["score"])
     outside = any(b.get("category") == "outside_population" for b in breasts)
-    point = result.get("operating_point") or {}
+    # the point the breast was read at: with the other breast, or from this breast alone
+    comparison = str(worst.get("comparison") or "unilateral")
+    card = result.get("operating_point") or {}
+    alone = result.get("unilateral_operating_point") if comparison == "unilateral" else None
+    point = alone or card
     model = point.get("model") or next(iter(result.get("models") or []), None)
     return Scored(
-        probability=score / 100.0,  # a relative suspicion score, ranked (AUC), not calibrated
+        probability=score / 100.0,  # model 2's suspicion is calibrated (on mini-MIAS)
         score=score,
         outside_population=outside,
+        reliability={"outside_population": outside, "comparison": comparison},
         model=model,
         point=point or None,
     )

@@ -9,6 +9,12 @@ reaching it on the run's films, :func:`shared.train.evaluation.threshold_for_sen
 The point's sensitivity and specificity are those of the run's films, in-sample, with their
 95% CIs; the point's ``measured_on`` says so.
 
+Mammography: a run's unit is a breast, scored by mammo-view from the views it was given;
+bc_service reads it with the other breast when the unit holds the other breast's view of the
+same kind, else from that breast alone, at a different card point. A run's breasts must all be
+read one way; the site point (``choice.comparison``) then replaces the card's point for that
+reading only, and the other reading keeps the card's point (nothing local was measured for it).
+
 Recalibration (optional): Platt scaling of the probability (logistic regression on its logit)
 by default; isotonic regression only when the run has ``validation_isotonic_min_positives``
 positives and as many negatives. Both are monotone, so the category (score >= threshold) is
@@ -164,12 +170,6 @@ def preview(
 ) -> dict[str, Any]:
     """What adopting ``choice`` would give: the point, its figures, the recalibration and the
     population (nothing is stored)."""
-    if run.modality != "chest":
-        raise Conflict(
-            "Site operating points apply to chest results; mammography reports are for "
-            "reading only for now.",
-            details={"modality": run.modality},
-        )
     if run.status != "done":
         raise Conflict("The run has not finished.", details={"status": run.status})
     if (choice.score_threshold is None) == (choice.target_sensitivity is None):
@@ -178,6 +178,7 @@ def preview(
             details={"field": "score_threshold"},
         )
     u = run_units(run, items)
+    comparison = _comparison(run, items)
     if not 0 < int(u.y.sum()) < len(u.y):
         raise Conflict("A point needs positives and negatives in the run.")
     if choice.target_sensitivity is not None:
@@ -187,8 +188,10 @@ def preview(
         thr = float(choice.score_threshold or 0.0)
         how = "a threshold the admin set"
     figures = point_figures(u.y, u.s, thr)
+    unit = "breasts" if run.modality == "mammography" else "films"
+    read = f", read {COMPARISON_WORDS[comparison]}" if comparison else ""
     measured_on = (
-        f"Site validation run {run.id} ({run.name}): {len(u.y)} local films, "
+        f"Site validation run {run.id} ({run.name}): {len(u.y)} local {unit}{read}, "
         f"{int(u.y.sum())} positive; in-sample ({how}), so optimistic."
     )
     point = OperatingPoint(
@@ -210,14 +213,39 @@ def preview(
             "films": len(u.positions),
             "share_of_run_within_limit": round(within, 4),
         }
+    chosen = choice.model_dump(mode="json")
+    if comparison is not None:
+        chosen["comparison"] = comparison
     return {
         "point": point.model_dump(mode="json"),
         "figures": figures,
-        "choice": choice.model_dump(mode="json"),
+        "choice": chosen,
         "calibration": _calibration(choice.recalibration, u.y, u.p, isotonic_min),
         "population": population,
         "in_sample": True,
     }
+
+
+COMPARISON_WORDS = {"contralateral": "with the other breast", "unilateral": "from one breast alone"}
+
+
+def _comparison(run: ValidationRun, items: list[ValidationItem]) -> str | None:
+    """Mammography: how the run's breasts were read (all alike, else no point: a point applies
+    only to readings like those it was measured on); None for chest."""
+    if run.modality != "mammography":
+        return None
+    found = {
+        str((i.reliability or {}).get("comparison") or "unilateral")
+        for i in items
+        if i.status == "scored"
+    }
+    if len(found) != 1:
+        raise Conflict(
+            "This run's breasts were read both with the other breast and alone: a site point "
+            "needs one kind of reading: group every unit's views the same way.",
+            details={"run_id": run.id, "comparisons": sorted(found)},
+        )
+    return found.pop()
 
 
 async def active(session: AsyncSession, modality: str) -> SitePoint | None:

@@ -2,8 +2,9 @@
 model, on a labelled sample of real test films (nih-cxr14 adults, kermany-pediatric children;
 40 films): the run reproduces tb_service's own probabilities and the training code's AUC,
 "sensitivity 0.90" reaches 0.90 on the set, results after adoption carry the site point, a
-new model version falls back to the card's point, rollback restores the point before, and the
-validation routes refuse everyone but admins."""
+new model version falls back to the card's point, rollback restores the point before,
+`POST /v1/predict/chest` is read at the site point too, and the validation routes refuse
+everyone but admins."""
 
 from __future__ import annotations
 
@@ -241,6 +242,16 @@ def test_validation_run_adoption_fallback_and_rollback(world: dict[str, Any]) ->
         else ("review_recommended" if flagged else "no_finding_flagged")
     )
     assert eff["category"] == want and eff["calibrated_score"] is not None
+
+    # Integrators' stateless route is read at the same site point, through the same reading.
+    key = patient.post("/v1/api-keys", json={"name": "pacs", "scopes": ["predict"]}).json()
+    integrator = Api(world["gw"].url, key=key["key"])
+    data = (DATA / film).read_bytes()
+    r = integrator.post("/v1/predict/chest", files={"file": ("x.jpg", data, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    pred = r.json()
+    assert pred["operating_point"] == v1["point"] and pred["effective"] == eff
+    assert pred["category"] == want and pred["score"] == res["score"]
 
     # A second point, rolled back: the first applies again.
     v2 = admin.post(f"{base}/site-point", json={"target_sensitivity": 0.95}).json()
