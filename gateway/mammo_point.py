@@ -15,6 +15,9 @@ so view, breast and exam agree by construction. The result carries the point it 
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.operating_point import active_site_point
 from gateway.state import GatewayState
 from gateway.validation import site
 from gateway.validation.site import COMPARISON_WORDS
@@ -31,10 +34,12 @@ def fold(categories: list[Category]) -> Category:
     return Category.no_finding_flagged
 
 
-async def effective_exam(state: GatewayState, result: ExamResult) -> ExamResult:
-    """``result`` read at the site's point where one applies (see module); a copy."""
-    async with state.sessions() as session:
-        adopted = await site.active(session, "mammography")
+async def effective_exam(
+    state: GatewayState, result: ExamResult, session: AsyncSession | None = None
+) -> ExamResult:
+    """``result`` read at the site's point where one applies (see module); a copy.
+    ``session``: the caller's, when it holds one (:func:`active_site_point`)."""
+    adopted = await active_site_point(state, "mammography", session)
     if adopted is None:
         return result
     comparison = str((adopted.choice or {}).get("comparison") or "unilateral")

@@ -21,9 +21,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.state import GatewayState
 from gateway.validation import site
+from gateway.validation.tables import SitePoint
 from shared.contracts.chest import ChestPrediction
 from shared.contracts.screening import (
     Category,
@@ -79,10 +81,24 @@ class EffectiveReading(BaseModel):
     )
 
 
-async def effective_point(state: GatewayState, prediction: ChestPrediction) -> OperatingPoint:
+async def active_site_point(
+    state: GatewayState, modality: str, session: AsyncSession | None = None
+) -> SitePoint | None:
+    """The site point in force for ``modality``, read in the caller's ``session`` when it has
+    one: a request that already holds a pooled connection must not wait for a second (under
+    load every connection would be held by a request waiting for another: a pool deadlock)."""
+    if session is not None:
+        return await site.active(session, modality)
+    async with state.sessions() as own:
+        return await site.active(own, modality)
+
+
+async def effective_point(
+    state: GatewayState, prediction: ChestPrediction, session: AsyncSession | None = None
+) -> OperatingPoint:
     """THE hook for the point a new result is read at: the site's for this exact model, else
     the card's point tb_service returned."""
-    return (await effective_reading(state, prediction)).operating_point or (
+    return (await effective_reading(state, prediction, session)).operating_point or (
         prediction.operating_point
     )
 
@@ -98,11 +114,13 @@ def read_at(
     )
 
 
-async def effective_reading(state: GatewayState, prediction: ChestPrediction) -> EffectiveReading:
-    """The reading a new result is stored and shown with (see module)."""
+async def effective_reading(
+    state: GatewayState, prediction: ChestPrediction, session: AsyncSession | None = None
+) -> EffectiveReading:
+    """The reading a new result is stored and shown with (see module); ``session``: the
+    caller's, when it holds one (:func:`active_site_point`)."""
     card = prediction.operating_point
-    async with state.sessions() as session:
-        adopted = await site.active(session, "chest")
+    adopted = await active_site_point(state, "chest", session)
     if adopted is None:
         return read_at(prediction.score, card, prediction.reliability)
     if not site.applies(adopted, card.model):

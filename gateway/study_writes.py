@@ -224,7 +224,7 @@ async def create_chest(
     by the caller (who adds its own rows to ``session``, committed with the study)."""
     study_id = study_id or new_id()
     files = await put_originals(state, study_id, [image])
-    reading = await effective_reading(state, prediction)
+    reading = await effective_reading(state, prediction, session)
     heatmap: FileRef | None = None
     stored = await put_overlay(state, study_id, prediction.score_map, prediction.score, reading)
     if stored is not None:

@@ -164,7 +164,7 @@ def write_screen(res: dict[str, Any], parity: float, folder: Path) -> None:
         ),
         "malignancy_estimate": {
             "shown": res["malignancy_shown"],
-            "oof_auc": mal,
+            "oof_auc": _typed(mal),
             "rule": "shown to doctors, for flagged breasts only, while the OOF AUC's 95% CI "
             "lower bound is at least 0.70",
             "why_not": None

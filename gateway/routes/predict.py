@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 from fastapi import APIRouter
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.deps import PredictPrincipal, StateDep
+from gateway.deps import PredictPrincipal, SessionDep, StateDep
 from gateway.mammo_point import effective_exam
 from gateway.operating_point import EffectiveReading, effective_reading
 from gateway.relay import error_of
@@ -47,10 +48,10 @@ class IntegratorChestPrediction(ChestPrediction):
 
 
 async def integrator_reading(
-    state: GatewayState, prediction: ChestPrediction
+    state: GatewayState, prediction: ChestPrediction, session: AsyncSession
 ) -> IntegratorChestPrediction:
     """``prediction`` read through :func:`gateway.operating_point.effective_reading`."""
-    reading = await effective_reading(state, prediction)
+    reading = await effective_reading(state, prediction, session)
     point = reading.operating_point or prediction.operating_point
     reliability = reading.reliability or prediction.reliability
     findings = prediction.findings if reading.category == Category.review_recommended else []
@@ -86,10 +87,11 @@ _COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFaile
 async def predict_chest(
     _: PredictPrincipal,
     state: StateDep,
+    session: SessionDep,
     file: ChestFile,
 ) -> Any:
     _image, _body, prediction = await predict_chest_upload(state, file)
-    return await integrator_reading(state, prediction)
+    return await integrator_reading(state, prediction, session)
 
 
 @router.post(
@@ -108,6 +110,7 @@ async def predict_chest(
 async def predict_mammogram(
     _: PredictPrincipal,
     state: StateDep,
+    session: SessionDep,
     parts: MammogramUpload,
 ) -> Any:
     _images, resp = await open_exam(state, parts)
@@ -119,7 +122,9 @@ async def predict_mammogram(
                     code, message, details = error_of(exam.error or {})
                     raise UpstreamError(status_for_code(code), code, message, details)
                 assert exam.result is not None
-                return exam.model_copy(update={"result": await effective_exam(state, exam.result)})
+                return exam.model_copy(
+                    update={"result": await effective_exam(state, exam.result, session)}
+                )
             if ev.event == "error":
                 code, message, details = error_of(ev.json())
                 raise UpstreamError(status_for_code(code), code, message, details)

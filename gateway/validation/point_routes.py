@@ -8,7 +8,7 @@ import asyncio
 from fastapi import APIRouter
 from sqlalchemy import func, select
 
-from gateway.deps import PrincipalDep, SessionDep, StateDep, audit
+from gateway.deps import SessionDep, StateDep, UserPrincipalDep, audit
 from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS
 from gateway.validation import site
 from gateway.validation.access import AdminDep
@@ -58,7 +58,7 @@ async def adopt_point(
     run_id: str,
     body: PointChoice,
     admin: AdminDep,
-    principal: PrincipalDep,
+    principal: UserPrincipalDep,
     state: StateDep,
     session: SessionDep,
 ) -> SitePointPublic:
@@ -130,7 +130,7 @@ async def list_points(_: AdminDep, session: SessionDep, modality: str = "chest")
 async def rollback_point(
     body: RollbackRequest,
     admin: AdminDep,
-    principal: PrincipalDep,
+    principal: UserPrincipalDep,
     session: SessionDep,
 ) -> SitePointList:
     current = await site.active(session, body.modality)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from gateway.deidentify import for_inference
-from gateway.deps import PrincipalDep, SessionDep, StateDep, audit
+from gateway.deps import SessionDep, StateDep, UserPrincipalDep, audit
 from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS
 from gateway.streams import PING_S, SEP, sse
 from gateway.validation import intake
@@ -92,7 +92,7 @@ async def _items(session: AsyncSession, run_id: str) -> list[ValidationItem]:
 async def create_run(
     body: RunCreate,
     admin: AdminDep,
-    principal: PrincipalDep,
+    principal: UserPrincipalDep,
     state: StateDep,
     session: SessionDep,
 ) -> RunPublic:
@@ -347,7 +347,7 @@ async def get_scores(run_id: str, _: AdminDep, session: SessionDep) -> Response:
     responses=READ_ERRORS,
 )
 async def delete_images(
-    run_id: str, _: AdminDep, principal: PrincipalDep, state: StateDep, session: SessionDep
+    run_id: str, _: AdminDep, principal: UserPrincipalDep, state: StateDep, session: SessionDep
 ) -> None:
     await _run(session, run_id)
     await purge_images(state, run_id)
@@ -363,7 +363,7 @@ async def delete_images(
     responses=CHANGE_ERRORS,
 )
 async def delete_run(
-    run_id: str, _: AdminDep, principal: PrincipalDep, state: StateDep, session: SessionDep
+    run_id: str, _: AdminDep, principal: UserPrincipalDep, state: StateDep, session: SessionDep
 ) -> None:
     run = await _run(session, run_id)
     if run.status in ("queued", "running"):

@@ -8,6 +8,7 @@ tests/gateway/test_failures.py; here the real services are stopped and restarted
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -109,15 +110,32 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.stop()
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and its child processes (tb_service's worker processes share its port)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return [pid, *children]
+
+
 def _kill_mid_request(svc: Service, send: Any) -> httpx.Response:
-    """Freeze ``svc``, start ``send()`` (which reaches the frozen service), kill the service
-    while the request is in flight; return the gateway's answer."""
-    os.kill(svc.proc.pid, signal.SIGSTOP)
+    """Freeze ``svc`` (all its processes), start ``send()`` (which reaches the frozen
+    service), kill the service while the request is in flight; return the gateway's answer."""
+    family = _family(svc.proc.pid)
+    for pid in family:
+        os.kill(pid, signal.SIGSTOP)
     out: dict[str, Any] = {}
     t = threading.Thread(target=lambda: out.setdefault("r", send()))
     t.start()
     time.sleep(1.0)  # the request is now accepted by the frozen service's socket
-    os.kill(svc.proc.pid, signal.SIGKILL)
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     svc.proc.wait()
     t.join(GW_TIMEOUT_S + 90)
     assert "r" in out, "the gateway never answered"

@@ -42,7 +42,10 @@ FUZZ = settings(
     database=None,
 )
 # An exam's event stream stays open until the exam ends: not fuzzed (tests/bc_service has it).
-SKIP_OPS = {("GET", "/v1/exams/{exam_id}/events")}
+# STOW-RS takes a multipart/related body, which schemathesis cannot build; its malformed,
+# oversized and wrong-type bodies are tested in tests/dicom/test_pacs.py and
+# tests/shared/test_uploads_related.py.
+SKIP_OPS = {("GET", "/v1/exams/{exam_id}/events"), ("POST", "/v1/dicomweb/studies")}
 
 
 def _endless_stream(schema: Any, method: str, path: str) -> bool:
