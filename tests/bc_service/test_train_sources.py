@@ -252,7 +252,12 @@ def test_one_command_trains_and_evaluates(
 ) -> None:
     """``python -m bc_service.train --source S --data DIR --smoke``: the records, both ONNX
     models (they run), and the report with test figures and their intervals; on CBIS-DDSM,
-    which has no normal views, normal vs abnormal is said to be untrainable, not made up."""
+    which has no normal views, normal vs abnormal is said to be untrainable, not made up.
+    Training needs the `train` extra (TensorFlow, tf2onnx), which `make test` does not
+    install: as tests/tb_service/test_train_tf.py, skipped with that reason without it."""
+    pytest.importorskip("tensorflow", reason="the train extra (make venv-train) is not installed")
+    pytest.importorskip("tf2onnx", reason="the train extra (make venv-train) is not installed")
+    pytest.importorskip("keras", reason="the train extra (make venv-train) is not installed")
     import onnxruntime as ort
 
     root, drawn = request.getfixturevalue("inbreast" if source == "inbreast" else "cbis")
