@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import SessionDep
 from gateway.dicom_tables import DicomExport, DicomStudy
@@ -69,6 +70,24 @@ class DicomExportPage(BaseModel):
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
+async def _newest_first(
+    session: AsyncSession,
+    table: type[DicomStudy] | type[DicomExport],
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:
+    """One page of ``table`` (optionally of one ``status``), newest first, and the total."""
+    query = select(table)
+    if status:
+        query = query.where(table.status == status)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(
+        query.order_by(table.created_at.desc(), table.id).limit(limit).offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
 @router.get(
     "/studies",
     response_model=DicomStudyPage,
@@ -83,16 +102,8 @@ async def list_received(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> DicomStudyPage:
-    query = select(DicomStudy)
-    if status:
-        query = query.where(DicomStudy.status == status)
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = await session.scalars(
-        query.order_by(DicomStudy.created_at.desc(), DicomStudy.id).limit(limit).offset(offset)
-    )
-    return DicomStudyPage(
-        items=[DicomStudyPublic.model_validate(r) for r in rows], total=int(total or 0)
-    )
+    rows, total = await _newest_first(session, DicomStudy, status, limit, offset)
+    return DicomStudyPage(items=[DicomStudyPublic.model_validate(r) for r in rows], total=total)
 
 
 @router.get(
@@ -109,13 +120,5 @@ async def list_exports(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> DicomExportPage:
-    query = select(DicomExport)
-    if status:
-        query = query.where(DicomExport.status == status)
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = await session.scalars(
-        query.order_by(DicomExport.created_at.desc(), DicomExport.id).limit(limit).offset(offset)
-    )
-    return DicomExportPage(
-        items=[DicomExportPublic.model_validate(r) for r in rows], total=int(total or 0)
-    )
+    rows, total = await _newest_first(session, DicomExport, status, limit, offset)
+    return DicomExportPage(items=[DicomExportPublic.model_validate(r) for r in rows], total=total)

@@ -17,6 +17,7 @@ from gateway.routes.common import READ_ERRORS
 from gateway.studies import load_readable
 from gateway.study_record import load_pictures, load_record
 from shared.errors import Conflict, error_responses
+from shared.openapi import binary_response
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
@@ -35,7 +36,7 @@ _ERRORS = {**READ_ERRORS, **error_responses(Conflict)}
     "specificity, and the reliability), the model versions, the doctors' replies the reader "
     "may read, and the screening-aid statement. 409 until the study has succeeded.",
     response_class=Response,
-    responses={200: {"description": "PDF.", "content": {"application/pdf": {}}}, **_ERRORS},
+    responses={200: binary_response("PDF.", "application/pdf"), **_ERRORS},
 )
 async def get_study_report(
     study_id: str,

@@ -14,6 +14,7 @@ from gateway.display_store import display_png, original_file, thumbnail_jpeg
 from gateway.routes.common import READ_ERRORS
 from gateway.studies import load_readable
 from shared.errors import ImageTooLarge, InvalidImage, error_responses
+from shared.openapi import binary_response
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
@@ -44,7 +45,7 @@ PresetQuery = Annotated[
     "stored beside it. An overlay's `covers` box (pixels of the original) scaled by this "
     "image's width over the original's lies where the overlay belongs.",
     response_class=Response,
-    responses={200: {"description": "PNG.", "content": {"image/png": {}}}, **_ERRORS},
+    responses={200: binary_response("PNG.", "image/png"), **_ERRORS},
 )
 async def get_display_image(
     study_id: str,
@@ -68,7 +69,7 @@ async def get_display_image(
     tags=["studies"],
     summary="A small JPEG of an original (long side 160 px), for history lists",
     response_class=Response,
-    responses={200: {"description": "JPEG.", "content": {"image/jpeg": {}}}, **_ERRORS},
+    responses={200: binary_response("JPEG.", "image/jpeg"), **_ERRORS},
 )
 async def get_thumbnail(
     study_id: str, image_id: str, principal: StudiesPrincipal, state: StateDep, session: SessionDep
