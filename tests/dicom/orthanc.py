@@ -45,6 +45,10 @@ def config(
         "JobsHistorySize": 1000,  # the tests follow every store job to its end
         "ConcurrentJobs": 2,
         "HttpTimeout": 60,
+        # Orthanc 1.10's HTTP server closes an idle keep-alive connection after about a second,
+        # so a request sent just then on a pooled connection meets a closed socket ("Server
+        # disconnected without sending a response"). A connection per request on loopback.
+        "KeepAlive": False,
         "Plugins": [str(DICOMWEB_PLUGIN)],
         # IRMI's DICOM node (C-STORE) ...
         "DicomModalities": {"irmi": {"AET": node[0], "Host": "127.0.0.1", "Port": node[1]}},

@@ -199,3 +199,17 @@ class DicomSystem:
         r = self.admin.get("/v1/admin/dicom/exports", params={"limit": 500})
         assert r.status_code == 200, r.text
         return list(r.json()["items"])
+
+    def settled_exports(self, study_uids: set[str], limit_s: float = 60) -> list[dict[str, Any]]:
+        """The send records of these studies once none is pending any more.
+
+        The PACS holds an object a moment before the gateway commits that it was sent, and
+        an attempt that timed out on a slow machine is retried after its backoff, so the
+        record is read once it has settled rather than right after the PACS shows results.
+        """
+        deadline = time.monotonic() + limit_s
+        while True:
+            sent = [e for e in self.exports() if e["study_uid"] in study_uids]
+            if all(e["status"] != "pending" for e in sent) or time.monotonic() > deadline:
+                return sent
+            time.sleep(0.5)

@@ -121,7 +121,7 @@ def test_chest_and_mammography_round_trip(chain: DicomSystem) -> None:
     assert [e["reason"] for e in mammo_row["reason"]["excluded"]] == ["for_processing"]
 
     # What was sent is recorded: every object sent once accepted, to the configured PACS.
-    sent = [e for e in chain.exports() if e["study_uid"] in {chest_uid, mammo_uid}]
+    sent = chain.settled_exports({chest_uid, mammo_uid})
     assert sorted(e["kind"] for e in sent) == ["sc", "sc", "sc", "sr", "sr"]
     assert {e["status"] for e in sent} == {"sent"} and all(e["attempts"] >= 1 for e in sent)
     assert all(e["destination"].startswith("dimse://ORTHANC@127.0.0.1:") for e in sent)

@@ -105,7 +105,7 @@ def test_no_study_lost_across_an_irmi_restart(soak: DicomSystem) -> None:
     rows = [r for r in soak.received() if r["study_uid"] in {u for u, _, _ in studies}]
     assert sorted(r["study_uid"] for r in rows) == sorted(u for u, _, _ in studies)  # one each
     assert {r["status"] for r in rows} == {"done"}
-    sent = [e for e in soak.exports() if e["study_uid"] in {u for u, _, _ in studies}]
+    sent = soak.settled_exports({u for u, _, _ in studies})
     assert {e["status"] for e in sent} == {"sent"}
     assert len(sent) == sum(1 + n for _, _, n in studies)
     print(
