@@ -17,13 +17,17 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.metrics import MULTIPROC_ENV
+
+if TYPE_CHECKING:
+    from uvicorn import Config
 
 log = logging.getLogger("irmi.workers")
 
@@ -68,6 +72,19 @@ def metrics_dir(configured: Path | None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def listening_socket(config: Config) -> socket.socket:
+    """The port the workers share, bound by the parent.
+
+    Accepted connections inherit TCP_NODELAY from the listening socket. The workers get this
+    socket from the parent, and asyncio's loop does not set TCP_NODELAY on it (it checks the
+    protocol number, 0 after the hand-over), so every answer's last segment waited for the
+    client's delayed ACK (Nagle): 40 ms a request. uvloop sets it itself; this covers both.
+    """
+    listener = config.bind_socket()
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener
+
+
 def serve_workers(app: str, processes: int, metrics: Path | None, **uvicorn_options: Any) -> None:
     """Run ``processes`` workers of the app factory ``app`` until SIGTERM (blocking)."""
     from uvicorn import Config
@@ -77,7 +94,7 @@ def serve_workers(app: str, processes: int, metrics: Path | None, **uvicorn_opti
         os.environ[MULTIPROC_ENV] = str(folder)  # inherited by the spawned workers
         os.environ[PARENT_ENV] = str(os.getpid())
         config = Config(app, factory=True, workers=processes, **uvicorn_options)
-        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor = Multiprocess(config, sockets=[listening_socket(config)])
         log.info("starting workers", extra={"processes": processes, "metrics_dir": str(folder)})
         supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
