@@ -222,6 +222,8 @@ def run_service(
         # uvicorn annotates an int but only hands it to loop.call_later: fractions work.
         "timeout_keep_alive": settings.http_keep_alive_s,
         "proxy_headers": False,
+        "http": settings.http_parser,
+        "loop": settings.event_loop,
     }
     processes = int(getattr(settings, "processes", 1))
     log.info(

@@ -6,7 +6,7 @@ import os
 import secrets
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +61,15 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="An idle keep-alive connection is closed after this long (seconds). "
         "Clients pooling connections (the gateway) must expire theirs sooner.",
+    )
+    http_parser: Literal["httptools", "h11"] = Field(
+        default="httptools",
+        description="uvicorn's HTTP/1.1 implementation: httptools (llhttp, in C) or h11 "
+        "(pure Python, more CPU per request).",
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop: uvloop (libuv) or the standard library's asyncio.",
     )
 
     @model_validator(mode="after")
