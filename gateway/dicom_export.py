@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydicom.uid import generate_uid
 from sqlalchemy import select, update
 
-from gateway.dicom_sc import build_sc, compose, encode
+from gateway.dicom_findings import CATEGORY_WORDS, ResultSummary, ViewFinding
 from gateway.dicom_send import SendFailed, destination, send
-from gateway.dicom_sr import CATEGORY_WORDS, ResultSummary, ViewFinding, build_sr
 from gateway.dicom_tables import DicomExport, DicomStudy
 from gateway.models import Study, StudyFile
 from gateway.state import GatewayState
@@ -122,6 +120,13 @@ def _header(data: bytes) -> Any:
 
 def build_objects(kind: str, result: dict[str, Any], sources: list[Source]) -> list[Built]:
     """The SR and the Secondary Captures of one finished study (CPU: run in a thread)."""
+    # Imported here, in the worker thread, rather than at every gateway start-up: highdicom
+    # and pydicom take about a third of a second to import.
+    from pydicom.uid import generate_uid
+
+    from gateway.dicom_sc import build_sc, compose, encode
+    from gateway.dicom_sr import build_sr
+
     datasets = [_header(s.data) for s in sources]
     views = [
         ViewFinding(str(ds.SOPClassUID), str(ds.SOPInstanceUID), s.tag, s.score, s.category)

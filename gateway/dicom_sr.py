@@ -12,45 +12,17 @@ scheme ``99IRMI``; the rest are DCM, LOINC, SNOMED CT and UCUM codes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import highdicom as hd
 from highdicom.sr import CodedConcept, ContentItem
 from pydicom.dataset import Dataset
 
+from gateway.dicom_findings import CATEGORY_WORDS, ResultSummary, ViewFinding
 from shared.contracts.common import ModelRef
 from shared.contracts.screening import Category, OperatingPoint, Rate
 
 SCHEME = "99IRMI"
 MANUFACTURER = "IRMI"
-CATEGORY_WORDS = {
-    Category.review_recommended: "Review recommended",
-    Category.no_finding_flagged: "No finding flagged",
-    Category.outside_population: "Outside the validated population: no reading",
-}
-
-
-@dataclass(frozen=True)
-class ViewFinding:
-    """One analysed image: its source instance, and (mammography) its view's reading."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    tag: str | None = None
-    score: float | None = None
-    category: Category | None = None
-
-
-@dataclass(frozen=True)
-class ResultSummary:
-    kind: str  # chest | mammography
-    category: Category
-    score: float | None
-    score_threshold: float | None
-    operating_point: OperatingPoint | None
-    models: list[ModelRef]
-    statement: str
-    views: list[ViewFinding] = field(default_factory=list)
 
 
 def _irmi(value: str, meaning: str) -> CodedConcept:

@@ -12,16 +12,25 @@ from fastapi import APIRouter, Query, Response
 from gateway.deps import SessionDep, StateDep, StudiesPrincipal, audit
 from gateway.fhir import MEDIA_TYPE as FHIR_JSON
 from gateway.fhir import diagnostic_report
-from gateway.report import build_pdf
 from gateway.routes.common import READ_ERRORS
 from gateway.studies import load_readable
-from gateway.study_record import load_pictures, load_record
+from gateway.study_record import StudyRecord, load_pictures, load_record
 from shared.errors import Conflict, error_responses
 from shared.openapi import binary_response
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
 _NO_STORE = {"Cache-Control": "private, no-store"}
+
+
+def _pdf(record: StudyRecord) -> bytes:
+    # fpdf (and the fontTools under it) takes a third of a second to import: loaded by the
+    # first report, in its worker thread, rather than at every start-up.
+    from gateway.report import build_pdf
+
+    return build_pdf(record)
+
+
 _ERRORS = {**READ_ERRORS, **error_responses(Conflict)}
 
 
@@ -50,7 +59,7 @@ async def get_study_report(
     study = await load_readable(session, principal, study_id)
     record = await load_record(state, session, principal, study)
     await load_pictures(state, session, record)
-    pdf = await asyncio.to_thread(build_pdf, record)
+    pdf = await asyncio.to_thread(_pdf, record)
     audit(session, principal, "read_report", study.id)
     await session.commit()
     disposition = "attachment" if download else "inline"

@@ -4,9 +4,10 @@ Core fonts only (latin-1): text is reduced to it."""
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fpdf import FPDF
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 
 def _t(text: object) -> str:
@@ -72,6 +73,10 @@ def _roc(pdf: FPDF, roc: dict[str, list[float]]) -> None:
 
 
 def report_pdf(name: str, report: dict[str, Any]) -> bytes:
+    # fpdf (and the fontTools under it) takes a third of a second to import: loaded by the
+    # first report, in its worker thread, rather than at every gateway start-up.
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(True, 15)
     pdf.add_page()
