@@ -1,6 +1,7 @@
 """``make bench``: every section in one run, then the one summary table of ratios.
 
-``python -m bench`` runs bench_chest, bench_gateway, bench_mammo and bench_startup (or those
+``python -m bench`` runs bench_chest, bench_gateway, bench_mammo, bench_startup and
+bench_http_stack (or those
 named: ``python -m bench bench_chest``), each writing bench/results/<section>.json, then prints
 bench/summary.py's table and writes bench/results/summary.md. Budget: about 10 minutes on this
 2-core machine; ``IRMI_BENCH_QUICK=1`` about 2. ``python -m scripts.bench_readme`` puts the
@@ -21,6 +22,7 @@ SECTIONS = {
     "bench_gateway": "gateway",
     "bench_mammo": "mammo",
     "bench_startup": "startup",
+    "bench_http_stack": "http_stack",
 }
 
 

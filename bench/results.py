@@ -30,7 +30,7 @@ class Plan:
     def from_env(cls) -> Plan:
         if os.environ.get("IRMI_BENCH_QUICK", "") in ("1", "true", "yes"):
             return cls(quick=True, block=4, block16=32, repeats=2, exam_repeats=2)
-        return cls(quick=False, block=6, block16=32, repeats=3, exam_repeats=3)
+        return cls(quick=False, block=8, block16=48, repeats=5, exam_repeats=5)
 
 
 def machine() -> str:

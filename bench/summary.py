@@ -160,8 +160,27 @@ def _mammo(rows: list[str], mammo: dict[str, Any]) -> None:
         )
 
 
+def _stack(rows: list[str], stack: dict[str, Any]) -> None:
+    for name, route in (
+        ("tb_service", "tb `POST /v1/predict`"),
+        ("gateway", "gateway `POST /v1/predict/chest` (its own CPU)"),
+    ):
+        f = stack[name]["figures"]
+        rows.append(
+            _row(
+                route,
+                stack["input"],
+                1,
+                "the same on h11 + asyncio (previous HTTP stack)",
+                f["httptools_uvloop"],
+                f["h11_asyncio"],
+            )
+        )
+
+
 def summary() -> str:
     chest, gw, mammo, start = read("chest"), read("gateway"), read("mammo"), read("startup")
+    stack = read("http_stack")
     first = next((x for x in (chest, gw, mammo, start) if x), None)
     if first is None:
         return "no bench/results/*.json yet: run `make bench`"
@@ -179,6 +198,8 @@ def summary() -> str:
         _gateway(rows, gw)
     if mammo:
         _mammo(rows, mammo)
+    if stack:
+        _stack(rows, stack)
     lines += rows
     if start:
         t = _target(start["gateway_restart_s"], 1.5, "gateway ≤ 1.5 s")
