@@ -41,6 +41,7 @@ from gateway.upstream import Upstreams
 from gateway.validation import point_routes
 from gateway.validation import routes as validation
 from gateway.validation import runner as validation_runner
+from gateway.validation.point_cache import SitePointCache
 from shared.bodylimit import BodyLimitMiddleware, by_route
 from shared.errors import amend_openapi, envelope_entry, openapi_operations
 from shared.service import ServiceContext, create_service_app
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             streams=StreamHub(settings, sessions),
             jwt_secret=secret,
             keys=ApiKeyCache(settings.api_key_cache_s),
+            site_points=SitePointCache(settings.site_point_cache_s),
         )
         revocations = RevocationListener(settings.database_url, state.keys)
         revocations.start()

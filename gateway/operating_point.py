@@ -84,13 +84,18 @@ class EffectiveReading(BaseModel):
 async def active_site_point(
     state: GatewayState, modality: str, session: AsyncSession | None = None
 ) -> SitePoint | None:
-    """The site point in force for ``modality``, read in the caller's ``session`` when it has
-    one: a request that already holds a pooled connection must not wait for a second (under
-    load every connection would be held by a request waiting for another: a pool deadlock)."""
-    if session is not None:
-        return await site.active(session, modality)
-    async with state.sessions() as own:
-        return await site.active(own, modality)
+    """The site point in force for ``modality`` (:mod:`gateway.validation.point_cache`); when
+    it is read from the database, in the caller's ``session`` if it has one: a request that
+    already holds a pooled connection must not wait for a second (under load every connection
+    would be held by a request waiting for another: a pool deadlock)."""
+
+    async def read() -> SitePoint | None:
+        if session is not None:
+            return await site.active(session, modality)
+        async with state.sessions() as own:
+            return await site.active(own, modality)
+
+    return await state.site_points.active(modality, read)
 
 
 async def effective_point(

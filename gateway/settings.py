@@ -171,6 +171,14 @@ class Settings(ServiceSettings, DicomSettings):
         "apply; a revocation through the API applies at once (PostgreSQL: NOTIFY to every "
         "replica). 0: no cache.",
     )
+    site_point_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long the site operating point in force is trusted without reading "
+        "it again (every new result is read at it): an adoption or rollback through the API "
+        "applies at once on its replica, on the others within this. 0: read per result.",
+    )
     events_poll_s: float = Field(
         default=0.5,
         gt=0,

@@ -99,6 +99,7 @@ async def adopt_point(
     details["replaced"] = previous.id if previous is not None else None
     audit(session, principal, "site_point_adopt", None, details=details)
     await session.commit()
+    state.site_points.changed(run.modality)
     return SitePointPublic.of(row)
 
 
@@ -131,6 +132,7 @@ async def rollback_point(
     body: RollbackRequest,
     admin: AdminDep,
     principal: UserPrincipalDep,
+    state: StateDep,
     session: SessionDep,
 ) -> SitePointList:
     current = await site.active(session, body.modality)
@@ -159,4 +161,5 @@ async def rollback_point(
     }
     audit(session, principal, "site_point_rollback", None, details=details)
     await session.commit()
+    state.site_points.changed(body.modality)
     return await list_points(admin, session, body.modality)
