@@ -18,13 +18,15 @@ from bench.summary import summary  # noqa: E402
 HEADING = "## Performance"
 
 INTRO = """\
-`make bench` (about 10 minutes on a 2-core machine; `IRMI_BENCH_QUICK=1 make bench` about 2)
+`make bench` (3 minutes on this 2-core machine when it is quiet, up to about 10 when it is
+loaded; `IRMI_BENCH_QUICK=1 make bench` about a third of that)
 measures every inference route against two baselines **in the same run, with the same
 settings**: the same work in-process (the service's own engine or pipeline, no HTTP) and a
 minimal one-thread user script (decode, then every committed model in each pass the service
 makes, then JSON), in interleaved blocks with repeats, p50 / p95 / CPU per request; the
 gateway against the same upload sent straight to tb_service; tb_service at concurrency 16
-against tb_service as it was before issue 15 (started from that commit in the same run).
+against tb_service as it was before issue 15 (started from that commit in the same run);
+tb_service and the gateway on their HTTP stack (httptools + uvloop) against h11 + asyncio.
 Inputs: the data's own sizes (NIH ChestX-ray14 512 px JPEG, Kermany 384 px) and the sizes
 users send (1024 px and 2500x3000 JPEG, a 2500x3000 16-bit PNG and DICOM, 3000x4000
 mammograms); enlarged films get film-like noise so that their decode costs what a real
