@@ -12,6 +12,7 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import PredictPrincipal, SessionDep, StateDep
+from gateway.form_uploads import InMemoryFormRoute
 from gateway.mammo_point import effective_exam
 from gateway.operating_point import EffectiveReading, effective_reading
 from gateway.relay import error_of
@@ -67,7 +68,7 @@ async def integrator_reading(
     )
 
 
-router = APIRouter(prefix="/v1/predict", tags=["predict"])
+router = APIRouter(prefix="/v1/predict", tags=["predict"], route_class=InMemoryFormRoute)
 _COMMON = (*UPLOAD_ERRORS, ValidationFailed, ServiceUnavailable, ProcessingFailed)
 
 

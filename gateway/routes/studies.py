@@ -21,6 +21,7 @@ from gateway.deps import (
 )
 from gateway.event_schemas import STUDY_EVENTS
 from gateway.feeds import StudyFeed
+from gateway.form_uploads import InMemoryFormRoute
 from gateway.models import Study, StudyFile, User
 from gateway.relay import start_relay
 from gateway.routes.common import LIST_ERRORS, READ_ERRORS, LastEventId, Offset, resume_from
@@ -68,7 +69,7 @@ from shared.errors import (
 )
 from shared.openapi import binary_response, sse_response
 
-router = APIRouter(prefix="/v1/studies", tags=["studies"])
+router = APIRouter(prefix="/v1/studies", tags=["studies"], route_class=InMemoryFormRoute)
 
 CHEST_ERRORS = error_responses(
     *UPLOAD_ERRORS, NotAChestXray, ValidationFailed, ServiceUnavailable, ProcessingFailed

@@ -18,6 +18,7 @@ from sse_starlette import EventSourceResponse
 
 from gateway.deidentify import for_inference
 from gateway.deps import SessionDep, StateDep, UserPrincipalDep, audit
+from gateway.form_uploads import ValidationFormRoute
 from gateway.routes.common import CHANGE_ERRORS, LIST_ERRORS, READ_ERRORS
 from gateway.streams import PING_S, SEP, sse
 from gateway.validation import intake
@@ -51,7 +52,7 @@ from shared.imaging import sniff_format
 from shared.openapi import binary_response, sse_response
 
 TAGS: list[str | Any] = ["validation"]
-runs = APIRouter(prefix="/v1/admin/validation-runs", tags=TAGS)
+runs = APIRouter(prefix="/v1/admin/validation-runs", tags=TAGS, route_class=ValidationFormRoute)
 UPLOAD_ERRORS = error_responses(
     Unauthorized,
     Forbidden,

@@ -1,0 +1,113 @@
+"""The gateway's upload routes read their multipart forms in memory through shared.uploads
+(gateway/form_uploads.py), never through Starlette's parser, which spools every file over
+1 MiB to a temporary file in the clear; the process's in-flight budget applies (503 with
+Retry-After), and the per-file limit is enforced while the body streams in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.formparsers import MultiPartParser
+
+from tests.gateway.conftest import ADMIN_PASSWORD, create_admin_cli
+from tests.gateway.test_auth import bearer, login, make_client, signup
+
+NOT_AN_IMAGE = b"%PDF-1.4 " + bytes(range(256)) * 8192  # 2 MiB + 9 bytes, refused as a PDF
+
+
+@pytest.fixture
+def no_starlette_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(self: MultiPartParser) -> None:
+        raise AssertionError("Starlette's multipart parser (it spools files to disk) ran")
+
+    monkeypatch.setattr(MultiPartParser, "parse", refuse)
+
+
+def _patient(client: TestClient) -> dict[str, str]:
+    signup(client)
+    return bearer(login(client)["access_token"])
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path) as c:
+        yield c
+
+
+@pytest.mark.usefixtures("no_starlette_parser")
+def test_a_large_chest_upload_is_read_in_memory(client: TestClient) -> None:
+    r = client.post(
+        "/v1/studies/chest",
+        files={"file": ("film.dcm", NOT_AN_IMAGE, "application/dicom")},
+        headers=_patient(client),
+    )
+    assert r.status_code == 415, r.text  # the route read the file and sniffed it
+    assert r.json()["error"]["code"] == "unsupported_format"
+
+
+@pytest.mark.usefixtures("no_starlette_parser")
+def test_mammogram_views_and_integrator_predictions_are_read_in_memory(
+    client: TestClient,
+) -> None:
+    h = _patient(client)
+    r = client.post(
+        "/v1/studies/mammography",
+        files=[
+            ("L-CC", ("a.png", NOT_AN_IMAGE, "image/png")),
+            ("files", ("b.png", b"x", "image/png")),
+        ],
+        headers=h,
+    )
+    assert r.status_code == 415, r.text
+    key = client.post("/v1/api-keys", json={"name": "k", "scopes": ["predict"]}, headers=h)
+    assert key.status_code == 201, key.text
+    r = client.post(
+        "/v1/predict/chest",
+        files={"file": ("film.png", NOT_AN_IMAGE, "image/png")},
+        headers={"X-API-Key": key.json()["key"]},
+    )
+    assert r.status_code == 415, r.text
+
+
+@pytest.mark.usefixtures("no_starlette_parser")
+def test_validation_uploads_are_read_in_memory(tmp_path: Path) -> None:
+    with make_client(tmp_path) as client:
+        create_admin_cli(f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}", "root@example.org")
+        h = bearer(login(client, "root@example.org", ADMIN_PASSWORD)["access_token"])
+        run = client.post(
+            "/v1/admin/validation-runs", json={"name": "x", "modality": "chest"}, headers=h
+        )
+        assert run.status_code == 201, run.text
+        r = client.post(
+            f"/v1/admin/validation-runs/{run.json()['id']}/uploads",
+            files={"archive": ("set.zip", NOT_AN_IMAGE, "application/zip")},
+            headers=h,
+        )
+    assert r.status_code == 400, r.text  # read (in memory), then refused: not a zip
+    assert r.json()["error"]["message"] == "The upload is not a readable zip archive."
+
+
+def test_uploads_count_against_the_in_flight_budget(tmp_path: Path) -> None:
+    with make_client(tmp_path, max_upload_bytes_in_flight=1024 * 1024) as client:
+        r = client.post(
+            "/v1/studies/chest",
+            files={"file": ("film.png", NOT_AN_IMAGE, "image/png")},
+            headers=_patient(client),
+        )
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "overloaded" and "Retry-After" in r.headers
+
+
+def test_a_file_over_the_limit_is_refused_in_the_envelope(tmp_path: Path) -> None:
+    with make_client(tmp_path, max_upload_bytes=1024 * 1024) as client:
+        r = client.post(
+            "/v1/studies/chest",
+            files={"file": ("film.png", NOT_AN_IMAGE, "image/png")},
+            headers=_patient(client),
+        )
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "payload_too_large"
+    assert r.json()["error"]["details"]["max_bytes"] == 1024 * 1024
