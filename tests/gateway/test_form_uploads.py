@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -111,3 +112,41 @@ def test_a_file_over_the_limit_is_refused_in_the_envelope(tmp_path: Path) -> Non
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "payload_too_large"
     assert r.json()["error"]["details"]["max_bytes"] == 1024 * 1024
+
+
+def _api_routes(routes: list[Any]) -> list[Any]:
+    """Every APIRoute, inside included routers too (FastAPI keeps them as their router)."""
+    from fastapi.routing import APIRoute
+
+    out = []
+    for r in routes:
+        inner = getattr(r, "original_router", None)
+        if inner is not None:
+            out += _api_routes(list(inner.routes))
+        elif isinstance(r, APIRoute):
+            out.append(r)
+    return out
+
+
+def test_every_route_with_a_form_body_reads_it_in_memory(tmp_path: Path) -> None:
+    """A new upload route on a plain router would spool its files to disk again."""
+    from fastapi import params
+
+    from gateway.form_uploads import InMemoryFormRoute
+
+    with make_client(tmp_path) as client:
+        routes = _api_routes(list(client.app.routes))  # type: ignore[attr-defined]
+    forms = [
+        r
+        for r in routes
+        if r.body_field is not None and isinstance(r.body_field.field_info, params.Form)
+    ]
+    # chest and mammography studies and predictions, the validation uploads
+    assert {r.path for r in forms} >= {
+        "/v1/studies/chest",
+        "/v1/studies/mammography",
+        "/v1/predict/chest",
+        "/v1/predict/mammogram",
+        "/v1/admin/validation-runs/{run_id}/uploads",
+    }
+    assert [r.path for r in forms if not isinstance(r, InMemoryFormRoute)] == []
