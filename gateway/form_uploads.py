@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import params
 from fastapi.routing import APIRoute
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -59,8 +60,8 @@ def _form(upload: Upload) -> FormData:
 
 
 def _is_multipart_form(request: Request) -> bool:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return media == "multipart/form-data"
+    media, _ = parse_options_header(request.headers.get("content-type", ""))
+    return bool(media == b"multipart/form-data")
 
 
 class InMemoryFormRoute(APIRoute):
