@@ -2,8 +2,8 @@
 
 ``chest_pipeline()`` (abnormality model) runs::
 
-    to_gray_uint8 -> downscale -> median_denoise -> lung_seg_crop -> clahe -> resize_square
-    -> normalise
+    to_gray_uint8 -> detail_side -> working_side -> median_denoise -> lung_seg_crop -> clahe
+    -> resize_square -> normalise
 
 where ``lung_seg_crop`` (:class:`tb_service.lungseg.LungSegCrop`) crops to both lungs of the
 segmentation model's mask plus a margin. ``heuristic_chest_pipeline()`` keeps the earlier
@@ -48,6 +48,13 @@ WORKING_SIDE = 384
 """Long side of the abnormality pipeline's working resolution: no larger than the smallest
 training source (Kermany's copies are 384 px), so a full-resolution original and a resized
 copy of the same film take the same path."""
+
+DETAIL_SIDE = 192
+"""Long side the abnormality pipeline resamples every film to before the working side: the
+finest detail any later step sees. Half the smallest training source, so a film sent at half
+its size carries the same detail as the original and gets the same score (issue 13, item 3);
+the network input is 128 px of a lung crop that spans about 150 px at this side, so the model
+loses little it could use."""
 
 Box = tuple[int, int, int, int]
 
@@ -139,6 +146,18 @@ class WorkingSide(Transform):
         kernel = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
         px = cv2.resize(work.pixels, (nw, nh), interpolation=kernel)
         return replace(work, pixels=px, scale=work.scale * f)
+
+
+class DetailSide(WorkingSide):
+    """Resample so the long side is exactly ``side`` (area down, linear up), before
+    :class:`WorkingSide` brings the film back up to the working resolution. Detail finer than
+    ``side`` is gone whatever the film's size, so the original and a half-size copy of the
+    same film reach every later step nearly alike, and so do a JPEG's block edges and a
+    detector's noise texture. Kept as a step of its own so the later steps (denoise, lung
+    crop, CLAHE tiles) keep working at the scale the earlier models were trained at."""
+
+    def __init__(self, side: int = DETAIL_SIDE) -> None:
+        super().__init__(side)
 
 
 class MedianDenoise(Transform):
@@ -310,12 +329,18 @@ class Normalise(Transform):
         )
 
 
-def chest_pipeline(size: int = INPUT_SIZE, seg: OnnxModel | None = None) -> Compose[ChestInput]:
+def chest_pipeline(
+    size: int = INPUT_SIZE, seg: OnnxModel | None = None, detail_side: int | None = DETAIL_SIDE
+) -> Compose[ChestInput]:
     """Preprocessing of the abnormality model (input "image" [N, size, size, 1]), cropped to
-    the lung fields by the segmentation model ``seg`` (default: the committed ``lung-seg``)."""
+    the lung fields by the segmentation model ``seg`` (default: the committed ``lung-seg``).
+    ``detail_side`` None rebuilds chest-abnormality/2's, trained before :class:`DetailSide`."""
     from tb_service.lungseg import LungSegCrop
 
-    return _chest(size, LungSegCrop(seg), resample=WorkingSide(WORKING_SIDE))
+    resample: list[Transform] = [WorkingSide(WORKING_SIDE)]
+    if detail_side is not None:
+        resample.insert(0, DetailSide(detail_side))
+    return _chest(size, LungSegCrop(seg), resample)
 
 
 def heuristic_chest_pipeline(
@@ -324,16 +349,26 @@ def heuristic_chest_pipeline(
     """The chest pipeline with the heuristic :class:`LungCrop` (served for models whose card
     records ``lung_crop``); ``max_side`` 512 rebuilds chest-abnormality/1's, trained before the
     working side became :data:`WORKING_SIDE`."""
-    return _chest(size, LungCrop(), Downscale(max_side=max_side))
+    return _chest(size, LungCrop(), [Downscale(max_side=max_side)])
 
 
 def recorded_working_side(card: ModelCard) -> int:
     """The ``downscale`` step's ``max_side`` a card records (:data:`WORKING_SIDE` if none)."""
+    side = _recorded_param(card, "downscale", "max_side")
+    return WORKING_SIDE if side is None else side
+
+
+def recorded_detail_side(card: ModelCard) -> int | None:
+    """The ``detail_side`` step's ``side`` a card records (None: trained without one)."""
+    return _recorded_param(card, "detail_side", "side")
+
+
+def _recorded_param(card: ModelCard, stage: str, param: str) -> int | None:
     for step in card.preprocessing.steps:
-        side = step.params.get("max_side") if step.stage == "downscale" else None
-        if isinstance(side, int):
-            return side
-    return WORKING_SIDE
+        value = step.params.get(param) if step.stage == stage else None
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def chest_pipeline_for(
@@ -349,15 +384,15 @@ def chest_pipeline_for(
                 f"{card.name} v{card.version} is trained behind lung_seg_crop: the lung-seg "
                 "model must be loaded"
             )
-        return chest_pipeline(size, seg)
+        return chest_pipeline(size, seg, recorded_detail_side(card))
     return heuristic_chest_pipeline(size, recorded_working_side(card))
 
 
-def _chest(size: int, crop: Transform, resample: Transform) -> Compose[ChestInput]:
+def _chest(size: int, crop: Transform, resample: list[Transform]) -> Compose[ChestInput]:
     return Compose(
         [
             ToGrayUint8(),
-            resample,
+            *resample,
             MedianDenoise(ksize=3),
             crop,
             Clahe(clip_limit=2.0, tile_grid=8),

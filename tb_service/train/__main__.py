@@ -8,7 +8,7 @@
 * ``experiments``  cross-dataset runs and the output-activation table (shorter runs)
 * ``report``       rewrite cards, reports and plots from var/results
 * ``search``       robust-recipe search by leave-one-source-out val (search.md/json)
-* ``robust``       retrain the chosen robust variant, publish chest-abnormality/2
+* ``robust``       retrain the chosen robust variant, publish chest-abnormality/3
 * ``lung-seg``     train + export the lung segmentation model on lung-masks, then
   ``lung-seg-report``: its crop on the test films, the plausibility survey, card and report
 * ``orientation``  train + export the chest-orientation model (rotation / mirror of a film)

@@ -218,22 +218,27 @@ def report(rows: list[dict[str, Any]], model: str) -> dict[str, Any]:
 def cmd_invariance(
     data_dir: Path | None = None, per_source: int | None = None, eval_only: int | None = 100
 ) -> dict[str, Any]:
-    """The full measurement: writes var/results/invariance.json and invariance.md."""
+    """The full measurement: writes var/results/invariance.json and invariance.md, and the
+    table beside the served model's card (``<models>/<name>/<version>/invariance.md``)."""
     from tb_service.train.results import RESULTS
 
     settings = Settings(use_gpu=False)
     films = sample_films(data_dir, per_source, eval_only)
 
-    async def run() -> tuple[list[dict[str, Any]], str]:
+    async def run() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         async with served_client(settings) as client:
             models = (await client.get("/v2/models")).json()["models"]
             abn = next(m for m in models if m["name"] == settings.abnormality_model)
-            return await measure(client, films), f"{abn['name']} v{abn['version']}"
+            return await measure(client, films), abn
 
-    rows, model = asyncio.run(run())
+    rows, abn = asyncio.run(run())
+    model = f"{abn['name']} v{abn['version']}"
     res = report(rows, model)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "invariance.json").write_text(json.dumps({**res, "rows": rows}, indent=1))
     (RESULTS / "invariance.md").write_text(markdown(res, model))
+    served_folder = Path(settings.models_dir) / str(abn["name"]) / str(abn["version"])
+    if served_folder.is_dir():
+        (served_folder / "invariance.md").write_text(markdown(res, model))
     log.info("invariance: worst p95 %s -> %s", res["groups"]["all"]["worst_p95"], RESULTS)
     return res

@@ -1,5 +1,6 @@
-"""Write chest-abnormality/2's folder from its saved results: plots (curves and tables, never
-images from the data), ``card.json`` and ``report.md``. TensorFlow-free."""
+"""Write the robust screen's folder (chest-abnormality/3) from its saved results: plots
+(curves and tables, never images from the data), ``card.json`` and ``report.md``.
+TensorFlow-free."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from shared.train.card_writer import typed_metrics, write_card
 from shared.train.plots import plot_confusion, plot_history, plot_reliability, plot_roc
 from tb_service.train.cache import CHEST_SETS, KER, NIH
+from tb_service.train.results import ROBUST_VERSION
 from tb_service.train.robust_card import robust_card, v1_card
 from tb_service.train.robust_report import robust_report
 
@@ -39,7 +41,7 @@ def write_robust(folder: Path, res: dict[str, Any]) -> None:
             {"val AUC (within-source mean)": h["val_auc"]},
         ],
         folder / "curves.png",
-        f"chest-abnormality v2 ({res['variant']}), pooled run",
+        f"chest-abnormality v{ROBUST_VERSION} ({res['variant']}), pooled run",
     )
     counts = res["test"]["counts"]
     plot_confusion(
@@ -65,7 +67,7 @@ def write_robust(folder: Path, res: dict[str, Any]) -> None:
                     )
                 },
                 folder / "roc_test.png",
-                "chest-abnormality v2 ROC (test)",
+                f"chest-abnormality v{ROBUST_VERSION} ROC (test)",
             )
             plot_reliability(
                 {

@@ -17,8 +17,11 @@ MODELS = REPO_ROOT / "tb_service" / "models"
 GATE_NAME, ABN_NAME, VERSION = "chest-gate", "chest-abnormality", "1"
 GATE_PREDS = RESULTS / "gate_preds.npz"
 ABN_PREDS = RESULTS / "abnormality_preds.npz"
-# chest-abnormality/2, the robust screen (tb_service.train.robust)
-ROBUST_FOLDER = MODELS / ABN_NAME / "2"
+# The robust screen (tb_service.train.robust): chest-abnormality/3, trained behind the
+# detail_side step; /2, the same recipe without it, stays committed as the previous model.
+ROBUST_VERSION = "3"
+ROBUST_FOLDER = MODELS / ABN_NAME / ROBUST_VERSION
+PREVIOUS_ROBUST_FOLDER = MODELS / ABN_NAME / "2"
 ROBUST_PREDS = RESULTS / "robust_preds.npz"
 
 

@@ -1,4 +1,5 @@
-"""``make train-chest``: retrain the variant the search chose and publish chest-abnormality/2.
+"""``make train-chest``: retrain the variant the search chose and publish chest-abnormality/3
+(the version ``tb_service.train.results.ROBUST_VERSION`` names).
 
 The chosen variant (``search.json``; ``--variant`` overrides) is trained on each source alone
 (the leave-one-source-out matrix of the final model) and on both (the published network);

@@ -1,6 +1,6 @@
-"""chest-abnormality/2's ``card.json``, built from the saved results of
-:func:`tb_service.train.robust.cmd_robust`, with chest-abnormality/1's figures beside the new
-ones. TensorFlow-free."""
+"""The robust screen's ``card.json`` (chest-abnormality/3), built from the saved results of
+:func:`tb_service.train.robust.cmd_robust`, with the figures of the earlier models
+(chest-abnormality/1 and /2) beside the new ones. TensorFlow-free."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from shared.model import file_sha256
 from shared.train.card_writer import card_tensor
-from tb_service.preprocess import INPUT_SIZE, WORKING_SIDE, chest_pipeline
+from tb_service.preprocess import DETAIL_SIDE, INPUT_SIZE, WORKING_SIDE, chest_pipeline
 from tb_service.train.cards import SOURCES
-from tb_service.train.results import ABN_NAME, MODELS
+from tb_service.train.results import ABN_NAME, MODELS, PREVIOUS_ROBUST_FOLDER, ROBUST_VERSION
 
 V1_CARD = MODELS / ABN_NAME / "1" / "card.json"
 POPULATION_FILE = "population.npz"
@@ -21,12 +21,10 @@ HANNOVER_SOURCE = (
     "lung-masks/, which trained the lung segmentation, so it is less external than tbx11k."
 )
 INVARIANCE_NOTE = (
-    "Invariance (the same film as JPEG q60/q95, PNG 8/16-bit, DICOM MONOCHROME1/2, at 0.5-4x), "
-    "orientation and the validity gate are issue 13 items 3-4, built on branch `orient`: the "
-    "orientation table is models/chest-orientation/1/report.md, the gate's validity note "
-    "models/chest-gate/1/validity.md, and the invariance table comes from `python -m "
-    "tb_service.train invariance` (var/results/invariance.md), to be run on this model once "
-    "both branches are merged. Not repeated here."
+    "Invariance (the same film as JPEG q60/q95, PNG 8/16-bit, DICOM MONOCHROME1/2, at 0.5-4x "
+    "its size, through the served path) is in invariance.md beside this card, written by "
+    "`make chest-invariance`; the orientation table is models/chest-orientation/1/report.md "
+    "and the gate's validity note models/chest-gate/1/validity.md. Not repeated here."
 )
 
 
@@ -56,6 +54,43 @@ def v1_rows(v1: dict[str, Any], served: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def previous_robust_card() -> dict[str, Any]:
+    path = PREVIOUS_ROBUST_FOLDER / "card.json"
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def robust_rows(card: dict[str, Any]) -> dict[str, Any]:
+    """An earlier robust screen's figures (chest-abnormality/2) on the rows of the new report,
+    read from its card, which this module wrote in the same shape."""
+    m = card.get("metrics", {})
+    loso = m.get("leave_one_source_out") or {}
+    rel = (m.get("reliability") or {}).get("outside_population") or {}
+    return {
+        "test": m.get("test"),
+        "test_nih": m.get("test_nih"),
+        "test_kermany": m.get("test_kermany"),
+        "loso_test_auc_other": {k: row.get("test_auc_other") for k, row in loso.items()},
+        "loso_other_specificity": {
+            k: (row.get("other_test") or {}).get("specificity") for k, row in loso.items()
+        },
+        "tbx11k": m.get("tbx11k"),
+        "hannover": m.get("hannover_covid19"),
+        "outside_population": rel,
+        "threshold": (card.get("threshold") or {}).get("abnormal"),
+        "preprocessing": f"working side {card.get('preprocessing', {}).get('working_side')} px, "
+        f"{card.get('preprocessing', {}).get('crop')}, no detail_side",
+    }
+
+
+def previous_rows(served: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every earlier model's rows, keyed as the report's columns ("v1", "v2")."""
+    out = {"v1": v1_rows(v1_card(), served)}
+    v2 = previous_robust_card()
+    if v2:
+        out[f"v{v2['version']}"] = robust_rows(v2)
+    return out
+
+
 def operating_point(res: dict[str, Any]) -> dict[str, Any]:
     """The typed ``operating_point`` section: threshold on the 0-100 score scale and the
     sensitivity/specificity measured at it on the held-out test split."""
@@ -83,7 +118,6 @@ def robust_card(res: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any
     from tb_service.train.results import ROBUST_FOLDER as FOLDER
 
     pipe = chest_pipeline(INPUT_SIZE)
-    v1 = v1_card()
     t = float(res["threshold"])
     dims = res["population"]["dims"]
     metrics = {
@@ -101,14 +135,17 @@ def robust_card(res: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any
         "reliability": res["reliability"],
         "served_checks": res["served"],
         "shortcut_baselines_test": baselines,
-        "chest_abnormality_1": v1_rows(v1, res["served"]),
+        **{
+            f"chest_abnormality_{k.removeprefix('v')}": rows
+            for k, rows in previous_rows(res["served"]).items()
+        },
         "search": res.get("search"),
         "invariance_and_orientation": INVARIANCE_NOTE,
         "ci": "95% percentile bootstrap, 1000 resamples",
     }
     return {
         "name": ABN_NAME,
-        "version": "2",
+        "version": ROBUST_VERSION,
         "task": "Chest X-ray screen: normal vs abnormal (pneumonia), with a class-activation "
         "map, an embedding for the population distance, and a bacterial-vs-viral head "
         "meaningful only for abnormal films; trained for robustness across sources",
@@ -147,6 +184,7 @@ def robust_card(res: dict[str, Any], baselines: dict[str, Any]) -> dict[str, Any
         "preprocessing": {
             "pipeline": "tb_service.preprocess.chest_pipeline",
             "input_size": INPUT_SIZE,
+            "detail_side": DETAIL_SIDE,
             "working_side": WORKING_SIDE,
             "crop": res["crop_stage"],
             "steps": pipe.describe(),

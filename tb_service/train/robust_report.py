@@ -1,13 +1,15 @@
-"""chest-abnormality/2's ``report.md``: every row with chest-abnormality/1 beside it, and a
-plain statement of which goals are reached on what can be measured here. TensorFlow-free."""
+"""The robust screen's ``report.md`` (chest-abnormality/3): every row with the earlier models
+(chest-abnormality/1 and /2) beside it, and a plain statement of which goals are reached on
+what can be measured here. TensorFlow-free."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tb_service.preprocess import WORKING_SIDE
+from tb_service.preprocess import DETAIL_SIDE, WORKING_SIDE
 from tb_service.train.reports import fmt
-from tb_service.train.robust_card import INVARIANCE_NOTE, v1_card, v1_rows
+from tb_service.train.robust_card import INVARIANCE_NOTE, previous_rows
+from tb_service.train.served_checks import NEW
 
 NIH, KER = "nih-cxr14", "kermany-pediatric"
 GOAL_SPEC, GOAL_AUC, GOAL_PED = 0.70, 0.85, 0.95
@@ -56,7 +58,7 @@ def _goals(res: dict[str, Any]) -> list[str]:
         )
     ker = _v(res["test_kermany"]["auc"]) or 0.0
     enlarged = (res["served"].get("kermany_test_enlarged_auc") or {}).get("x4", {})
-    big = _v(enlarged.get("v2"))
+    big = _v(enlarged.get(NEW))
     lines.append(
         f"- Pediatric source: test AUC {ker:.3f} on the 384 px copies"
         + (
@@ -80,12 +82,26 @@ def _goals(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _test_rows(res: dict[str, Any], v1: dict[str, Any], base: dict[str, Any]) -> list[str]:
+Olds = dict[str, dict[str, Any]]
+"""The earlier models' rows (:func:`previous_rows`), keyed by their column ("v1", "v2")."""
+
+
+def _header(*cells: str) -> list[str]:
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+
+
+def _test_rows(res: dict[str, Any], olds: Olds, base: dict[str, Any]) -> list[str]:
     lines = [
         "## In-distribution test (shortcut baselines on the same split)",
         "",
-        "| test set | v1 AUC | v2 AUC | v2 sensitivity | v2 specificity | HOG + LR AUC |",
-        "|---|---|---|---|---|---|",
+        *_header(
+            "test set",
+            *(f"{k} AUC" for k in olds),
+            f"{NEW} AUC",
+            f"{NEW} sensitivity",
+            f"{NEW} specificity",
+            "HOG + LR AUC",
+        ),
     ]
     for name, key, hog in (
         ("NIH + Kermany", "test", "both_hog_logreg"),
@@ -94,7 +110,9 @@ def _test_rows(res: dict[str, Any], v1: dict[str, Any], base: dict[str, Any]) ->
     ):
         new = res[key]
         lines.append(
-            f"| {name} | {fmt((v1.get(key) or {}).get('auc'))} | {fmt(new['auc'])} | "
+            f"| {name} | "
+            + "".join(f"{fmt((o.get(key) or {}).get('auc'))} | " for o in olds.values())
+            + f"{fmt(new['auc'])} | "
             f"{fmt(new['sensitivity'])} | {fmt(new['specificity'])} | {fmt(base.get(hog))} |"
         )
     lines += [
@@ -106,78 +124,114 @@ def _test_rows(res: dict[str, Any], v1: dict[str, Any], base: dict[str, Any]) ->
         "figures as chest-abnormality/1's card, measured by `tb_service.train.baselines` on "
         "these splits.)",
         "",
+        "Earlier models: "
+        + "; ".join(f"{k} = {o.get('preprocessing')}" for k, o in olds.items())
+        + f". {NEW} adds `detail_side` ({DETAIL_SIDE} px) before the working side.",
+        "",
     ]
     return lines
 
 
-def _loso_rows(res: dict[str, Any], old: dict[str, Any], base: dict[str, Any]) -> list[str]:
+def _loso_rows(res: dict[str, Any], olds: Olds, base: dict[str, Any]) -> list[str]:
     lines = [
         "## Leave one source out (test split of the source not trained on)",
         "",
         "Trained on one source's `train`, threshold for sensitivity >= 0.90 on its own `val`, "
         "read on the other source's `test`: specificity = the other source's normals.",
         "",
-        "| trained on | tested on | v1 AUC | v2 AUC | v2 sensitivity | v2 specificity | HOG + LR "
-        "AUC | v2 AUC on its own test |",
-        "|---|---|---|---|---|---|---|---|",
+        *_header(
+            "trained on",
+            "tested on",
+            *(f"{k} AUC" for k in olds),
+            f"{NEW} AUC",
+            f"{NEW} sensitivity",
+            f"{NEW} specificity",
+            *(f"{k} specificity" for k, o in olds.items() if "loso_other_specificity" in o),
+            "HOG + LR AUC",
+            f"{NEW} AUC on its own test",
+        ),
     ]
     hog = {"train_nih-cxr14": "hog_nih_to_kermany", "train_kermany-pediatric": "hog_kermany_to_nih"}
     for key, row in res["loso"].items():
         lines.append(
             f"| {key.removeprefix('train_')} | {row['other']} | "
-            f"{fmt(old['loso_test_auc_other'].get(key))} | {fmt(row['test_auc_other'])} | "
+            + "".join(f"{fmt(o['loso_test_auc_other'].get(key))} | " for o in olds.values())
+            + f"{fmt(row['test_auc_other'])} | "
             f"{_rate(row['other_test']['sensitivity'])} | "
-            f"{_rate(row['other_test']['specificity'])} | {fmt(base.get(hog[key]))} | "
+            f"{_rate(row['other_test']['specificity'])} | "
+            + "".join(
+                f"{_rate(o['loso_other_specificity'].get(key))} | "
+                for o in olds.values()
+                if "loso_other_specificity" in o
+            )
+            + f"{fmt(base.get(hog[key]))} | "
             f"{fmt(row['test_auc_same'])} |"
         )
     lines.append("")
     return lines
 
 
-def _external_rows(res: dict[str, Any], old: dict[str, Any]) -> list[str]:
+def _old_cells(olds: Olds, part: str, key: str) -> str:
+    return "".join(f"{fmt((o.get(part) or {}).get(key))} | " for o in olds.values())
+
+
+def _external_rows(res: dict[str, Any], olds: Olds) -> list[str]:
     lines = ["## External, positive-only sets (evaluation only)", ""]
     hann = res.get("hannover")
     if hann:
-        oh = old.get("hannover") or {}
         spec = {k: _rate(r["other_test"]["specificity"]) for k, r in res["loso"].items()}
         lines += [
             f"hannover-covid19: {hann['n_images']} films of {hann['n_patients']} patients, all "
             "COVID-19 positive (no normals: the specificity beside it is the LOSO one, the "
             "other source's normals).",
             "",
-            "| | v1 | v2 |",
-            "|---|---|---|",
-            f"| flagged per image | {fmt(oh.get('flagged_per_image'))} | "
-            f"{_rate(hann['flagged_per_image'])} |",
-            f"| flagged per patient (any film) | {fmt(oh.get('flagged_per_patient_any_film'))} | "
-            f"{_rate(hann['flagged_per_patient_any_film'])} |",
-            "| LOSO specificity, NIH-trained on Kermany normals | - | "
-            f"{spec.get('train_nih-cxr14', 'n/a')} |",
-            "| LOSO specificity, Kermany-trained on NIH normals | - | "
-            f"{spec.get('train_kermany-pediatric', 'n/a')} |",
+            *_header("", *olds, NEW),
+            "| flagged per image | "
+            + _old_cells(olds, "hannover", "flagged_per_image")
+            + f"{_rate(hann['flagged_per_image'])} |",
+            "| flagged per patient (any film) | "
+            + _old_cells(olds, "hannover", "flagged_per_patient_any_film")
+            + f"{_rate(hann['flagged_per_patient_any_film'])} |",
+            "| LOSO specificity, NIH-trained on Kermany normals | "
+            + "".join(
+                f"{_rate((o.get('loso_other_specificity') or {}).get('train_nih-cxr14'))} | "
+                for o in olds.values()
+            )
+            + f"{spec.get('train_nih-cxr14', 'n/a')} |",
+            "| LOSO specificity, Kermany-trained on NIH normals | "
+            + "".join(
+                f"{_rate((o.get('loso_other_specificity') or {}).get('train_kermany-pediatric'))} "
+                "| "
+                for o in olds.values()
+            )
+            + f"{spec.get('train_kermany-pediatric', 'n/a')} |",
             "",
         ]
     tbx = res.get("tbx11k")
     if tbx:
-        o = old.get("tbx11k") or {}
         lines += [
             "tbx11k: 800 TB films (no normals: a flag rate, never a specificity; the model "
             "never saw a TB label).",
             "",
-            "| | v1 | v2 |",
-            "|---|---|---|",
-            f"| flagged abnormal | {fmt(o.get('flagged_abnormal_share'))} | "
-            f"{_rate(tbx['flagged_abnormal_share'])} |",
-            f"| CAM peak in a lesion box | {fmt(o.get('heatmap_peak_in_lesion_box'))} | "
-            f"{_rate(tbx['heatmap_peak_in_lesion_box'])} |",
-            f"| random peak in the same lung crop | {o.get('chance_level_random_peak_in_crop')} | "
-            f"{tbx['chance_level_random_peak_in_crop']} |",
+            *_header("", *olds, NEW),
+            "| flagged abnormal | "
+            + _old_cells(olds, "tbx11k", "flagged_abnormal_share")
+            + f"{_rate(tbx['flagged_abnormal_share'])} |",
+            "| CAM peak in a lesion box | "
+            + _old_cells(olds, "tbx11k", "heatmap_peak_in_lesion_box")
+            + f"{_rate(tbx['heatmap_peak_in_lesion_box'])} |",
+            "| random peak in the same lung crop | "
+            + "".join(
+                f"{(o.get('tbx11k') or {}).get('chance_level_random_peak_in_crop')} | "
+                for o in olds.values()
+            )
+            + f"{tbx['chance_level_random_peak_in_crop']} |",
             "",
         ]
     return lines
 
 
-def _reliability_rows(res: dict[str, Any]) -> list[str]:
+def _reliability_rows(res: dict[str, Any], olds: Olds) -> list[str]:
     rel = res["reliability"]
     lines = [
         "## Reliability: outside the validated population",
@@ -189,17 +243,27 @@ def _reliability_rows(res: dict[str, Any]) -> list[str]:
         "is outside by construction). Outside means `outside_population` (review recommended), "
         "never `no finding`. chest-abnormality/1 has no embedding: not measured there.",
         "",
-        "| films | outside by distance (v2) | lung-mask reason (v2) | flagged, any reason (v2) |",
-        "|---|---|---|---|",
+        *_header(
+            "films",
+            *(f"outside by distance ({k})" for k, o in olds.items() if o.get("outside_population")),
+            f"outside by distance ({NEW})",
+            f"lung-mask reason ({NEW})",
+            f"flagged, any reason ({NEW})",
+        ),
     ]
     reason = rel.get("preprocessing_reason", {})
     anyr = rel.get("flagged_any_reason", {})
+    earlier = [o["outside_population"] for o in olds.values() if o.get("outside_population")]
     lines += [
-        f"| {k} | {_rate(v)} | {_rate(reason.get(k))} | {_rate(anyr.get(k))} |"
+        f"| {k} | "
+        + "".join(f"{_rate(e.get(k))} | " for e in earlier)
+        + f"{_rate(v)} | {_rate(reason.get(k))} | {_rate(anyr.get(k))} |"
         for k, v in rel["outside_population"].items()
     ]
     for name, v in (res["served"].get("non_chest_outside_population") or {}).items():
-        lines.append(f"| {name} (served pipeline) | {_rate(v)} | - | - |")
+        lines.append(
+            f"| {name} (served pipeline) | " + "- | " * len(earlier) + f"{_rate(v)} | - | - |"
+        )
     lines += [
         "",
         "Does the distance catch what the model cannot score? Fitted on ONE source only "
@@ -248,22 +312,24 @@ def _reliability_rows(res: dict[str, Any]) -> list[str]:
 
 
 def robust_report(res: dict[str, Any], base: dict[str, Any]) -> str:
-    v1 = v1_card().get("metrics", {})
-    old = v1_rows(v1_card(), res["served"])
+    olds = previous_rows(res["served"])
     t = float(res["threshold"])
     served = res["served"]
     lat = served.get("latency_ms_512px", {})
     lines = [
-        f"# chest-abnormality v2: a screen trained for robustness (variant {res['variant']})",
+        f"# chest-abnormality {NEW}: a screen trained for robustness (variant {res['variant']})",
         "",
-        f"{res['variant_description']}. Working resolution {WORKING_SIDE} px long side (the "
-        f"smallest source), lung crop `{res['crop_stage']}`, 128 px input, random init, CPU. "
+        f"{res['variant_description']}. Every film resampled to {DETAIL_SIDE} px long side "
+        f"(`detail_side`: the finest detail any later step sees, so a half-size copy scores "
+        f"as the original), then to the working resolution {WORKING_SIDE} px (the smallest "
+        f"source), lung crop `{res['crop_stage']}`, 128 px input, random init, CPU. "
         f"Variant taken from {res.get('chosen_by', 'the search (search.json)')}; the search "
         "compares recipes by leave-one-source-out validation on `val` only "
         "([search.md](../search.md)); "
         "calibration and threshold on `val`; figures on `test`; tbx11k and hannover-covid19 "
         "evaluation only. v1 = chest-abnormality/1 (512 px working side, heuristic crop, no "
-        "balancing, mild augmentation). All CIs: 95% percentile bootstrap (1000 resamples).",
+        "balancing, mild augmentation); v2 = chest-abnormality/2 (this recipe and crop, without "
+        "`detail_side`). All CIs: 95% percentile bootstrap (1000 resamples).",
         "",
         f"Operating point: p_abnormal >= **{t:.4f}** (score {100 * t:.1f} of 100), chosen on val "
         f"for sensitivity >= 0.90; on test: sensitivity {_rate(res['test_rates']['sensitivity'])}, "
@@ -281,19 +347,20 @@ def robust_report(res: dict[str, Any], base: dict[str, Any]) -> str:
             "",
         ]
     lines += _goals(res)
-    lines += _test_rows(res, v1, base)
-    lines += _loso_rows(res, old, base)
-    lines += _external_rows(res, old)
-    lines += _reliability_rows(res)
+    lines += _test_rows(res, olds, base)
+    lines += _loso_rows(res, olds, base)
+    lines += _external_rows(res, olds)
+    lines += _reliability_rows(res, olds)
     enlarged = served.get("kermany_test_enlarged_auc") or {}
     if enlarged:
         lines += [
             "## Resolution: Kermany test films enlarged (served pipelines)",
             "",
-            "| size | v1 AUC | v2 AUC |",
-            "|---|---|---|",
+            *_header("size", *(f"{k} AUC" for k in next(iter(enlarged.values())))),
         ]
-        lines += [f"| {k} | {fmt(v['v1'])} | {fmt(v['v2'])} |" for k, v in enlarged.items()]
+        lines += [
+            f"| {k} | " + " | ".join(fmt(a) for a in v.values()) + " |" for k, v in enlarged.items()
+        ]
         lines.append("")
     cal = res["calibration"]
     lines += [

@@ -2,7 +2,8 @@
 
 * chest-abnormality/1 (its own pipeline: 512 px working side, heuristic lung crop) on the
   evaluation-only sets, so the old model stands beside the new one on every row;
-* both models on Kermany's test films enlarged 2x and 4x (a stand-in for the full-resolution
+* every committed earlier model (each behind its own recorded pipeline) and the new one on
+  Kermany's test films enlarged 2x and 4x (a stand-in for the full-resolution
   originals, which are not here: the 0.73 of the issue);
 * the new model's population distance on mammograms (mini-mias) and synthetic non-chest
   images, through the whole served chest pipeline;
@@ -29,17 +30,31 @@ from tb_service.reliability import EMBEDDING, PopulationDistance
 from tb_service.train import metrics as M  # noqa: N812
 from tb_service.train.data import load_dataset
 from tb_service.train.negatives import synthetic_images
-from tb_service.train.results import ABN_NAME, MODELS
+from tb_service.train.results import ABN_NAME, MODELS, PREVIOUS_ROBUST_FOLDER, ROBUST_VERSION
 
 V1 = MODELS / ABN_NAME / "1"
+NEW = f"v{ROBUST_VERSION}"
+"""The new model's key in the tables beside the earlier ones ("v1", "v2")."""
 
 
-def v1_pipeline() -> Compose[ChestInput]:
-    """chest-abnormality/1's preprocessing as it was trained (checked against its card)."""
-    card = read_card(V1)
-    pipe = chest_pipeline_for(card, INPUT_SIZE)
+def committed_pipeline(folder: Path) -> Compose[ChestInput]:
+    """A committed model's preprocessing as it was trained (checked against its card)."""
+    from tb_service.lungseg import committed_seg_model
+
+    card = read_card(folder)
+    stages = {step.stage for step in card.preprocessing.steps}
+    seg = committed_seg_model() if "lung_seg_crop" in stages else None
+    pipe = chest_pipeline_for(card, INPUT_SIZE, seg)
     check_preprocessing(card, pipe)
     return pipe
+
+
+def previous_models() -> dict[str, Path]:
+    """The committed earlier chest-abnormality models the new one is reported beside."""
+    out = {"v1": V1}
+    if (PREVIOUS_ROBUST_FOLDER / "model.onnx").exists():
+        out[f"v{PREVIOUS_ROBUST_FOLDER.name}"] = PREVIOUS_ROBUST_FOLDER
+    return out
 
 
 class Served:
@@ -86,7 +101,8 @@ def served_checks(
     root = Path(data_dir or default_data_dir())
     v1_card = read_card(V1)
     v1_t = v1_card.threshold_for("abnormal")
-    old, new = Served(V1, v1_pipeline()), Served(new_folder, chest_pipeline())
+    earlier = {name: Served(f, committed_pipeline(f)) for name, f in previous_models().items()}
+    old, new = earlier["v1"], Served(new_folder, chest_pipeline())
     res: dict[str, Any] = {}
     # Old model on hannover-covid19 (per image, per patient) at its own threshold.
     hann = load_dataset(root / "hannover-covid19") if (root / "hannover-covid19").exists() else []
@@ -106,7 +122,7 @@ def served_checks(
         table: dict[str, Any] = {}
         for factor in (1.0, 2.0, 4.0):
             row: dict[str, Any] = {}
-            for name, model in (("v1", old), ("v2", new)):
+            for name, model in {**earlier, NEW: new}.items():
                 p, _ = model(_enlarged(r.path, factor) for r in ker)
                 row[name] = M.auc_ci(y, p)
             table[f"x{factor:g}"] = row

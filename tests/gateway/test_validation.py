@@ -262,24 +262,27 @@ def test_validation_run_adoption_fallback_and_rollback(world: dict[str, Any]) ->
     assert [i["status"] for i in listing["items"]] == ["rolled_back", "active"]
     assert upload()["effective"]["operating_point"] == v1["point"]
 
-    # A new model version (same weights, version 3): the card's point, and the reading says so.
-    models = world["tmp"] / "models-v3"
+    # A new model version (the served one's weights, next version): the card's point, and the
+    # reading says so.
+    served = max(int(p.parent.name) for p in (MODELS / "chest-abnormality").glob("*/card.json"))
+    newer = str(served + 1)
+    models = world["tmp"] / "models-next"
     shutil.copytree(MODELS, models, copy_function=os.symlink)
-    v3 = models / "chest-abnormality" / "3"
-    v3.mkdir()
-    for f in (MODELS / "chest-abnormality" / "2").iterdir():
-        (v3 / f.name).symlink_to(f)
-    (v3 / "card.json").unlink()
-    card = json.loads((MODELS / "chest-abnormality" / "2" / "card.json").read_text())
-    card["version"] = "3"
-    (v3 / "card.json").write_text(json.dumps(card))
+    nxt = models / "chest-abnormality" / newer
+    nxt.mkdir()
+    for f in (MODELS / "chest-abnormality" / str(served)).iterdir():
+        (nxt / f.name).symlink_to(f)
+    (nxt / "card.json").unlink()
+    card = json.loads((MODELS / "chest-abnormality" / str(served) / "card.json").read_text())
+    card["version"] = newer
+    (nxt / "card.json").write_text(json.dumps(card))
     old = world["tb"]["tb"]
     old.stop()
     world["tb"]["tb"] = tb(old.port, models, world["tmp"])
     res = upload()
     eff = res["effective"]
     assert eff["operating_point"]["source"] == "card"
-    assert eff["operating_point"]["model"]["version"] == "3"
+    assert eff["operating_point"]["model"]["version"] == newer
     assert "card's point" in eff["site_note"] and eff["calibrated_score"] is None
 
     # Rolling back the last point: no site point is in force.

@@ -68,16 +68,6 @@ def test_lossless_containers_score_exactly_the_same(measured: dict[str, Any]) ->
         assert row["max"] <= 0.005, (name, row)
 
 
-# Half-size films lose detail that no resampling gives back: the robust screen moves them by
-# more than the bound (measured, not hidden); every other encoding and size must hold it.
-HALF = "scale_0.5x"
-V2_HALF_FIGURE = (
-    "chest-abnormality v2 does not hold the bound at 0.5x size: on all 703 films p95 "
-    "|delta p_abnormal| 0.057 (Kermany 0.070, NIH 0.048, hannover-covid19 0.017; was 0.386 "
-    "with v1), tb_service/models/chest-abnormality/2/invariance.md"
-)
-
-
 def _too_far(measured: dict[str, Any], names: list[str]) -> dict[str, Any]:
     rows = {name: measured["encodings"][name] for name in names}
     return {
@@ -88,13 +78,10 @@ def _too_far(measured: dict[str, Any], names: list[str]) -> dict[str, Any]:
 
 
 def test_p95_delta_within_bound_for_every_encoding_and_size(measured: dict[str, Any]) -> None:
-    bad = _too_far(measured, [name for name in measured["encodings"] if name != HALF])
-    assert not bad, f"p95 |delta p_abnormal| above {BOUND} (or refused): {bad}"
-
-
-@pytest.mark.xfail(reason=V2_HALF_FIGURE, strict=True)
-def test_p95_delta_within_bound_at_half_size(measured: dict[str, Any]) -> None:
-    bad = _too_far(measured, [HALF])
+    """Every encoding and size, half size included: the screen's detail_side step gives a
+    half-size copy the detail of the original (chest-abnormality/2, without it, moved 0.5x
+    films by p95 0.057 on all 703 films; /3 by 0.016, its invariance.md)."""
+    bad = _too_far(measured, list(measured["encodings"]))
     assert not bad, f"p95 |delta p_abnormal| above {BOUND} (or refused): {bad}"
 
 

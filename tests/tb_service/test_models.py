@@ -19,8 +19,9 @@ pytest.importorskip("onnxruntime")
 MODELS = Path(__file__).resolve().parents[2] / "tb_service" / "models"
 GATE = MODELS / "chest-gate" / "1"
 ABN_V1 = MODELS / "chest-abnormality" / "1"
-# The served version: the highest committed one (chest-abnormality/2, the robust screen,
-# exports an embedding besides probs/cam/subtype; /1 stays for the comparison rows).
+# The served version: the highest committed one (chest-abnormality/3, the robust screen
+# behind detail_side, exports an embedding besides probs/cam/subtype; /1 and /2 stay for the
+# comparison rows).
 ABN = max(
     (MODELS / "chest-abnormality").glob("*/card.json"), key=lambda p: int(p.parent.name)
 ).parent
@@ -78,7 +79,8 @@ def test_cards_have_the_contract() -> None:
 
 def test_robust_card_has_operating_point_and_population() -> None:
     a = read_card(ABN)
-    assert a.version == "2" and (ABN_V1 / "model.onnx").exists()
+    assert a.version == "3" and (ABN_V1 / "model.onnx").exists()
+    assert (MODELS / "chest-abnormality" / "2" / "model.onnx").exists()
     extra = a.model_extra or {}
     op = a.card_point()
     assert op.score_threshold == pytest.approx(100 * a.threshold_for("abnormal"), abs=1e-3)
@@ -88,8 +90,19 @@ def test_robust_card_has_operating_point_and_population() -> None:
     rel = extra["reliability"]
     assert (ABN / rel["file"]).exists() and rel["limit_quantile"] == 0.99
     steps = {s["stage"]: s["params"] for s in a.preprocessing["steps"]}
-    assert steps["working_side"]["side"] == 384
+    assert steps["working_side"]["side"] == 384 and steps["detail_side"]["side"] == 192
     assert any(o.name == "embedding" for o in a.outputs)
+
+
+def test_version_2_keeps_the_pipeline_it_was_trained_behind() -> None:
+    """/2 (trained before detail_side) can still be pinned and served as trained."""
+    from shared.model import check_preprocessing
+    from tb_service.lungseg import committed_seg_model
+
+    v2 = read_card(MODELS / "chest-abnormality" / "2")
+    pipe = chest_pipeline_for(v2, INPUT_SIZE, committed_seg_model())
+    check_preprocessing(v2, pipe)
+    assert "detail_side" not in pipe.stage_names() and "working_side" in pipe.stage_names()
 
 
 def test_version_1_keeps_the_pipeline_it_was_trained_behind() -> None:

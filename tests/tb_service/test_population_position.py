@@ -9,7 +9,10 @@ import numpy as np
 from tb_service.reliability import PopulationDistance
 from tb_service.settings import MODELS_DIR
 
-POPULATION = MODELS_DIR / "chest-abnormality" / "2" / "population.npz"
+# The served screen's population (the highest committed chest-abnormality version).
+POPULATION = max(
+    (MODELS_DIR / "chest-abnormality").glob("*/population.npz"), key=lambda p: int(p.parent.name)
+)
 
 
 def test_positions_measure_the_population_distance() -> None:
