@@ -171,8 +171,13 @@ def _loso_rows(res: dict[str, Any], olds: Olds, base: dict[str, Any]) -> list[st
     return lines
 
 
-def _old_cells(olds: Olds, part: str, key: str) -> str:
-    return "".join(f"{fmt((o.get(part) or {}).get(key))} | " for o in olds.values())
+def _row(label: str, earlier: list[str], new: str) -> str:
+    """One table row: the label, each earlier model's cell, the new model's."""
+    return f"| {label} | " + "".join(f"{cell} | " for cell in earlier) + f"{new} |"
+
+
+def _olds(olds: Olds, part: str, key: str) -> list[str]:
+    return [fmt((o.get(part) or {}).get(key)) for o in olds.values()]
 
 
 def _external_rows(res: dict[str, Any], olds: Olds) -> list[str]:
@@ -186,46 +191,52 @@ def _external_rows(res: dict[str, Any], olds: Olds) -> list[str]:
             "other source's normals).",
             "",
             *_header("", *olds, NEW),
-            "| flagged per image | "
-            + _old_cells(olds, "hannover", "flagged_per_image")
-            + f"{_rate(hann['flagged_per_image'])} |",
-            "| flagged per patient (any film) | "
-            + _old_cells(olds, "hannover", "flagged_per_patient_any_film")
-            + f"{_rate(hann['flagged_per_patient_any_film'])} |",
-            "| LOSO specificity, NIH-trained on Kermany normals | "
-            + "".join(
-                f"{_rate((o.get('loso_other_specificity') or {}).get('train_nih-cxr14'))} | "
-                for o in olds.values()
-            )
-            + f"{spec.get('train_nih-cxr14', 'n/a')} |",
-            "| LOSO specificity, Kermany-trained on NIH normals | "
-            + "".join(
-                f"{_rate((o.get('loso_other_specificity') or {}).get('train_kermany-pediatric'))} "
-                "| "
-                for o in olds.values()
-            )
-            + f"{spec.get('train_kermany-pediatric', 'n/a')} |",
-            "",
+            _row(
+                "flagged per image",
+                _olds(olds, "hannover", "flagged_per_image"),
+                _rate(hann["flagged_per_image"]),
+            ),
+            _row(
+                "flagged per patient (any film)",
+                _olds(olds, "hannover", "flagged_per_patient_any_film"),
+                _rate(hann["flagged_per_patient_any_film"]),
+            ),
         ]
+        for key, label in (
+            ("train_nih-cxr14", "NIH-trained on Kermany normals"),
+            ("train_kermany-pediatric", "Kermany-trained on NIH normals"),
+        ):
+            earlier = [
+                _rate((o.get("loso_other_specificity") or {}).get(key)) for o in olds.values()
+            ]
+            lines.append(_row(f"LOSO specificity, {label}", earlier, spec.get(key, "n/a")))
+        lines.append("")
     tbx = res.get("tbx11k")
     if tbx:
+        chance = [
+            str((o.get("tbx11k") or {}).get("chance_level_random_peak_in_crop"))
+            for o in olds.values()
+        ]
         lines += [
             "tbx11k: 800 TB films (no normals: a flag rate, never a specificity; the model "
             "never saw a TB label).",
             "",
             *_header("", *olds, NEW),
-            "| flagged abnormal | "
-            + _old_cells(olds, "tbx11k", "flagged_abnormal_share")
-            + f"{_rate(tbx['flagged_abnormal_share'])} |",
-            "| CAM peak in a lesion box | "
-            + _old_cells(olds, "tbx11k", "heatmap_peak_in_lesion_box")
-            + f"{_rate(tbx['heatmap_peak_in_lesion_box'])} |",
-            "| random peak in the same lung crop | "
-            + "".join(
-                f"{(o.get('tbx11k') or {}).get('chance_level_random_peak_in_crop')} | "
-                for o in olds.values()
-            )
-            + f"{tbx['chance_level_random_peak_in_crop']} |",
+            _row(
+                "flagged abnormal",
+                _olds(olds, "tbx11k", "flagged_abnormal_share"),
+                _rate(tbx["flagged_abnormal_share"]),
+            ),
+            _row(
+                "CAM peak in a lesion box",
+                _olds(olds, "tbx11k", "heatmap_peak_in_lesion_box"),
+                _rate(tbx["heatmap_peak_in_lesion_box"]),
+            ),
+            _row(
+                "random peak in the same lung crop",
+                chance,
+                str(tbx["chance_level_random_peak_in_crop"]),
+            ),
             "",
         ]
     return lines
