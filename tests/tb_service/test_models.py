@@ -88,7 +88,7 @@ def test_robust_card_has_operating_point_and_population() -> None:
         assert rate.n > 0 and rate.ci95[0] <= rate.value <= rate.ci95[1]
     assert op.measured_on
     rel = extra["reliability"]
-    assert (ABN / rel["file"]).exists() and rel["limit_quantile"] == 0.99
+    assert (ABN / rel["file"]).exists() and rel["limit_quantile"] == 0.95
     steps = {s["stage"]: s["params"] for s in a.preprocessing["steps"]}
     assert steps["working_side"]["side"] == 384 and steps["detail_side"]["side"] == 192
     assert any(o.name == "embedding" for o in a.outputs)
