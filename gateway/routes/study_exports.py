@@ -23,6 +23,10 @@ router = APIRouter(prefix="/v1/studies", tags=["studies"])
 _NO_STORE = {"Cache-Control": "private, no-store"}
 
 
+def _fhir_json(record: StudyRecord) -> str:
+    return diagnostic_report(record).model_dump_json(exclude_none=True)
+
+
 def _pdf(record: StudyRecord) -> bytes:
     # fpdf (and the fontTools under it) takes a third of a second to import: loaded by the
     # first report, in its worker thread, rather than at every start-up.
@@ -90,9 +94,9 @@ async def get_study_fhir(
 ) -> Response:
     study = await load_readable(session, principal, study_id)
     record = await load_record(state, session, principal, study)
-    report = diagnostic_report(record)
+    # In a worker thread: the first call imports fhir.resources (a few hundred ms) and
+    # validating the report is pydantic work the event loop need not wait for.
+    body = await asyncio.to_thread(_fhir_json, record)
     audit(session, principal, "read_fhir", study.id)
     await session.commit()
-    return Response(
-        report.model_dump_json(exclude_none=True), media_type=FHIR_JSON, headers=_NO_STORE
-    )
+    return Response(body, media_type=FHIR_JSON, headers=_NO_STORE)

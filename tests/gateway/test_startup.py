@@ -49,7 +49,7 @@ def test_heads_are_read_from_every_assignment_form(tmp_path: Path) -> None:
 
 # Libraries only some requests need, each a tenth to a third of a second to import: loaded on
 # first use (in the worker thread that needs them), not by every start-up.
-ON_FIRST_USE = ("alembic", "fpdf", "fontTools", "highdicom", "pydicom")
+ON_FIRST_USE = ("alembic", "fpdf", "fontTools", "highdicom", "pydicom", "fhir.resources")
 
 
 def test_importing_the_gateway_app_imports_none_of_the_first_use_libraries() -> None:
