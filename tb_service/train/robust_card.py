@@ -63,6 +63,8 @@ def robust_rows(card: dict[str, Any]) -> dict[str, Any]:
     """An earlier robust screen's figures (chest-abnormality/2) on the rows of the new report,
     read from its card, which this module wrote in the same shape."""
     m = card.get("metrics", {})
+    pre = card.get("preprocessing", {})
+    detail = {step.get("stage") for step in pre.get("steps", [])} & {"detail_side"}
     loso = m.get("leave_one_source_out") or {}
     rel = (m.get("reliability") or {}).get("outside_population") or {}
     return {
@@ -77,8 +79,9 @@ def robust_rows(card: dict[str, Any]) -> dict[str, Any]:
         "hannover": m.get("hannover_covid19"),
         "outside_population": rel,
         "threshold": (card.get("threshold") or {}).get("abnormal"),
-        "preprocessing": f"working side {card.get('preprocessing', {}).get('working_side')} px, "
-        f"{card.get('preprocessing', {}).get('crop')}, no detail_side",
+        "preprocessing": f"working side {pre.get('working_side')} px, {pre.get('crop')}, "
+        + ("with" if detail else "no")
+        + " detail_side",
     }
 
 

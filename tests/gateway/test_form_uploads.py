@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.formparsers import MultiPartParser
@@ -91,24 +92,25 @@ def test_validation_uploads_are_read_in_memory(tmp_path: Path) -> None:
     assert r.json()["error"]["message"] == "The upload is not a readable zip archive."
 
 
-def test_uploads_count_against_the_in_flight_budget(tmp_path: Path) -> None:
-    with make_client(tmp_path, max_upload_bytes_in_flight=1024 * 1024) as client:
-        r = client.post(
+def _chest_upload(tmp_path: Path, **settings: Any) -> httpx.Response:
+    """A patient's chest upload of a small non-image to a gateway built with ``settings``."""
+    with make_client(tmp_path, **settings) as client:
+        r: httpx.Response = client.post(
             "/v1/studies/chest",
             files={"file": ("film.png", NOT_AN_IMAGE, "image/png")},
             headers=_patient(client),
         )
+    return r
+
+
+def test_uploads_count_against_the_in_flight_budget(tmp_path: Path) -> None:
+    r = _chest_upload(tmp_path, max_upload_bytes_in_flight=1024 * 1024)
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "overloaded" and "Retry-After" in r.headers
 
 
 def test_a_file_over_the_limit_is_refused_in_the_envelope(tmp_path: Path) -> None:
-    with make_client(tmp_path, max_upload_bytes=1024 * 1024) as client:
-        r = client.post(
-            "/v1/studies/chest",
-            files={"file": ("film.png", NOT_AN_IMAGE, "image/png")},
-            headers=_patient(client),
-        )
+    r = _chest_upload(tmp_path, max_upload_bytes=1024 * 1024)
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "payload_too_large"
     assert r.json()["error"]["details"]["max_bytes"] == 1024 * 1024

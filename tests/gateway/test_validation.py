@@ -36,7 +36,7 @@ from tests.gateway.conftest import (
     signup_login,
     sqlite_gateway_env,
 )
-from tests.procs import REPO, Service, run_module, spawn, wait_ready
+from tests.procs import REPO, Service, run_module, served_version, spawn, wait_ready
 
 DATA = default_data_dir()
 MODELS = REPO / "tb_service" / "models"
@@ -264,16 +264,16 @@ def test_validation_run_adoption_fallback_and_rollback(world: dict[str, Any]) ->
 
     # A new model version (the served one's weights, next version): the card's point, and the
     # reading says so.
-    served = max(int(p.parent.name) for p in (MODELS / "chest-abnormality").glob("*/card.json"))
-    newer = str(served + 1)
+    served = served_version(MODELS, "chest-abnormality")
+    newer = str(int(served) + 1)
     models = world["tmp"] / "models-next"
     shutil.copytree(MODELS, models, copy_function=os.symlink)
     nxt = models / "chest-abnormality" / newer
     nxt.mkdir()
-    for f in (MODELS / "chest-abnormality" / str(served)).iterdir():
+    for f in (MODELS / "chest-abnormality" / served).iterdir():
         (nxt / f.name).symlink_to(f)
     (nxt / "card.json").unlink()
-    card = json.loads((MODELS / "chest-abnormality" / str(served) / "card.json").read_text())
+    card = json.loads((MODELS / "chest-abnormality" / served / "card.json").read_text())
     card["version"] = newer
     (nxt / "card.json").write_text(json.dumps(card))
     old = world["tb"]["tb"]

@@ -13,6 +13,7 @@ from shared.model import OnnxModel, read_card
 from shared.settings import default_data_dir
 from tb_service.lungseg import committed_seg_model
 from tb_service.preprocess import GATE_INPUT_SIZE, INPUT_SIZE, chest_pipeline_for, gate_pipeline
+from tests.procs import served_version
 
 pytest.importorskip("onnxruntime")
 
@@ -22,9 +23,7 @@ ABN_V1 = MODELS / "chest-abnormality" / "1"
 # The served version: the highest committed one (chest-abnormality/3, the robust screen
 # behind detail_side, exports an embedding besides probs/cam/subtype; /1 and /2 stay for the
 # comparison rows).
-ABN = max(
-    (MODELS / "chest-abnormality").glob("*/card.json"), key=lambda p: int(p.parent.name)
-).parent
+ABN = MODELS / "chest-abnormality" / served_version(MODELS, "chest-abnormality")
 DATA = default_data_dir()
 
 

@@ -8,11 +8,11 @@ import numpy as np
 
 from tb_service.reliability import PopulationDistance
 from tb_service.settings import MODELS_DIR
+from tests.procs import served_version
 
 # The served screen's population (the highest committed chest-abnormality version).
-POPULATION = max(
-    (MODELS_DIR / "chest-abnormality").glob("*/population.npz"), key=lambda p: int(p.parent.name)
-)
+SCREEN = "chest-abnormality"
+POPULATION = MODELS_DIR / SCREEN / served_version(MODELS_DIR, SCREEN) / "population.npz"
 
 
 def test_positions_measure_the_population_distance() -> None:

@@ -20,6 +20,7 @@ from tb_service.reliability import PopulationDistance, load_population
 pytest.importorskip("sklearn")
 
 from tb_service.train.population import fit_population
+from tests.procs import served_version
 
 D = 12
 
@@ -86,9 +87,7 @@ def test_save_load_round_trip(pop: PopulationDistance, tmp_path: Path) -> None:
 MODELS = Path(__file__).resolve().parents[2] / "tb_service" / "models"
 # The served screen: the highest committed chest-abnormality version (/2 and later carry a
 # population file).
-SERVED = max(
-    (MODELS / "chest-abnormality").glob("*/card.json"), key=lambda p: int(p.parent.name)
-).parent
+SERVED = MODELS / "chest-abnormality" / served_version(MODELS, "chest-abnormality")
 needs_v2 = pytest.mark.skipif(
     not (SERVED / "population.npz").exists(), reason="no chest-abnormality with a population"
 )
