@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette import datastructures
 from starlette.formparsers import MultiPartParser
 
 from tests.gateway.conftest import ADMIN_PASSWORD, create_admin_cli
@@ -39,7 +40,18 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield c
 
 
-@pytest.mark.usefixtures("no_starlette_parser")
+@pytest.fixture
+def no_thread_hop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette reads and closes an UploadFile it takes for a file on disk in a worker
+    thread; the in-memory parts must not pay that hop."""
+
+    async def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("an in-memory upload part was read through a worker thread")
+
+    monkeypatch.setattr(datastructures, "run_in_threadpool", refuse)
+
+
+@pytest.mark.usefixtures("no_starlette_parser", "no_thread_hop")
 def test_a_large_chest_upload_is_read_in_memory(client: TestClient) -> None:
     r = client.post(
         "/v1/studies/chest",
