@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 RUN_EXTRAS := --extra tb --extra bc --extra gateway
 TEST_EXTRAS := $(RUN_EXTRAS) --extra dev
 
-.PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search \
+.PHONY: help run test lint typecheck pytest venv venv-test venv-train train-chest train-chest-search train-mammo-cnn-search \
         train-lung-seg train-chest-orientation chest-invariance train-mammo train-mammo-density \
         train-mammo-v1 train-chest-pretrain-probe bench bench-readme load fault dicom-soak openapi \
         client-tools docs-assets clean
@@ -111,6 +111,11 @@ endif
 # mammo-density/1 (mini-MIAS background tissue, same folds; ~1 min).
 train-mammo-density: venv-train
 	$(MAMMO_TF) $(PY) -m bc_service.train density
+
+# The CNN lesion-detector experiment inside the same folds (issue 14; not served; ~30 min on 2
+# CPU threads): writes var/cnn_detector.json and bc_service/models/mammo-view/cnn_search.md.
+train-mammo-cnn-search: venv-train
+	$(MAMMO_TF) $(PY) -m bc_service.train.cnn_detector
 
 # Model 1's gate, patch and view models (mammo-*/1; an hour on 2 CPU threads).
 train-mammo-v1: venv-train

@@ -205,10 +205,10 @@ def summary() -> str:
         t = _target(start["gateway_restart_s"], 1.5, "gateway ≤ 1.5 s")
         lines += [
             "",
-            f"Start-up to ready: gateway {start['gateway_restart_s']} s ({t}; on a fresh "
-            f"database with its migrations {start['gateway_fresh_db_s']} s), tb_service "
-            f"{start['tb_service_s']} s, bc_service {start['bc_service_s']} s; importing "
-            f"gateway.app {start['gateway_import_ms']} ms (heaviest: "
+            f"Start-up to ready: gateway {start['gateway_restart_s']:.2f} s ({t}; on a fresh "
+            f"database with its migrations {start['gateway_fresh_db_s']:.2f} s), tb_service "
+            f"{start['tb_service_s']:.2f} s, bc_service {start['bc_service_s']:.2f} s; importing "
+            f"gateway.app {start['gateway_import_ms']:.0f} ms (heaviest: "
             + ", ".join(f"{k} {v}" for k, v in start["gateway_import_heaviest_ms"].items())
             + ").",
         ]

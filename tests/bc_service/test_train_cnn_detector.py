@@ -50,3 +50,41 @@ def test_the_map_is_the_patch_classifier_at_every_grid_point() -> None:
     centres = np.array([[0, 0], [8, 16], [40, 64], [96, 64]], np.int64)
     direct = model(cd._crop(img, centres), training=False).numpy().ravel()
     np.testing.assert_allclose(pm[centres[:, 0], centres[:, 1]], direct, atol=1e-4)
+
+
+def _auc(v: float) -> dict[str, object]:
+    return {"value": v, "ci95": [v - 0.05, v + 0.05]}
+
+
+def test_the_report_puts_every_variant_beside_the_served_model() -> None:
+    na = {
+        "view_bilateral_reference": {"auc": _auc(0.627)},
+        "view_bilateral_plus_cnn": {
+            "auc": _auc(0.629),
+            "vs_reference": {"delta": 0.002, "ci_low": -0.025, "ci_high": 0.031},
+        },
+        "cnn_features_logistic": {"auc": _auc(0.627)},
+        "cnn_max_alone_no_fit": {"auc": _auc(0.588)},
+    }
+    bm = {
+        "view_unilateral_reference": {"auc": _auc(0.405)},
+        "view_unilateral_plus_cnn_own": {"auc": _auc(0.391)},
+    }
+    loc = {
+        "peak_in_lesion": _auc(0.294),
+        "chance_rate": 0.029,
+        "per_class_hits": {c: [1, 2] for c in cd.LESION_CLASSES},
+    }
+    variant = {
+        "normal_vs_abnormal": na,
+        "benign_vs_malignant": bm,
+        "localisation": loc,
+        "infer_cpu_s_per_view": {"median": 0.029},
+    }
+    text = cd.report_markdown(
+        {"hog_baseline_oof_auc": 0.541, "variants": {"bilateral_hnm": variant, "partial": {}}}
+    )
+    assert "| served mammo-view/2 (bilateral evidence features) | 0.627 (0.577-0.677) |" in text
+    assert "| bilateral_hnm | 0.629 (0.579-0.679) | +0.002 (-0.025, +0.031) |" in text
+    assert "partial" not in text  # a variant without all folds has no figures to show
+    assert "HOG baseline 0.541" in text
