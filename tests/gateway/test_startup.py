@@ -4,6 +4,7 @@ libraries only some requests need (PDF, DICOM SR)."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from alembic.script import ScriptDirectory
 
 import gateway.db
 from gateway.db import alembic_config, create_engine, head_revisions, migrate
+from gateway.settings import Settings
+from gateway.upstream import Upstreams, tls_verification
 from tests.procs import REPO
 
 
@@ -63,3 +66,28 @@ def test_importing_the_gateway_app_imports_none_of_the_first_use_libraries() -> 
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_tls_is_verified_where_an_upstream_is_https_and_not_loaded_where_none_is() -> None:
+    # http-only upstreams: no CA bundle loaded at start-up (no handshake can happen).
+    assert tls_verification(["http://tb:8001", "http://bc:8002"]) is False
+    # One https upstream: both clients share one verifying default context.
+    ctx = tls_verification(["http://tb:8001", "HTTPS://bc.example:8443"])
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+async def test_the_upstream_clients_verify_an_https_upstream(tmp_path: Path) -> None:
+    settings = Settings(
+        dev_mode=True,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
+        tb_url="http://127.0.0.1:8001",
+        bc_url="https://bc.example:8443",
+    )
+    upstreams = Upstreams(settings)
+    try:
+        for client in (upstreams.tb, upstreams.bc):
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED
+    finally:
+        await upstreams.close()
