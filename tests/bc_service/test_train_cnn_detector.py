@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from bc_service.train import cnn_detector as cd
+from bc_service.train import cnn_evaluation as ce
+from bc_service.train.cohort import LESION_CLASSES
 
 
 def _case(label: str, lesions: list[tuple[float, float, float, int]]) -> SimpleNamespace:
@@ -73,7 +75,7 @@ def test_the_report_puts_every_variant_beside_the_served_model() -> None:
     loc = {
         "peak_in_lesion": _auc(0.294),
         "chance_rate": 0.029,
-        "per_class_hits": {c: [1, 2] for c in cd.LESION_CLASSES},
+        "per_class_hits": {c: [1, 2] for c in LESION_CLASSES},
     }
     variant = {
         "normal_vs_abnormal": na,
@@ -81,7 +83,7 @@ def test_the_report_puts_every_variant_beside_the_served_model() -> None:
         "localisation": loc,
         "infer_cpu_s_per_view": {"median": 0.029},
     }
-    text = cd.report_markdown(
+    text = ce.report_markdown(
         {"hog_baseline_oof_auc": 0.541, "variants": {"bilateral_hnm": variant, "partial": {}}}
     )
     assert "| served mammo-view/2 (bilateral evidence features) | 0.627 (0.577-0.677) |" in text
