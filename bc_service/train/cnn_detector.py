@@ -50,6 +50,7 @@ from bc_service.train.cnn_evaluation import (
     report_markdown,
 )
 from bc_service.train.cohort import Cohort, load_cohort
+from bc_service.train.data import augment_patches
 from bc_service.train.folds import N_FOLDS
 
 log = logging.getLogger("irmi.bc.train")
@@ -124,22 +125,6 @@ def _crop(img: NDArray[np.float32], centres: NDArray[np.int64]) -> NDArray[np.fl
     return out
 
 
-def _augment(x: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
-    """Flips, quarter turns and a small gain, the same on both channels of a patch."""
-    out = x.copy()
-    f = rng.random(len(x)) < 0.5
-    out[f] = out[f, ::-1]
-    f = rng.random(len(x)) < 0.5
-    out[f] = out[f, :, ::-1]
-    k = rng.integers(0, 4, len(x))
-    for q in (1, 2, 3):
-        sel = k == q
-        out[sel] = np.rot90(out[sel], q, axes=(1, 2))
-    gain = rng.uniform(0.9, 1.1, (len(x), 1, 1, 1)).astype(np.float32)
-    res: NDArray[np.float32] = np.clip(out * gain, 0.0, 1.0).astype(np.float32)
-    return res
-
-
 def sample_epoch(
     train: NDArray[np.int64],
     cohort: Cohort,
@@ -176,7 +161,7 @@ def sample_epoch(
                 neg_c = np.concatenate([neg_c, hard[i]])
             xs.append(_crop(img, neg_c))
             ys.append(np.zeros(len(neg_c), np.float32))
-    x = _augment(np.concatenate(xs), rng)
+    x = augment_patches(np.concatenate(xs), rng, bias=0.0)
     y = np.concatenate(ys)
     order = rng.permutation(len(y))
     return x[order], y[order]

@@ -171,8 +171,12 @@ def sample_patches(
     return x, y
 
 
-def augment_patches(x: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
-    """Random flips, quarter turns and a small brightness/contrast change, per patch."""
+def augment_patches(
+    x: NDArray[np.float32], rng: np.random.Generator, bias: float = 0.05
+) -> NDArray[np.float32]:
+    """Random flips, quarter turns and a small brightness/contrast change, per patch (the
+    same on every channel); ``bias=0`` keeps zero pixels (outside the breast) at zero and
+    draws no bias at all."""
     out = x.copy()
     flip_v = rng.random(len(x)) < 0.5
     out[flip_v] = out[flip_v, ::-1]
@@ -183,8 +187,10 @@ def augment_patches(x: NDArray[np.float32], rng: np.random.Generator) -> NDArray
         sel = k == q
         out[sel] = np.rot90(out[sel], q, axes=(1, 2))
     gain = rng.uniform(0.9, 1.1, (len(x), 1, 1, 1)).astype(np.float32)
-    bias = rng.uniform(-0.05, 0.05, (len(x), 1, 1, 1)).astype(np.float32)
-    res: NDArray[np.float32] = np.clip(out * gain + bias, 0.0, 1.0).astype(np.float32)
+    out = out * gain
+    if bias:
+        out = out + rng.uniform(-bias, bias, (len(x), 1, 1, 1)).astype(np.float32)
+    res: NDArray[np.float32] = np.clip(out, 0.0, 1.0).astype(np.float32)
     return res
 
 
