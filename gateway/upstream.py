@@ -139,13 +139,13 @@ async def send_retrying(
 
 
 def tls_verification(urls: Sequence[str]) -> ssl.SSLContext | bool:
-    """What the upstream clients verify TLS with: one default (verifying) context shared by
-    both where an upstream is reached over https; ``False`` where none is, since then no TLS
-    handshake can happen (the clients only send relative paths to their ``http://`` base
-    URL and follow no redirects). httpx would otherwise load the CA bundle once per client
-    at start-up, about 40 ms each, for connections that never use it."""
+    """What the upstream clients verify TLS with: one of httpx's default (verifying)
+    contexts, shared by both, where an upstream is reached over https; ``False`` where none
+    is, since then no TLS handshake can happen (the clients only send relative paths to their
+    ``http://`` base URL and follow no redirects). httpx would otherwise load the CA bundle
+    once per client at start-up, about 40 ms each, for connections that never use it."""
     if any(url.lower().startswith("https://") for url in urls):
-        return ssl.create_default_context()
+        return httpx.create_ssl_context()
     return False
 
 
