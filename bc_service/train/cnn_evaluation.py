@@ -17,7 +17,7 @@ from bc_service.pipeline import evidence as ev
 from bc_service.train import metrics as tm
 from bc_service.train.cohort import LESION_CLASSES, Cohort
 from bc_service.train.folds import N_FOLDS
-from bc_service.train.screen import C_GRID, _choose, oof_logits
+from bc_service.train.screen import C_GRID, _choose, oof_logits, peak_hits
 
 Arr = NDArray[np.float64]
 
@@ -64,26 +64,17 @@ def image_features(maps: list[Arr], cohort: Cohort) -> Arr:
 
 
 def localisation(cohort: Cohort, maps: list[Arr]) -> dict[str, Any]:
-    """Does the map's peak (inside the breast) fall inside a located lesion? Per lesion, with
-    the chance rate (the lesion's share of the breast), as screen.bilateral_localisation."""
-    hits, chance = [], []
+    """Does the map's peak (inside the breast) fall inside a located lesion? Per lesion and
+    per class, with the chance rate (:func:`bc_service.train.screen.peak_hits`; lesion radii
+    at least 2 half-resolution pixels, as the training positives)."""
+    found = peak_hits(cohort, lambda i: maps[i], min_radius=2.0)
     per_class: dict[str, list[float]] = {c: [] for c in LESION_CLASSES}
-    for i, p in enumerate(cohort.items):
-        if not p.lesions_work:
-            continue
-        m = cohort.maps[i]
-        pm = np.where(m.inner, maps[i], -np.inf)
-        r, c = np.unravel_index(int(np.argmax(pm)), pm.shape)
-        yy, xx = np.nonzero(m.mask)
-        for (x, y, rad), les in zip(lesions_half(p), p.case.lesions, strict=True):
-            hit = float((c - x) ** 2 + (r - y) ** 2 <= rad**2)
-            hits.append(hit)
-            per_class[les.abnormality].append(hit)
-            chance.append(float(((xx - x) ** 2 + (yy - y) ** 2 <= rad**2).sum()) / max(len(yy), 1))
+    for cls, hit in zip(found.classes, found.hits, strict=True):
+        per_class[cls].append(hit)
     return {
-        "n_lesions": len(hits),
-        "peak_in_lesion": tm.proportion_ci(np.array(hits)),
-        "chance_rate": round(float(np.mean(chance)), 4),
+        "n_lesions": len(found.hits),
+        "peak_in_lesion": tm.proportion_ci(np.array(found.hits)),
+        "chance_rate": round(float(np.mean(found.chance)), 4),
         "per_class_hits": {k: [int(sum(v)), len(v)] for k, v in per_class.items() if v},
     }
 

@@ -7,6 +7,8 @@ out-of-fold predictions, and the fixed test split reported once at the end. Tens
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -242,28 +244,53 @@ def final_weights(
     return {"W": np.stack(cols, axis=1).tolist(), "b": biases}
 
 
+@dataclass
+class PeakHits:
+    """Per located lesion: whether a map's peak inside the breast fell in it, the lesion's
+    share of the breast (the chance of that) and its class."""
+
+    hits: list[float] = field(default_factory=list)
+    chance: list[float] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+
+
+def peak_hits(cohort: Cohort, map_of: Callable[[int], Arr], min_radius: float = 1.0) -> PeakHits:
+    """Where each image's map (half working resolution; ``map_of(i)``, asked only for images
+    with a located lesion) peaks inside the breast, against every located lesion (radius at
+    least ``min_radius`` half-resolution pixels)."""
+    out = PeakHits()
+    for i, p in enumerate(cohort.items):
+        if not p.lesions_work:
+            continue
+        m = cohort.maps[i]
+        scores = np.where(m.inner, map_of(i), -np.inf)
+        r, c = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        yy, xx = np.nonzero(m.mask)
+        for (lx, ly, lr, _), les in zip(p.lesions_work, p.case.lesions, strict=True):
+            x, yv, rad = lx * ev.HALF, ly * ev.HALF, max(lr * ev.HALF, min_radius)
+            out.hits.append(float((c - x) ** 2 + (r - yv) ** 2 <= rad**2))
+            out.chance.append(
+                float(((xx - x) ** 2 + (yy - yv) ** 2 <= rad**2).sum()) / max(len(yy), 1)
+            )
+            out.classes.append(les.abnormality)
+    return out
+
+
 def bilateral_localisation(cohort: Cohort) -> dict[str, Any]:
     """Does the strongest bilateral difference (this breast brighter than the other at the
     same place) fall inside the lesion? Every located lesion of mini-MIAS (no training
     involved); chance = the lesion's share of the breast."""
     import cv2
 
-    hits, chance = [], []
-    for i, p in enumerate(cohort.items):
-        if not p.lesions_work:
-            continue
+    def difference(i: int) -> Arr:
         m, other = cohort.maps[i], cohort.maps[cohort.partner[i]]
         h, w = m.smooth.shape
         there = cv2.resize(other.smooth, (w, h), interpolation=cv2.INTER_LINEAR)
-        diff = np.where(m.inner, m.smooth - there, -np.inf)
-        r, c = np.unravel_index(int(np.argmax(diff)), diff.shape)
-        yy, xx = np.nonzero(m.mask)
-        for lx, ly, lr, _ in p.lesions_work:
-            x, yv, rad = lx * ev.HALF, ly * ev.HALF, max(lr * ev.HALF, 1.0)
-            hits.append(float((c - x) ** 2 + (r - yv) ** 2 <= rad**2))
-            chance.append(float(((xx - x) ** 2 + (yy - yv) ** 2 <= rad**2).sum()) / max(len(yy), 1))
+        return np.asarray(m.smooth - there, np.float64)
+
+    found = peak_hits(cohort, difference)
     return {
-        "n_lesions": len(hits),
-        "peak_in_lesion": tm.proportion_ci(np.array(hits)),
-        "chance_rate": round(float(np.mean(chance)), 4) if chance else None,
+        "n_lesions": len(found.hits),
+        "peak_in_lesion": tm.proportion_ci(np.array(found.hits)),
+        "chance_rate": round(float(np.mean(found.chance)), 4) if found.chance else None,
     }
