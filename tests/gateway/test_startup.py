@@ -80,6 +80,7 @@ def test_tls_is_verified_where_an_upstream_is_https_and_not_loaded_where_none_is
 async def test_the_upstream_clients_verify_an_https_upstream(tmp_path: Path) -> None:
     settings = Settings(
         dev_mode=True,
+        jwt_secret="unit-test-secret-0123456789abcdef0123",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}",
         tb_url="http://127.0.0.1:8001",
         bc_url="https://bc.example:8443",
